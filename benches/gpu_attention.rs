@@ -1,0 +1,166 @@
+//! GPU benchmark of the op, printing one JSON line per configuration in the format of
+//! scripts/bench_torch_sdpa.py, so scripts/compare.py can put both side by side.
+//!
+//!   cargo bench --features cuda --bench gpu_attention -- [--dtypes bf16,fp16] [--hdims 64,128,256]
+//!       [--seqlens 512,...,16384] [--causal both|yes|no] [--out FILE] [--memory]
+//!
+//! Setup of the FlashAttention papers: batch x seqlen = 16k tokens, hidden 2048 (heads = 2048 / hdim).
+//! FLOPs = 4 * batch * heads * seqlen² * hdim, halved when causal. Time: median over repetitions of a
+//! synchronised loop, after warm-up.
+
+use std::io::Write;
+use std::time::Instant;
+
+use candle_core::{DType, Device, Result, Tensor};
+use candle_fa2::{flash_attn, naive, AttnOptions};
+use clap::Parser;
+
+#[derive(Parser)]
+struct Args {
+    #[arg(long, default_value = "bf16")]
+    dtypes: String,
+    #[arg(long, default_value = "64,128,256")]
+    hdims: String,
+    #[arg(long, default_value = "512,1024,2048,4096,8192,16384")]
+    seqlens: String,
+    /// yes, no or both
+    #[arg(long, default_value = "both")]
+    causal: String,
+    /// Also append the JSON lines to this file.
+    #[arg(long)]
+    out: Option<String>,
+    /// Peak device memory of the op and of the softmax-matmul path at 32k and 64k tokens instead.
+    #[arg(long)]
+    memory: bool,
+    /// Ignored: cargo bench passes it.
+    #[arg(long)]
+    bench: bool,
+}
+
+fn list(s: &str) -> Vec<usize> {
+    s.split(',')
+        .filter(|x| !x.is_empty())
+        .map(|x| x.trim().parse().expect("a comma-separated list of numbers"))
+        .collect()
+}
+
+fn emit(out: &mut Option<std::fs::File>, line: String) {
+    println!("{line}");
+    if let Some(f) = out {
+        writeln!(f, "{line}").expect("writable --out file");
+    }
+}
+
+/// Median seconds per call of `f`, timed in synchronised loops of about 20 ms.
+fn time(dev: &Device, mut f: impl FnMut() -> Result<Tensor>) -> Result<f64> {
+    for _ in 0..3 {
+        f()?;
+    }
+    dev.synchronize()?;
+    let t0 = Instant::now();
+    f()?;
+    dev.synchronize()?;
+    let once = t0.elapsed().as_secs_f64();
+    let iters = ((0.02 / once) as usize).clamp(1, 1000);
+    let mut samples = Vec::new();
+    for _ in 0..15 {
+        dev.synchronize()?;
+        let t0 = Instant::now();
+        for _ in 0..iters {
+            f()?;
+        }
+        dev.synchronize()?;
+        samples.push(t0.elapsed().as_secs_f64() / iters as f64);
+    }
+    samples.sort_by(|a, b| a.total_cmp(b));
+    Ok(samples[samples.len() / 2])
+}
+
+fn free_bytes() -> Result<usize> {
+    let (free, _total) = candle_core::cuda_backend::cudarc::driver::result::mem_get_info()
+        .map_err(|e| candle_core::Error::Cuda(Box::new(e)))?;
+    Ok(free)
+}
+
+fn memory(dev: &Device, out: &mut Option<std::fs::File>) -> Result<()> {
+    let (hdim, heads) = (128, 16);
+    for seqlen in [32768, 65536] {
+        let make = || Tensor::randn(0f32, 1.0, (1, seqlen, heads, hdim), dev)?.to_dtype(DType::BF16);
+        let (q, k, v) = (make()?, make()?, make()?);
+        dev.synchronize()?;
+        let before = free_bytes()?;
+        let o = flash_attn(&q, &k, &v, &AttnOptions::causal())?;
+        dev.synchronize()?;
+        let used = before.saturating_sub(free_bytes()?);
+        let expected = o.elem_count() * 2 + heads * seqlen * 4;
+        emit(
+            out,
+            format!(
+                r#"{{"impl": "candle-fa2", "mode": "memory", "seqlen": {seqlen}, "peak_bytes": {used}, "output_and_lse_bytes": {expected}}}"#
+            ),
+        );
+        drop(o);
+        let scores_bytes = heads * seqlen * seqlen * 2;
+        let before = free_bytes()?;
+        let line = match naive::attention(&q, &k, &v, &AttnOptions::causal()).and_then(|o| {
+            dev.synchronize()?;
+            Ok(o)
+        }) {
+            Ok(_) => format!(
+                r#"{{"impl": "candle-naive", "mode": "memory", "seqlen": {seqlen}, "peak_bytes": {}, "scores_bytes": {scores_bytes}}}"#,
+                before.saturating_sub(free_bytes()?)
+            ),
+            Err(e) => format!(
+                r#"{{"impl": "candle-naive", "mode": "memory", "seqlen": {seqlen}, "error": "{}", "scores_bytes": {scores_bytes}}}"#,
+                e.to_string().lines().next().unwrap_or("").replace('"', "'")
+            ),
+        };
+        emit(out, line);
+    }
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let dev = Device::new_cuda(0)?;
+    let mut out = args
+        .out
+        .as_ref()
+        .map(|p| std::fs::OpenOptions::new().create(true).append(true).open(p).expect("--out file can be opened"));
+    if args.memory {
+        return memory(&dev, &mut out);
+    }
+    let causals: Vec<bool> = match args.causal.as_str() {
+        "yes" => vec![true],
+        "no" => vec![false],
+        _ => vec![false, true],
+    };
+    for dtype_name in args.dtypes.split(',') {
+        let dtype = match dtype_name {
+            "bf16" => DType::BF16,
+            "fp16" | "f16" => DType::F16,
+            other => panic!("unknown dtype {other}"),
+        };
+        for hdim in list(&args.hdims) {
+            for &causal in &causals {
+                for seqlen in list(&args.seqlens) {
+                    let (batch, heads) = (16384 / seqlen, 2048 / hdim);
+                    let make = || Tensor::randn(0f32, 1.0, (batch, seqlen, heads, hdim), &dev)?.to_dtype(dtype);
+                    let (q, k, v) = (make()?, make()?, make()?);
+                    let opts = AttnOptions::default().with_causal(causal);
+                    let secs = time(&dev, || flash_attn(&q, &k, &v, &opts))?;
+                    let flops = 4.0 * (batch * heads * seqlen * seqlen * hdim) as f64 / if causal { 2.0 } else { 1.0 };
+                    emit(
+                        &mut out,
+                        format!(
+                            r#"{{"impl": "candle-fa2", "dtype": "{dtype_name}", "hdim": {hdim}, "causal": {causal}, "seqlen": {seqlen}, "batch": {batch}, "heads": {heads}, "mode": "fwd", "ms": {:.4}, "tflops": {:.1}}}"#,
+                            secs * 1e3,
+                            flops / secs / 1e12
+                        ),
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}

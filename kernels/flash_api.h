@@ -1,0 +1,10 @@
+// Host entry points of the kernels, one per (dtype, instantiated head_dim); defined in fwd_hdim*.cu.
+#pragma once
+#include <cuda_runtime.h>
+
+#include "flash_params.h"
+
+namespace fa2 {
+template <typename T, int HEAD_DIM>
+cudaError_t run_fwd(const FlashFwdParams& p, cudaStream_t stream);
+}

@@ -1,0 +1,40 @@
+// The one struct that crosses the Rust/CUDA boundary. Mirrored field for field by `FlashFwdParams` in
+// src/cuda/ffi.rs, whose test checks size and offsets; change both together.
+#pragma once
+#include <stdint.h>
+
+struct FlashFwdParams {
+    // Device pointers. q: (batch, seqlen_q, heads_q, head_dim); k, v: (batch, seqlen_k, heads_kv, head_dim);
+    // o like q; lse: (batch, heads_q, seqlen_q) f32; alibi_slopes: (heads_q,) f32 or null.
+    const void* q;
+    const void* k;
+    const void* v;
+    void* o;
+    float* lse;
+    const float* alibi_slopes;
+
+    // Strides in elements (the last dimension is contiguous). 64-bit: batch strides of long sequences
+    // overflow 32 bits.
+    int64_t q_batch_stride, q_row_stride, q_head_stride;
+    int64_t k_batch_stride, k_row_stride, k_head_stride;
+    int64_t v_batch_stride, v_row_stride, v_head_stride;
+    int64_t o_batch_stride, o_row_stride, o_head_stride;
+
+    int32_t batch, seqlen_q, seqlen_k, heads_q, heads_kv, head_dim;
+    // heads_q / heads_kv: query head h reads KV head h / group_size (GQA, MQA) in place.
+    int32_t group_size;
+
+    // Key j is visible to query i when -window_left <= j - (i + seqlen_k - seqlen_q) <= window_right.
+    // Unbounded sides arrive as seqlen_q + seqlen_k + 1, so one formula serves every mask.
+    int32_t window_left, window_right;
+
+    float softmax_scale;
+    // softmax_scale * log2(e), folded on the host: the softmax runs in base 2 (exp2 is one SFU op).
+    float scale_log2;
+    // softcap > 0 caps scores with softcap * tanh(s / softcap); 0 disables it.
+    float softcap;
+    // 1 when logits must be formed explicitly (softcap, ALiBi, or a scale <= 0), 0 for the plain path.
+    int32_t transform_logits;
+    // 1: bf16, 0: f16.
+    int32_t is_bf16;
+};

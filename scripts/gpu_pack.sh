@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Builds the GPU test and bench binaries (--features cuda) on a machine without a GPU and packs them,
+# compressed, with scripts/gpu_run.sh into .gpu/ (git-ignored). Copy the repository with .gpu/ to a GPU host
+# that has the NVIDIA driver and the CUDA 13 runtime libraries, then run `bash .gpu/run.sh all OUTDIR`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install_cuda.sh --link >/dev/null
+source <(scripts/install_cuda.sh --env)
+
+pack=.gpu
+rm -rf "$pack" && mkdir -p "$pack/bin"
+# Executables of every test target and of the benches, as cargo reports them.
+list_executables() {
+  python3 -c '
+import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    # Tests and the GPU bench; examples and the CPU bench stay home (the pack must stay small).
+    if m.get("reason") != "compiler-artifact" or not m.get("executable"):
+        continue
+    if "example" in m["target"]["kind"] or m["target"]["name"] == "cpu_attention":
+        continue
+    print(m["target"]["name"], m["executable"])'
+}
+{
+  cargo test --release --features cuda --no-run --message-format=json
+  cargo bench --features cuda --no-run --message-format=json
+} | list_executables | sort -u | while read -r name exe; do
+  cp "$exe" "$pack/bin/$name"
+  strip "$pack/bin/$name"
+done
+tar -C "$pack" -cf - bin | xz -T0 -6 > "$pack/bins.tar.xz"
+rm -rf "$pack/bin"
+cp scripts/gpu_run.sh "$pack/run.sh"
+git rev-parse --short HEAD > "$pack/COMMIT" 2>/dev/null || echo unknown > "$pack/COMMIT"
+du -sh "$pack"/*

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Runs the binaries packed by scripts/gpu_pack.sh on a GPU host (driver + CUDA 13 runtime libraries).
+#
+#   bash .gpu/run.sh test [FILTER]     every test binary (the GPU suite included)
+#   bash .gpu/run.sh sanitize          compute-sanitizer memcheck and racecheck on the small-shape test
+#   bash .gpu/run.sh bench [ARGS]      benches/gpu_attention.rs with ARGS
+#   bash .gpu/run.sh all OUTDIR        tests, sanitizer, our bench and torch SDPA's, then the comparison
+set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/.." && pwd)
+bins=${FA2_BIN_DIR:-/tmp/candle-fa2-bin}
+if [ ! -d "$bins/bin" ] || [ "$here/bins.tar.xz" -nt "$bins/bin" ]; then
+  rm -rf "$bins" && mkdir -p "$bins" && xz -dc "$here/bins.tar.xz" | tar -C "$bins" -xf -
+fi
+# Standard places of the CUDA runtime libraries and of the driver's libcuda.
+for d in /usr/local/cuda/lib64 /usr/local/cuda-13.0/targets/x86_64-linux/lib /usr/local/cuda/targets/x86_64-linux/lib \
+         /usr/local/nvidia/lib64 /usr/lib/x86_64-linux-gnu; do
+  [ -d "$d" ] && LD_LIBRARY_PATH="$d:${LD_LIBRARY_PATH:-}"
+done
+export LD_LIBRARY_PATH
+sanitizer=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -1)
+
+run_tests() {
+  local status=0
+  for t in "$bins"/bin/*; do
+    case $(basename "$t") in gpu_attention|cpu_attention) continue ;; esac
+    echo "== $(basename "$t")"
+    "$t" "$@" || status=1
+  done
+  return $status
+}
+
+sanitize() {
+  local status=0
+  for tool in memcheck racecheck; do
+    echo "== compute-sanitizer --tool $tool"
+    "$sanitizer" --tool "$tool" --error-exitcode 9 "$bins/bin/gpu_forward" sanitizer_shapes --test-threads=1 || status=1
+  done
+  return $status
+}
+
+case "${1:-all}" in
+  test) shift; run_tests "$@" ;;
+  sanitize) sanitize ;;
+  bench) shift; "$bins/bin/gpu_attention" "$@" ;;
+  all)
+    out=${2:-/tmp/candle-fa2-out}; mkdir -p "$out"
+    nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader | tee "$out/gpu.txt"
+    run_tests 2>&1 | tee "$out/tests.log"; tests=${PIPESTATUS[0]}
+    sanitize 2>&1 | tail -n 40 | tee "$out/sanitizer.log"; san=${PIPESTATUS[0]}
+    "$bins/bin/gpu_attention" --out "$out/bench.jsonl" >/dev/null
+    PYTHONUNBUFFERED=1 python3 "$repo/scripts/bench_torch_sdpa.py" --out "$out/bench.jsonl" >/dev/null
+    python3 "$repo/scripts/compare.py" "$out/bench.jsonl" --markdown "$out/compare.md" --svg "$out/fwd.svg"
+    echo "tests: exit $tests, sanitizer: exit $san"
+    ;;
+  *) sed -n '2,9p' "$0"; exit 2 ;;
+esac

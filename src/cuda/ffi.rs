@@ -1,0 +1,110 @@
+//! The C ABI of kernels/flash_api.cu. `FlashFwdParams` mirrors kernels/flash_params.h field for field;
+//! the tests below hold the two layouts together.
+
+use std::ffi::{c_char, c_void};
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct FlashFwdParams {
+    pub q: *const c_void,
+    pub k: *const c_void,
+    pub v: *const c_void,
+    pub o: *mut c_void,
+    pub lse: *mut f32,
+    pub alibi_slopes: *const f32,
+
+    pub q_batch_stride: i64,
+    pub q_row_stride: i64,
+    pub q_head_stride: i64,
+    pub k_batch_stride: i64,
+    pub k_row_stride: i64,
+    pub k_head_stride: i64,
+    pub v_batch_stride: i64,
+    pub v_row_stride: i64,
+    pub v_head_stride: i64,
+    pub o_batch_stride: i64,
+    pub o_row_stride: i64,
+    pub o_head_stride: i64,
+
+    pub batch: i32,
+    pub seqlen_q: i32,
+    pub seqlen_k: i32,
+    pub heads_q: i32,
+    pub heads_kv: i32,
+    pub head_dim: i32,
+    pub group_size: i32,
+
+    pub window_left: i32,
+    pub window_right: i32,
+
+    pub softmax_scale: f32,
+    pub scale_log2: f32,
+    pub softcap: f32,
+    pub transform_logits: i32,
+    pub is_bf16: i32,
+}
+
+extern "C" {
+    /// Launches the forward kernel on `stream`; returns a `cudaError_t` (0: success).
+    pub fn candle_fa2_fwd(params: *const FlashFwdParams, stream: *mut c_void) -> i32;
+    pub fn candle_fa2_error_string(code: i32) -> *const c_char;
+    /// Writes `offsetof` of each field of the C struct, then its `sizeof`, into `out` (`n` slots); returns
+    /// how many it wrote.
+    #[cfg(test)]
+    pub fn candle_fa2_params_layout(out: *mut i64, n: i32) -> i32;
+}
+
+/// `offset_of!` of every field, in declaration order, then `size_of`: what the C side must report.
+#[cfg(test)]
+pub fn rust_params_layout() -> Vec<i64> {
+    use std::mem::offset_of;
+    type P = FlashFwdParams;
+    let offsets = [
+        offset_of!(P, q),
+        offset_of!(P, k),
+        offset_of!(P, v),
+        offset_of!(P, o),
+        offset_of!(P, lse),
+        offset_of!(P, alibi_slopes),
+        offset_of!(P, q_batch_stride),
+        offset_of!(P, q_row_stride),
+        offset_of!(P, q_head_stride),
+        offset_of!(P, k_batch_stride),
+        offset_of!(P, k_row_stride),
+        offset_of!(P, k_head_stride),
+        offset_of!(P, v_batch_stride),
+        offset_of!(P, v_row_stride),
+        offset_of!(P, v_head_stride),
+        offset_of!(P, o_batch_stride),
+        offset_of!(P, o_row_stride),
+        offset_of!(P, o_head_stride),
+        offset_of!(P, batch),
+        offset_of!(P, seqlen_q),
+        offset_of!(P, seqlen_k),
+        offset_of!(P, heads_q),
+        offset_of!(P, heads_kv),
+        offset_of!(P, head_dim),
+        offset_of!(P, group_size),
+        offset_of!(P, window_left),
+        offset_of!(P, window_right),
+        offset_of!(P, softmax_scale),
+        offset_of!(P, scale_log2),
+        offset_of!(P, softcap),
+        offset_of!(P, transform_logits),
+        offset_of!(P, is_bf16),
+        std::mem::size_of::<P>(),
+    ];
+    offsets.iter().map(|&x| x as i64).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn params_layout_matches_c() {
+        let want = super::rust_params_layout();
+        let mut got = vec![-1i64; want.len() + 4];
+        // SAFETY: `got` has room for `n` slots.
+        let n = unsafe { super::candle_fa2_params_layout(got.as_mut_ptr(), got.len() as i32) };
+        assert_eq!(&got[..n as usize], &want[..], "kernels/flash_params.h and src/cuda/ffi.rs disagree");
+    }
+}

@@ -1,0 +1,55 @@
+//! candle's softmax-matmul attention: `softmax(q kᵀ · scale + mask) v` with candle ops, in the inputs' dtype
+//! and on their device, materialising the (seqlen_q x seqlen_k) scores per head. This is what
+//! candle-transformers' models do; the benchmarks measure the op against it, the examples switch to it
+//! with `--attn naive`, and the tests use it as the same-precision baseline of the tolerance rule.
+
+use candle_core::{Result, Tensor};
+
+use crate::AttnOptions;
+
+/// Same contract as [`crate::flash_attn`] (shapes, GQA, options, zeros for rows that see no key).
+pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, opts: &AttnOptions) -> Result<Tensor> {
+    let spec = crate::validate::validate(q, k, v, opts)?;
+    let dims = spec.dims;
+    let (b, sq, hq, d) = dims.out_shape();
+    let (sk, group) = (dims.seqlen_k, dims.group_size());
+    if b * sq * hq == 0 || sk == 0 {
+        return Tensor::zeros((b, sq, hq, d), q.dtype(), q.device());
+    }
+    // (batch, heads, seq, dim); K/V repeated to the query heads, as candle-transformers' repeat_kv does.
+    let q = q.transpose(1, 2)?.contiguous()?;
+    let repeat_kv = |t: &Tensor| -> Result<Tensor> {
+        let t = t.transpose(1, 2)?; // (b, hkv, sk, d)
+        let t = t.unsqueeze(2)?.broadcast_as((b, dims.heads_kv, group, sk, d))?;
+        t.reshape((b, hq, sk, d))
+    };
+    let (k, v) = (repeat_kv(k)?, repeat_kv(v)?);
+
+    let mut scores = (q.matmul(&k.t()?)? * spec.softmax_scale as f64)?;
+    if let Some(cap) = spec.softcap {
+        scores = ((scores / cap as f64)?.tanh()? * cap as f64)?;
+    }
+    let band = spec.band;
+    if let Some(slopes) = &spec.alibi_slopes {
+        let dist: Vec<f32> =
+            (0..sq).flat_map(|i| (0..sk).map(move |j| (j as i64 - i as i64 - band.offset).abs() as f32)).collect();
+        let dist = Tensor::from_vec(dist, (1, 1, sq, sk), q.device())?;
+        let bias = slopes.reshape((1, hq, 1, 1))?.broadcast_mul(&dist)?.to_dtype(q.dtype())?;
+        scores = scores.broadcast_sub(&bias)?;
+    }
+    let masked = band.left.is_some() || band.right.is_some();
+    if masked {
+        let visible: Vec<u8> = (0..sq).flat_map(|i| (0..sk).map(move |j| band.is_visible(i, j) as u8)).collect();
+        let visible = Tensor::from_vec(visible, (1, 1, sq, sk), q.device())?.broadcast_as(scores.shape())?;
+        let neg_inf = Tensor::full(f32::NEG_INFINITY, scores.shape(), q.device())?.to_dtype(q.dtype())?;
+        scores = visible.where_cond(&scores, &neg_inf)?;
+    }
+    let mut probs = candle_nn::ops::softmax_last_dim(&scores)?;
+    if masked && (0..sq).any(|i| band.key_range(i..i + 1, sk).is_empty()) {
+        // softmax of an all -inf row is NaN; such rows are defined to give zeros.
+        let has_key: Vec<u8> = (0..sq).map(|i| !band.key_range(i..i + 1, sk).is_empty() as u8).collect();
+        let has_key = Tensor::from_vec(has_key, (1, 1, sq, 1), q.device())?.broadcast_as(probs.shape())?;
+        probs = has_key.where_cond(&probs, &probs.zeros_like()?)?;
+    }
+    probs.matmul(&v.contiguous()?)?.transpose(1, 2)?.contiguous()
+}

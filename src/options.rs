@@ -1,0 +1,80 @@
+//! [`AttnOptions`]: every knob of the attention op, in one struct.
+
+use candle_core::Tensor;
+
+/// Options of [`crate::flash_attn`]. `AttnOptions::default()` is plain, non-causal softmax attention with
+/// scale `1 / sqrt(head_dim)`.
+///
+/// # Semantics
+/// For query row `i` and key `j` let `offset = seqlen_k - seqlen_q` and `d = j - (i + offset)`, the signed
+/// distance from the bottom-right-aligned diagonal (as FlashAttention >= 2.1). The logit is
+///
+/// ```text
+/// s = softmax_scale * q_i · k_j
+/// s = softcap * tanh(s / softcap)            if softcap is set
+/// s = s - alibi_slope[head] * |d|            if alibi_slopes is set
+/// ```
+///
+/// and key `j` is visible to query `i` when `-window_left <= d <= window_right` (a bound that is `None` is
+/// unbounded) and, when `causal`, `d <= 0`. A query row that sees no key (possible when `seqlen_q >
+/// seqlen_k` with `causal`, or with a window) returns a row of zeros, and its log-sum-exp is `-inf`.
+#[derive(Debug, Clone, Default)]
+pub struct AttnOptions {
+    /// Multiplies `q · k`; `None` means `1 / sqrt(head_dim)`. Must be finite.
+    pub softmax_scale: Option<f32>,
+    /// Query `i` sees keys `j <= i + seqlen_k - seqlen_q` (bottom-right aligned).
+    pub causal: bool,
+    /// Keys further than this many positions left of the diagonal are hidden (`None`: unbounded).
+    /// Negative values move the bound right of the diagonal.
+    pub window_left: Option<i64>,
+    /// Keys further than this many positions right of the diagonal are hidden (`None`: unbounded).
+    /// `causal` is the same as `Some(0)` here; negative values also hide the diagonal.
+    pub window_right: Option<i64>,
+    /// Caps scores smoothly at `±softcap` with `softcap * tanh(s / softcap)` (Gemma 2). Must be > 0.
+    pub softcap: Option<f32>,
+    /// ALiBi: one f32 slope per query head, shape `(heads_q,)`, on the same device as `q`.
+    pub alibi_slopes: Option<Tensor>,
+}
+
+impl AttnOptions {
+    /// Plain attention with `causal` set.
+    pub fn causal() -> Self {
+        Self { causal: true, ..Self::default() }
+    }
+
+    pub fn with_softmax_scale(mut self, scale: f32) -> Self {
+        self.softmax_scale = Some(scale);
+        self
+    }
+
+    pub fn with_causal(mut self, causal: bool) -> Self {
+        self.causal = causal;
+        self
+    }
+
+    /// Sliding window: keys at most `left` positions before and `right` after the diagonal.
+    pub fn with_window(mut self, left: Option<i64>, right: Option<i64>) -> Self {
+        self.window_left = left;
+        self.window_right = right;
+        self
+    }
+
+    pub fn with_softcap(mut self, softcap: f32) -> Self {
+        self.softcap = Some(softcap);
+        self
+    }
+
+    pub fn with_alibi_slopes(mut self, slopes: Tensor) -> Self {
+        self.alibi_slopes = Some(slopes);
+        self
+    }
+
+    /// The right bound of the visible band once `causal` is folded in.
+    pub(crate) fn effective_window_right(&self) -> Option<i64> {
+        match (self.causal, self.window_right) {
+            (true, Some(r)) => Some(r.min(0)),
+            (true, None) => Some(0),
+            (false, r) => r,
+        }
+    }
+}

@@ -1,0 +1,204 @@
+//! The CUDA op on the GPU (feature `cuda`; compiled in CI, run on the device by scripts/gpu_run.sh).
+#![cfg(feature = "cuda")]
+
+mod common;
+
+use candle_core::{DType, Device, Result, Tensor};
+use candle_fa2::{flash_attn, flash_attn_with_lse, reference, AttnOptions};
+use common::{check, Case, Rng};
+
+/// One device for the whole suite: tensors of two `Device::new_cuda(0)` instances cannot be mixed.
+fn gpu() -> Device {
+    static GPU: std::sync::OnceLock<Device> = std::sync::OnceLock::new();
+    GPU.get_or_init(|| Device::new_cuda(0).expect("a CUDA device")).clone()
+}
+
+fn run(case: Case, dtype: DType, opts: &AttnOptions, transposed: bool, seed: u64) -> Result<()> {
+    let dev = gpu();
+    let mut rng = Rng::new(seed);
+    let (q, k, v) = case.inputs(&mut rng, dtype, &dev, transposed)?;
+    let what = format!("{case:?} {dtype:?} causal={} transposed={transposed}", opts.causal);
+    let e = check(&q, &k, &v, opts, &what)?;
+    eprintln!("{what}: ours {:.2e} naive {:.2e} lse {:.2e}", e.ours, e.naive, e.lse);
+    Ok(())
+}
+
+/// Leaves NaN-filled memory in the device's pool, so an output element the kernel forgets to write shows up
+/// as NaN (the checks reject non-finite outputs).
+fn poison_pool(dev: &Device, elems: usize) -> Result<()> {
+    let poison = Tensor::full(f32::NAN, elems, dev)?;
+    dev.synchronize()?;
+    drop(poison);
+    Ok(())
+}
+
+#[test]
+fn every_instantiation() -> Result<()> {
+    // Instantiated head dims and ones between them (run masked on the next one up).
+    for (i, d) in [32, 40, 64, 80, 96, 120, 128, 136, 160, 192, 200, 224, 248, 256].into_iter().enumerate() {
+        for dtype in [DType::BF16, DType::F16] {
+            for causal in [false, true] {
+                poison_pool(&gpu(), 1 << 22)?;
+                let opts = AttnOptions::default().with_causal(causal);
+                run(Case::new(2, 203, 203, 4, 2, d), dtype, &opts, false, i as u64)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn lengths_both_ways() -> Result<()> {
+    let lengths = [(1, 1), (1, 4096), (7, 7), (113, 203), (203, 113), (1000, 1000), (129, 1000), (1000, 129)];
+    for (i, (sq, sk)) in lengths.into_iter().enumerate() {
+        for causal in [false, true] {
+            for d in [64, 128] {
+                let opts = AttnOptions::default().with_causal(causal);
+                run(Case::new(2, sq, sk, 4, 4, d), DType::BF16, &opts, false, 100 + i as u64)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn gqa_mqa_and_strides() -> Result<()> {
+    for (i, heads_kv) in [8, 4, 2, 1].into_iter().enumerate() {
+        run(Case::new(3, 150, 300, 8, heads_kv, 64), DType::BF16, &AttnOptions::causal(), false, 200 + i as u64)?;
+        run(Case::new(2, 150, 300, 8, heads_kv, 128), DType::F16, &AttnOptions::default(), true, 210 + i as u64)?;
+    }
+    // A view whose head_dim is not contiguous is copied, then runs.
+    let dev = gpu();
+    let mut rng = Rng::new(220);
+    let q = rng.tensor((1, 64, 64, 4), 1.0, DType::BF16, &dev)?.transpose(2, 3)?.transpose(1, 2)?;
+    let (_, k, v) = Case::new(1, 64, 64, 4, 4, 64).inputs(&mut rng, DType::BF16, &dev, false)?;
+    check(&q, &k, &v, &AttnOptions::causal(), "q with strided head_dim")?;
+    Ok(())
+}
+
+#[test]
+fn windows_softcap_alibi() -> Result<()> {
+    let dev = gpu();
+    let slopes = Tensor::new(&[0.5f32, 0.25, 0.125, 0.0625], &dev)?;
+    let cases = [
+        AttnOptions::default().with_window(Some(32), Some(0)),
+        AttnOptions::causal().with_window(Some(100), None),
+        AttnOptions::default().with_window(Some(5), Some(70)),
+        AttnOptions::default().with_window(Some(9), Some(-3)),
+        AttnOptions::default().with_softcap(5.0).with_softmax_scale(0.6),
+        AttnOptions::causal().with_alibi_slopes(slopes.clone()),
+        AttnOptions::default().with_alibi_slopes(slopes).with_softcap(3.0).with_window(Some(40), Some(20)),
+        AttnOptions::causal().with_softmax_scale(-0.1),
+    ];
+    for (i, opts) in cases.iter().enumerate() {
+        for (sq, sk) in [(200, 200), (77, 300), (300, 77)] {
+            run(Case::new(2, sq, sk, 4, 2, 64), DType::BF16, opts, false, 300 + i as u64)?;
+        }
+        run(Case::new(1, 130, 260, 4, 1, 128), DType::F16, opts, false, 310 + i as u64)?;
+    }
+    Ok(())
+}
+
+#[test]
+fn rows_without_keys_are_zero() -> Result<()> {
+    let dev = gpu();
+    let mut rng = Rng::new(400);
+    poison_pool(&dev, 1 << 20)?;
+    let (q, k, v) = Case::new(1, 300, 20, 2, 2, 64).inputs(&mut rng, DType::BF16, &dev, false)?;
+    let (got, lse) = flash_attn_with_lse(&q, &k, &v, &AttnOptions::causal())?;
+    let (want, want_lse) = reference::attention(&q, &k, &v, &AttnOptions::causal())?;
+    // The first 280 rows see no key: exactly zero (the reference writes zeros there too).
+    let head = got.narrow(1, 0, 280)?.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+    assert!(head.iter().all(|&x| x == 0.0), "rows without keys are not zero");
+    assert!(reference::max_abs_diff(&got, &want)? < 2e-2);
+    let lse = lse.flatten_all()?.to_vec1::<f32>()?;
+    let want_lse = want_lse.flatten_all()?.to_vec1::<f64>()?;
+    for (a, b) in lse.iter().zip(&want_lse) {
+        assert!((*a as f64 == *b) || (*a as f64 - b).abs() < 1e-3, "lse {a} vs {b}");
+    }
+    Ok(())
+}
+
+#[test]
+fn cpu_and_cuda_agree_and_runs_are_bitwise_equal() -> Result<()> {
+    let dev = gpu();
+    let mut rng = Rng::new(500);
+    let (q, k, v) = Case::new(2, 333, 517, 8, 2, 128).inputs(&mut rng, DType::BF16, &Device::Cpu, false)?;
+    let opts = AttnOptions::causal();
+    let on_cpu = flash_attn(&q, &k, &v, &opts)?;
+    let (qg, kg, vg) = (q.to_device(&dev)?, k.to_device(&dev)?, v.to_device(&dev)?);
+    let first = flash_attn(&qg, &kg, &vg, &opts)?;
+    let second = flash_attn(&qg, &kg, &vg, &opts)?;
+    assert_eq!(reference::max_abs_diff(&first, &second)?, 0.0, "two runs differ");
+    let diff = reference::max_abs_diff(&first, &on_cpu)?;
+    // Both round an f32 result to bf16 (one ulp at |o| < 1 is 2^-8); P is rounded to bf16 on the GPU only.
+    assert!(diff < 1.6e-2, "cpu vs cuda: {diff}");
+    Ok(())
+}
+
+#[test]
+fn extreme_scores_stay_finite() -> Result<()> {
+    let dev = gpu();
+    let mut rng = Rng::new(600);
+    for dtype in [DType::BF16, DType::F16] {
+        let q = rng.tensor((1, 256, 2, 64), 30.0, dtype, &dev)?;
+        let k = rng.tensor((1, 256, 2, 64), 30.0, dtype, &dev)?;
+        let v = rng.tensor((1, 256, 2, 64), 1.0, dtype, &dev)?;
+        let out = flash_attn(&q, &k, &v, &AttnOptions::causal())?.to_dtype(DType::F32)?;
+        let values = out.flatten_all()?.to_vec1::<f32>()?;
+        assert!(values.iter().all(|x| x.is_finite()), "{dtype:?}: non-finite output");
+        check(&q, &k, &v, &AttnOptions::causal(), &format!("{dtype:?} large scores"))?;
+    }
+    Ok(())
+}
+
+#[test]
+fn cuda_errors_name_the_problem() -> Result<()> {
+    let dev = gpu();
+    let mut rng = Rng::new(700);
+    let (q, k, v) = Case::new(1, 16, 16, 2, 2, 64).inputs(&mut rng, DType::F32, &dev, false)?;
+    let err = flash_attn(&q, &k, &v, &AttnOptions::default()).unwrap_err().to_string();
+    assert!(err.contains("F32") && err.contains("to_dtype"), "{err}");
+    let (q, k, v) = Case::new(1, 16, 16, 2, 2, 64).inputs(&mut rng, DType::BF16, &dev, false)?;
+    let err = flash_attn(&q, &k.to_device(&Device::Cpu)?, &v, &AttnOptions::default()).unwrap_err().to_string();
+    assert!(err.contains("k is on") && err.contains("Cpu"), "{err}");
+    let (q, k, v) = Case::new(1, 16, 16, 2, 2, 36).inputs(&mut rng, DType::BF16, &dev, false)?;
+    let err = flash_attn(&q, &k, &v, &AttnOptions::default()).unwrap_err().to_string();
+    assert!(err.contains("head_dim 36"), "{err}");
+    let (q, k, v) = Case::new(1, 16, 16, 2, 2, 264).inputs(&mut rng, DType::BF16, &dev, false)?;
+    let err = flash_attn(&q, &k, &v, &AttnOptions::default()).unwrap_err().to_string();
+    assert!(err.contains("head_dim 264"), "{err}");
+    Ok(())
+}
+
+/// Small shapes that reach every code path (each instantiation, partial blocks, masks, GQA, softcap,
+/// ALiBi, empty rows), compared with the CPU op only: this is the test run under compute-sanitizer, so it
+/// launches nothing but our kernel on the GPU.
+#[test]
+fn sanitizer_shapes() -> Result<()> {
+    let dev = gpu();
+    let mut rng = Rng::new(800);
+    let slopes = [0.3f32, 0.1];
+    for (i, d) in [32, 64, 96, 128, 160, 192, 224, 256, 40].into_iter().enumerate() {
+        let variants = [
+            AttnOptions::default(),
+            AttnOptions::causal(),
+            AttnOptions::default().with_window(Some(7), Some(3)).with_softcap(4.0),
+            AttnOptions::causal().with_alibi_slopes(Tensor::new(&slopes, &dev)?),
+        ];
+        for (j, opts) in variants.into_iter().enumerate() {
+            for (sq, sk) in [(37, 70), (70, 37)] {
+                let (q, k, v) = Case::new(1, sq, sk, 2, 1, d).inputs(&mut rng, DType::BF16, &Device::Cpu, false)?;
+                let cpu_opts = AttnOptions {
+                    alibi_slopes: opts.alibi_slopes.as_ref().map(|_| Tensor::new(&slopes, &Device::Cpu)).transpose()?,
+                    ..opts.clone()
+                };
+                let want = flash_attn(&q, &k, &v, &cpu_opts)?;
+                let got = flash_attn(&q.to_device(&dev)?, &k.to_device(&dev)?, &v.to_device(&dev)?, &opts)?;
+                let diff = reference::max_abs_diff(&got, &want)?;
+                assert!(diff < 2e-2, "d {d} variant {j} ({sq}, {sk}) case {i}: {diff}");
+            }
+        }
+    }
+    Ok(())
+}
