@@ -13,12 +13,23 @@ mod cuda {
     pub fn build() {
         println!("cargo:rerun-if-changed=build.rs");
         println!("cargo:rerun-if-changed=kernels");
+        // Extra nvcc flags (e.g. a -D switch between tile configurations, to measure two builds side by side).
+        println!("cargo:rerun-if-env-changed=CANDLE_FA2_NVCC_FLAGS");
+        let extra_flags = std::env::var("CANDLE_FA2_NVCC_FLAGS").unwrap_or_default();
         // bindgen_cuda asks nvidia-smi for the local GPU unless CUDA_COMPUTE_CAP is set; our targets are
         // fixed (below), so a machine without a GPU must not need one.
         if std::env::var_os("CUDA_COMPUTE_CAP").is_none() {
             std::env::set_var("CUDA_COMPUTE_CAP", "90");
         }
         let out_dir = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
+        // bindgen_cuda rebuilds only when a source is newer than the library: drop the library when the
+        // flags changed so that they take effect.
+        let lib = out_dir.join("libcandle_fa2_kernels.a");
+        let flags_file = out_dir.join("nvcc_extra_flags.txt");
+        if std::fs::read_to_string(&flags_file).ok().as_deref() != Some(extra_flags.as_str()) {
+            let _ = std::fs::remove_file(&lib);
+            std::fs::write(&flags_file, &extra_flags).expect("OUT_DIR is writable");
+        }
         let mut kernels: Vec<PathBuf> = std::fs::read_dir("kernels")
             .expect("kernels/ exists")
             .map(|e| e.expect("readable kernels/ entry").path())
@@ -30,7 +41,7 @@ mod cuda {
             .map(|e| e.expect("readable kernels/ entry").path())
             .filter(|p| p.extension().is_some_and(|e| e == "cuh" || e == "h"))
             .collect();
-        bindgen_cuda::Builder::default()
+        let mut builder = bindgen_cuda::Builder::default()
             .kernel_paths(kernels)
             .watch(headers)
             .out_dir(&out_dir)
@@ -42,8 +53,12 @@ mod cuda {
             .arg("-O3")
             .arg("--use_fast_math")
             .arg("-Xcompiler")
-            .arg("-fPIC")
-            .build_lib(out_dir.join("libcandle_fa2_kernels.a"));
+            .arg("-fPIC");
+        for flag in extra_flags.split_whitespace() {
+            // bindgen_cuda takes &'static str; a build script runs once, so leaking is fine.
+            builder = builder.arg(Box::leak(flag.to_string().into_boxed_str()));
+        }
+        builder.build_lib(lib);
         println!("cargo:rustc-link-search=native={}", out_dir.display());
         println!("cargo:rustc-link-lib=static=candle_fa2_kernels");
         println!("cargo:rustc-link-lib=dylib=cudart");

@@ -40,21 +40,47 @@ struct FwdTraits {
     static_assert(SMEM_BYTES <= 227 * 1024, "shared memory per block on sm_90");
 };
 
-// Global -> shared copy of a ROWS x HEAD_DIM tile; rows >= rows_valid and columns >= head_dim are zeroed,
-// so partial blocks need no padded copies and smaller head dims contribute nothing.
-template <typename Tr, int ROWS>
-__device__ __forceinline__ void load_tile(typename Tr::T* smem, const typename Tr::T* gmem, int64_t row_stride,
-                                          int rows_valid, int head_dim) {
-    constexpr int CHUNKS_PER_ROW = Tr::HEAD_DIM / 8;  // 16-byte chunks
-    constexpr int CHUNKS = ROWS * CHUNKS_PER_ROW;
-#pragma unroll
-    for (int c = threadIdx.x; c < CHUNKS; c += Tr::THREADS) {
-        const int row = c / CHUNKS_PER_ROW, col = (c % CHUNKS_PER_ROW) * 8;
-        const bool valid = row < rows_valid && col < head_dim;
-        const typename Tr::T* src = valid ? gmem + row * row_stride + col : gmem;
-        cp_async_16(smem + row * Tr::PITCH + col, src, valid);
+// Global -> shared copies of ROWS x HEAD_DIM tiles by 16-byte cp.async. Each thread owns one 16-byte
+// column chunk and every ROWS_PER_PASS-th row from its first, fixed for the whole kernel, so a copy costs a
+// pointer increment and a row predicate per chunk (v1 recomputed row, column and a 64-bit address per
+// chunk: about 20 instructions each, a quarter of the main loop's instructions at d128). Rows >= rows_valid
+// and columns >= head_dim are zero-filled (nothing is read), so partial blocks need no padded copies and
+// smaller head dims contribute nothing.
+template <typename Tr>
+struct TileLoader {
+    using T = typename Tr::T;
+    // Chunks per row, rounded up to a power of two so that a pass covers whole rows; threads whose chunk
+    // falls past HEAD_DIM idle (head dims 96, 160, 192, 224).
+    static constexpr int CHUNKS = Tr::HEAD_DIM / 8;
+    static constexpr int CHUNKS_POW2 = CHUNKS <= 4 ? 4 : CHUNKS <= 8 ? 8 : CHUNKS <= 16 ? 16 : 32;
+    static constexpr int ROWS_PER_PASS = Tr::THREADS / CHUNKS_POW2;
+    static_assert(Tr::THREADS % CHUNKS_POW2 == 0, "a pass covers whole rows");
+
+    int row0, col;
+    bool in_tile, col_valid;
+
+    __device__ __forceinline__ explicit TileLoader(int head_dim) {
+        row0 = threadIdx.x / CHUNKS_POW2;
+        col = (threadIdx.x % CHUNKS_POW2) * 8;
+        in_tile = col < Tr::HEAD_DIM;
+        col_valid = col < head_dim;
     }
-}
+
+    template <int ROWS>
+    __device__ __forceinline__ void load(T* smem, const T* gmem, int64_t row_stride, int rows_valid) const {
+        static_assert(ROWS % ROWS_PER_PASS == 0, "tile rows are whole passes");
+        if (!in_tile) return;
+        const T* src = gmem + row0 * row_stride + col;
+        T* dst = smem + row0 * Tr::PITCH + col;
+        const int64_t pass_stride = ROWS_PER_PASS * row_stride;
+#pragma unroll
+        for (int i = 0; i < ROWS / ROWS_PER_PASS; ++i) {
+            // An invalid chunk reads nothing (src-size 0), so its address need not be inside the tensor.
+            cp_async_16(dst + i * ROWS_PER_PASS * Tr::PITCH, src, col_valid && row0 + i * ROWS_PER_PASS < rows_valid);
+            src += pass_stride;
+        }
+    }
+};
 
 template <typename Tr>
 __global__ void __launch_bounds__(Tr::THREADS, Tr::MIN_BLOCKS) flash_fwd_kernel(const FlashFwdParams p) {
@@ -102,11 +128,11 @@ __global__ void __launch_bounds__(Tr::THREADS, Tr::MIN_BLOCKS) flash_fwd_kernel(
     const int n_block_min = key_lo / Tr::BLOCK_N;
     const int n_block_max = (key_hi + Tr::BLOCK_N - 1) / Tr::BLOCK_N;
 
-    load_tile<Tr, Tr::BLOCK_M>(sQ, q_base, p.q_row_stride, rows_valid, p.head_dim);
+    const TileLoader<Tr> loader(p.head_dim);
+    loader.template load<Tr::BLOCK_M>(sQ, q_base, p.q_row_stride, rows_valid);
     {
         const int n0 = (n_block_max - 1) * Tr::BLOCK_N;
-        load_tile<Tr, Tr::BLOCK_N>(sK, k_base + int64_t(n0) * p.k_row_stride, p.k_row_stride, p.seqlen_k - n0,
-                                   p.head_dim);
+        loader.template load<Tr::BLOCK_N>(sK, k_base + int64_t(n0) * p.k_row_stride, p.k_row_stride, p.seqlen_k - n0);
     }
     cp_async_commit();
 
@@ -132,8 +158,7 @@ __global__ void __launch_bounds__(Tr::THREADS, Tr::MIN_BLOCKS) flash_fwd_kernel(
         const int n0 = n_block * Tr::BLOCK_N;
         cp_async_wait<0>();  // K[n] (and Q) landed
         __syncthreads();     // ... for every thread, and every warp is done reading V[n+1]
-        load_tile<Tr, Tr::BLOCK_N>(sV, v_base + int64_t(n0) * p.v_row_stride, p.v_row_stride, p.seqlen_k - n0,
-                                   p.head_dim);
+        loader.template load<Tr::BLOCK_N>(sV, v_base + int64_t(n0) * p.v_row_stride, p.v_row_stride, p.seqlen_k - n0);
         cp_async_commit();
 
         // S = Q K^T.
@@ -201,12 +226,14 @@ __global__ void __launch_bounds__(Tr::THREADS, Tr::MIN_BLOCKS) flash_fwd_kernel(
         __syncthreads();     // ... for every thread, and every warp is done reading K[n]
         if (n_block > n_block_min) {
             const int n_prev = n0 - Tr::BLOCK_N;
-            load_tile<Tr, Tr::BLOCK_N>(sK, k_base + int64_t(n_prev) * p.k_row_stride, p.k_row_stride,
-                                       p.seqlen_k - n_prev, p.head_dim);
+            loader.template load<Tr::BLOCK_N>(sK, k_base + int64_t(n_prev) * p.k_row_stride, p.k_row_stride,
+                                              p.seqlen_k - n_prev);
             cp_async_commit();
         }
 
         // Online softmax, base 2. Each row lives in a quad of 4 lanes; m = -inf means no key seen yet.
+        // O is rescaled every block, as in FA2: skipping it when no row max grew (a warp vote) measured
+        // no faster at d64/d128 and 8% slower at d256 (BENCHMARKS.md, v3).
 #pragma unroll
         for (int mt = 0; mt < MT; ++mt)
 #pragma unroll

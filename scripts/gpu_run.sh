@@ -48,8 +48,10 @@ case "${1:-all}" in
     nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader | tee "$out/gpu.txt"
     run_tests 2>&1 | tee "$out/tests.log"; tests=${PIPESTATUS[0]}
     sanitize 2>&1 | tail -n 40 | tee "$out/sanitizer.log"; san=${PIPESTATUS[0]}
-    "$bins/bin/gpu_attention" --out "$out/bench.jsonl" >/dev/null
-    PYTHONUNBUFFERED=1 python3 "$repo/scripts/bench_torch_sdpa.py" --out "$out/bench.jsonl" >/dev/null
+    "$bins/bin/gpu_attention" --dtypes bf16,fp16 --out "$out/bench.jsonl" >/dev/null
+    "$bins/bin/gpu_attention" --memory --out "$out/bench.jsonl" >/dev/null
+    PYTHONUNBUFFERED=1 python3 "$repo/scripts/bench_torch_sdpa.py" --dtypes bf16,fp16 --out "$out/bench.jsonl" >/dev/null
+    PYTHONUNBUFFERED=1 python3 "$repo/scripts/bench_torch_sdpa.py" --memory --out "$out/bench.jsonl" >/dev/null
     python3 "$repo/scripts/compare.py" "$out/bench.jsonl" --markdown "$out/compare.md" --svg "$out/fwd.svg"
     echo "tests: exit $tests, sanitizer: exit $san"
     ;;

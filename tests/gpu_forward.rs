@@ -99,6 +99,26 @@ fn windows_softcap_alibi() -> Result<()> {
     Ok(())
 }
 
+/// Long queries run the 8-warp kernels of kernels/fwd_configs.cuh (d128 from 2k non-causal and 8k causal,
+/// d256 always non-causal and from 8k causal). The f64 reference is too slow here: the CPU op, itself held
+/// against the reference by the CPU suite, is the oracle.
+#[test]
+fn long_query_kernels() -> Result<()> {
+    let dev = gpu();
+    let mut rng = Rng::new(450);
+    for (d, sq, sk, causal) in
+        [(128, 2100, 2300, false), (128, 8192, 8192, true), (256, 300, 900, false), (256, 8200, 8300, true)]
+    {
+        let (q, k, v) = Case::new(1, sq, sk, 2, 1, d).inputs(&mut rng, DType::BF16, &Device::Cpu, false)?;
+        let opts = AttnOptions::default().with_causal(causal);
+        let want = flash_attn(&q, &k, &v, &opts)?;
+        let got = flash_attn(&q.to_device(&dev)?, &k.to_device(&dev)?, &v.to_device(&dev)?, &opts)?;
+        let diff = reference::max_abs_diff(&got, &want)?;
+        assert!(diff < 1.6e-2, "d {d} ({sq}, {sk}) causal {causal}: {diff}");
+    }
+    Ok(())
+}
+
 #[test]
 fn rows_without_keys_are_zero() -> Result<()> {
     let dev = gpu();
@@ -187,7 +207,9 @@ fn sanitizer_shapes() -> Result<()> {
             AttnOptions::causal().with_alibi_slopes(Tensor::new(&slopes, &dev)?),
         ];
         for (j, opts) in variants.into_iter().enumerate() {
-            for (sq, sk) in [(37, 70), (70, 37)] {
+            // 2050 rows reach the 8-warp kernels at d128 and d256 (non-causal variants).
+            let long = if matches!(d, 128 | 256) && j == 0 { Some((2050, 40)) } else { None };
+            for (sq, sk) in [(37, 70), (70, 37)].into_iter().chain(long) {
                 let (q, k, v) = Case::new(1, sq, sk, 2, 1, d).inputs(&mut rng, DType::BF16, &Device::Cpu, false)?;
                 let cpu_opts = AttnOptions {
                     alibi_slopes: opts.alibi_slopes.as_ref().map(|_| Tensor::new(&slopes, &Device::Cpu)).transpose()?,
