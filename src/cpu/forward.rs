@@ -9,6 +9,7 @@
 use rayon::prelude::*;
 
 use super::exp2::exp2;
+use super::lanes;
 use crate::validate::{AttnDims, AttnSpec, Band};
 
 /// Query rows per work item: enough rows that each gemm amortises its setup, few enough that
@@ -100,18 +101,15 @@ impl QueryTile<'_> {
                 let row = self.rows.start + r;
                 let s_row = &mut s_row[..n];
                 self.logits_base2(s_row, row, kb, needs_mask.then_some(band));
-                let block_max = s_row.iter().fold(f32::NEG_INFINITY, |a, &x| if x > a { x } else { a });
+                let block_max = lanes::max(s_row);
                 let new_max = row_max[r].max(block_max);
                 if new_max == f32::NEG_INFINITY {
                     // Nothing visible to this row yet: P is all zeros.
                     s_row.fill(0.0);
                     continue;
                 }
-                let mut sum = 0f32;
-                for x in s_row.iter_mut() {
-                    *x = exp2(*x - new_max);
-                    sum += *x;
-                }
+                s_row.iter_mut().for_each(|x| *x = exp2(*x - new_max));
+                let sum = lanes::sum(s_row);
                 if new_max > row_max[r] {
                     let alpha = exp2(row_max[r] - new_max);
                     row_sum[r] *= alpha;

@@ -2,6 +2,7 @@
 
 mod exp2;
 mod forward;
+mod lanes;
 mod layout;
 
 use candle_core::{CpuStorage, Layout, Result};
