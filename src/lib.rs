@@ -71,11 +71,14 @@ pub fn flash_attn_with_lse(q: &Tensor, k: &Tensor, v: &Tensor, opts: &AttnOption
     let (q, k, v) = (kernel_readable(q)?, kernel_readable(k)?, kernel_readable(v)?);
     let lse_slot = op::LseSlot::default();
     let out = q.apply_op3(&k, &v, op::FlashAttnOp { spec, lse: Arc::clone(&lse_slot) })?;
-    let lse = lse_slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+    let lse = lse_slot.storage.lock().unwrap_or_else(|e| e.into_inner()).take();
     let Some(lse): Option<Storage> = lse else {
         candle_core::bail!("flash_attn: the op did not produce its log-sum-exp")
     };
-    Ok((out, Tensor::from_storage(lse, dims.lse_shape(), BackpropOp::none(), false)))
+    let lse = Tensor::from_storage(lse, dims.lse_shape(), BackpropOp::none(), false);
+    // The backward pass reads it from here (a fresh slot per call, so this set always succeeds).
+    let _ = lse_slot.tensor.set(lse.clone());
+    Ok((out, lse))
 }
 
 /// On CUDA, a layout the kernels cannot read in place (head_dim not contiguous, or strides not aligned to 16

@@ -1,14 +1,21 @@
 //! The candle op: a `CustomOp3` on (q, k, v) whose CPU and CUDA forwards share one validated spec.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
-use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Storage};
+use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Storage, Tensor};
 
 use crate::validate::AttnSpec;
 
 /// `CustomOp3` returns one tensor, so the op leaves the log-sum-exp it computed in a slot shared with the
-/// caller ([`crate::flash_attn_with_lse`] reads it back, and a backward pass can use it).
-pub(crate) type LseSlot = Arc<Mutex<Option<Storage>>>;
+/// caller: the forward puts the storage there, [`crate::flash_attn_with_lse`] turns it into a tensor and
+/// puts that back, and the backward reads it (no second forward pass).
+#[derive(Default)]
+pub(crate) struct Lse {
+    pub storage: Mutex<Option<Storage>>,
+    pub tensor: OnceLock<Tensor>,
+}
+
+pub(crate) type LseSlot = Arc<Lse>;
 
 pub(crate) struct FlashAttnOp {
     pub spec: AttnSpec,
@@ -18,7 +25,7 @@ pub(crate) struct FlashAttnOp {
 impl FlashAttnOp {
     fn keep_lse(&self, lse: Storage) {
         // A poisoned lock only means another thread panicked while holding it; the slot is still usable.
-        *self.lse.lock().unwrap_or_else(|e| e.into_inner()) = Some(lse);
+        *self.lse.storage.lock().unwrap_or_else(|e| e.into_inner()) = Some(lse);
     }
 }
 
@@ -54,5 +61,26 @@ impl CustomOp3 for FlashAttnOp {
         let (out, lse) = crate::cuda::forward(&self.spec, (q, q_l), (k, k_l), (v, v_l))?;
         self.keep_lse(Storage::Cuda(lse));
         Ok((out, self.spec.dims.out_shape().into()))
+    }
+
+    fn bwd(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        out: &Tensor,
+        grad_out: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        if !q.device().is_cpu() {
+            bail!(
+                "flash_attn backward: no CUDA backward kernel yet; the forward runs on CUDA, gradients only on \
+                 the CPU for now (move q, k, v to Device::Cpu for training)"
+            )
+        }
+        let Some(lse) = self.lse.tensor.get() else {
+            bail!("flash_attn backward: the forward's log-sum-exp is missing")
+        };
+        let (dq, dk, dv) = crate::cpu::backward(&self.spec, (q, k, v), out, grad_out, lse)?;
+        Ok((Some(dq), Some(dk), Some(dv)))
     }
 }

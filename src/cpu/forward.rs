@@ -10,6 +10,7 @@ use rayon::prelude::*;
 
 use super::exp2::exp2;
 use super::lanes;
+use super::matmul::{matmul, View};
 use crate::validate::{AttnDims, AttnSpec, Band};
 
 /// Query rows per work item: enough rows that each gemm amortises its setup, few enough that
@@ -71,36 +72,13 @@ impl QueryTile<'_> {
             let block = kb..(kb + BLOCK_N).min(keys.end);
             let n = block.len();
             // S = Q Kᵀ for this block (rows x n, row stride BLOCK_N).
-            // SAFETY: every pointer/stride pair below addresses inside its slice: q is n_rows x d, the
-            // key block is n rows of d from `kb`, scores is n_rows x BLOCK_N with n <= BLOCK_N.
-            unsafe {
-                gemm::gemm(
-                    n_rows,
-                    n,
-                    d,
-                    scores.as_mut_ptr(),
-                    1,
-                    BLOCK_N as isize,
-                    false,
-                    self.q.as_ptr(),
-                    1,
-                    d as isize,
-                    self.k[kb * d..].as_ptr(),
-                    d as isize,
-                    1,
-                    0.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::None,
-                );
-            }
+            let k_blk = View::transposed(&self.k[kb * d..], d);
+            matmul((n_rows, n, d), &mut scores, BLOCK_N, false, View::rows(self.q, d), k_blk);
             let needs_mask = !band.covers(self.rows.clone(), block.clone());
             for (r, s_row) in scores.chunks_mut(BLOCK_N).enumerate() {
                 let row = self.rows.start + r;
                 let s_row = &mut s_row[..n];
-                self.logits_base2(s_row, row, kb, needs_mask.then_some(band));
+                logits_base2(self.spec, self.slope, s_row, row, kb, needs_mask.then_some(band));
                 let block_max = lanes::max(s_row);
                 let new_max = row_max[r].max(block_max);
                 if new_max == f32::NEG_INFINITY {
@@ -119,31 +97,7 @@ impl QueryTile<'_> {
                 row_sum[r] += sum;
             }
             // O += P V for this block.
-            // SAFETY: scores is n_rows x n (stride BLOCK_N), the value block is n rows of d from `kb`,
-            // o is n_rows x d.
-            unsafe {
-                gemm::gemm(
-                    n_rows,
-                    d,
-                    n,
-                    o.as_mut_ptr(),
-                    1,
-                    d as isize,
-                    true,
-                    scores.as_ptr(),
-                    1,
-                    BLOCK_N as isize,
-                    self.v[kb * d..].as_ptr(),
-                    1,
-                    d as isize,
-                    1.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::None,
-                );
-            }
+            matmul((n_rows, d, n), o, d, true, View::rows(&scores, BLOCK_N), View::rows(&self.v[kb * d..], d));
         }
 
         for r in 0..n_rows {
@@ -158,33 +112,39 @@ impl QueryTile<'_> {
             }
         }
     }
+}
 
-    /// Turns raw dot products into base-2 logits in place: scale, softcap, ALiBi, mask (-inf).
-    #[inline(always)]
-    fn logits_base2(&self, s: &mut [f32], row: usize, key0: usize, mask: Option<Band>) {
-        let log2e = std::f32::consts::LOG2_E;
-        let spec = self.spec;
-        if spec.softcap.is_none() && self.slope.is_none() {
-            let scale = spec.softmax_scale * log2e;
-            s.iter_mut().for_each(|x| *x *= scale);
-        } else {
-            let diag = row as i64 + spec.band.offset;
-            for (j, x) in s.iter_mut().enumerate() {
-                let mut logit = *x * spec.softmax_scale;
-                if let Some(cap) = spec.softcap {
-                    logit = cap * (logit / cap).tanh();
-                }
-                if let Some(slope) = self.slope {
-                    logit -= slope * ((key0 + j) as i64 - diag).abs() as f32;
-                }
-                *x = logit * log2e;
+/// Turns raw dot products into base-2 logits in place: scale, softcap, ALiBi, mask (-inf).
+#[inline(always)]
+pub(super) fn logits_base2(
+    spec: &AttnSpec,
+    slope: Option<f32>,
+    s: &mut [f32],
+    row: usize,
+    key0: usize,
+    mask: Option<Band>,
+) {
+    let log2e = std::f32::consts::LOG2_E;
+    if spec.softcap.is_none() && slope.is_none() {
+        let scale = spec.softmax_scale * log2e;
+        s.iter_mut().for_each(|x| *x *= scale);
+    } else {
+        let diag = row as i64 + spec.band.offset;
+        for (j, x) in s.iter_mut().enumerate() {
+            let mut logit = *x * spec.softmax_scale;
+            if let Some(cap) = spec.softcap {
+                logit = cap * (logit / cap).tanh();
             }
+            if let Some(slope) = slope {
+                logit -= slope * ((key0 + j) as i64 - diag).abs() as f32;
+            }
+            *x = logit * log2e;
         }
-        if let Some(band) = mask {
-            for (j, x) in s.iter_mut().enumerate() {
-                if !band.is_visible(row, key0 + j) {
-                    *x = f32::NEG_INFINITY;
-                }
+    }
+    if let Some(band) = mask {
+        for (j, x) in s.iter_mut().enumerate() {
+            if !band.is_visible(row, key0 + j) {
+                *x = f32::NEG_INFINITY;
             }
         }
     }
