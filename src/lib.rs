@@ -44,7 +44,10 @@ pub use validate::AttnDims;
 /// - `q`: (batch, seqlen_q, heads_q, head_dim); `k`, `v`: (batch, seqlen_k, heads_kv, head_dim), with
 ///   `heads_q` a multiple of `heads_kv` (GQA and MQA read K/V in place, no copies).
 /// - Returns (batch, seqlen_q, heads_q, head_dim) in q's dtype (f32, f16 or bf16).
-/// - Any strides work on CPU; the CUDA path needs the last dimension contiguous.
+/// - Any strides work on CPU; on CUDA a layout the kernels cannot read in place (head_dim not contiguous,
+///   strides not 16-byte aligned) is copied first.
+/// - Differentiable on CPU: `backward()` through the result gives gradients for q, k and v (FlashAttention-2's
+///   backward, from the LSE this call kept). CUDA inputs fail at backward time: no CUDA backward kernel yet.
 /// - Empty inputs: `batch`, `seqlen_q` or `heads_q` of 0 gives an empty output; `seqlen_k` of 0 gives zeros
 ///   (no key is visible). `head_dim` of 0 is an error.
 ///
