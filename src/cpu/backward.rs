@@ -93,7 +93,8 @@ struct Ctx<'a> {
     delta: &'a [f32],
 }
 
-/// Per-thread tile buffers: P and dS for BLOCK_M x BLOCK_N (row stride BLOCK_N), and the raw scores.
+/// Per-thread tile buffers, BLOCK_M x BLOCK_N with row stride BLOCK_N: P (dP while it is being built) and
+/// dS (the raw scores while it is being built).
 struct Scratch {
     p: Vec<f32>,
     ds: Vec<f32>,
