@@ -13,13 +13,12 @@ const CPU: Device = Device::Cpu;
 fn differentiable_attention(q: &Tensor, k: &Tensor, v: &Tensor, opts: &AttnOptions) -> Result<Tensor> {
     let (b, sq, hq, d) = q.dims4()?;
     let (_, sk, hkv, _) = k.dims4()?;
-    let group = hq / hkv;
-    let heads_first = |t: &Tensor, s: usize| -> Result<Tensor> {
-        t.transpose(1, 2)?.unsqueeze(2)?.broadcast_as((b, t.dim(2)?, hq / t.dim(2)?, s, d))?.reshape((b, hq, s, d))
+    // (b, sk, hkv, d) -> (b, hq, sk, d): each KV head repeated for the query heads of its group.
+    let repeat_kv = |t: &Tensor| -> Result<Tensor> {
+        t.transpose(1, 2)?.unsqueeze(2)?.broadcast_as((b, hkv, hq / hkv, sk, d))?.reshape((b, hq, sk, d))
     };
     let q = q.transpose(1, 2)?.contiguous()?;
-    let (k, v) = (heads_first(k, sk)?.contiguous()?, heads_first(v, sk)?.contiguous()?);
-    assert_eq!(group * hkv, hq);
+    let (k, v) = (repeat_kv(k)?, repeat_kv(v)?);
     let scale = opts.softmax_scale.unwrap_or(1.0 / (d as f32).sqrt()) as f64;
     let mut s = (q.matmul(&k.t()?)? * scale)?;
     if let Some(cap) = opts.softcap {
