@@ -22,6 +22,7 @@
 //! Modules: [`compat`] mirrors `candle-flash-attn`'s functions; [`reference`] is the f64 oracle the tests
 //! use; [`naive`] is candle's softmax-matmul attention (what the benchmarks and examples compare against).
 
+mod attn_impl;
 pub mod compat;
 mod cpu;
 #[cfg(feature = "cuda")]
@@ -36,6 +37,7 @@ use std::sync::Arc;
 
 use candle_core::{op::BackpropOp, DType, Result, Storage, Tensor};
 
+pub use attn_impl::AttnImpl;
 pub use options::AttnOptions;
 pub use validate::AttnDims;
 
