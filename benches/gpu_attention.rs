@@ -1,22 +1,27 @@
 //! GPU benchmark of the op, printing one JSON line per configuration in the format of
 //! scripts/bench_torch_sdpa.py, so scripts/compare.py can put both side by side.
 //!
-//!   cargo bench --features cuda --bench gpu_attention -- [--dtypes bf16,fp16] [--hdims 64,128,256]
-//!       [--seqlens 512,...,16384] [--causal both|yes|no] [--out FILE] [--memory]
+//!   cargo bench --features cuda --bench gpu_attention -- [--modes fwd,fwd_bwd] [--dtypes bf16,fp16]
+//!       [--hdims 64,128,256] [--seqlens 512,...,16384] [--causal both|yes|no] [--out FILE] [--memory]
 //!
 //! Setup of the FlashAttention papers: batch x seqlen = 16k tokens, hidden 2048 (heads = 2048 / hdim).
-//! FLOPs = 4 * batch * heads * seqlen² * hdim, halved when causal. Time: median over repetitions of a
+//! FLOPs = 4 * batch * heads * seqlen² * hdim, halved when causal; fwd_bwd counts 3.5 times that (the
+//! backward as 2.5 forwards). fwd_bwd times `flash_attn_with_lse` then `flash_attn_backward` with a fixed
+//! random output gradient, as the torch script times `out.backward(g)`. Time: median over repetitions of a
 //! synchronised loop, after warm-up.
 
 use std::io::Write;
 use std::time::Instant;
 
 use candle_core::{DType, Device, Result, Tensor};
-use candle_fa2::{flash_attn, naive, AttnOptions};
+use candle_fa2::{flash_attn, flash_attn_backward, flash_attn_with_lse, naive, AttnOptions};
 use clap::Parser;
 
 #[derive(Parser)]
 struct Args {
+    /// fwd, fwd_bwd or both, comma-separated.
+    #[arg(long, default_value = "fwd")]
+    modes: String,
     #[arg(long, default_value = "bf16")]
     dtypes: String,
     #[arg(long, default_value = "64,128,256")]
@@ -29,6 +34,10 @@ struct Args {
     /// Also append the JSON lines to this file.
     #[arg(long)]
     out: Option<String>,
+    /// fwd_bwd: the deterministic backward (dQ in a second pass instead of atomics); the lines are tagged
+    /// "candle-fa2-deterministic" (scripts/compare.py --ours candle-fa2-deterministic).
+    #[arg(long)]
+    deterministic: bool,
     /// Peak device memory of the op and of the softmax-matmul path at 32k and 64k tokens instead.
     #[arg(long)]
     memory: bool,
@@ -135,29 +144,46 @@ fn main() -> Result<()> {
         "no" => vec![false],
         _ => vec![false, true],
     };
-    for dtype_name in args.dtypes.split(',') {
-        let dtype = match dtype_name {
-            "bf16" => DType::BF16,
-            "fp16" | "f16" => DType::F16,
-            other => panic!("unknown dtype {other}"),
+    let impl_name = if args.deterministic { "candle-fa2-deterministic" } else { "candle-fa2" };
+    for mode in args.modes.split(',') {
+        let backward = match mode {
+            "fwd" => false,
+            "fwd_bwd" => true,
+            other => panic!("unknown mode {other}: fwd or fwd_bwd"),
         };
-        for hdim in list(&args.hdims) {
-            for &causal in &causals {
-                for seqlen in list(&args.seqlens) {
-                    let (batch, heads) = (16384 / seqlen, 2048 / hdim);
-                    let make = || Tensor::randn(0f32, 1.0, (batch, seqlen, heads, hdim), &dev)?.to_dtype(dtype);
-                    let (q, k, v) = (make()?, make()?, make()?);
-                    let opts = AttnOptions::default().with_causal(causal);
-                    let secs = time(&dev, || flash_attn(&q, &k, &v, &opts))?;
-                    let flops = 4.0 * (batch * heads * seqlen * seqlen * hdim) as f64 / if causal { 2.0 } else { 1.0 };
-                    emit(
-                        &mut out,
-                        format!(
-                            r#"{{"impl": "candle-fa2", "dtype": "{dtype_name}", "hdim": {hdim}, "causal": {causal}, "seqlen": {seqlen}, "batch": {batch}, "heads": {heads}, "mode": "fwd", "ms": {:.4}, "tflops": {:.1}}}"#,
-                            secs * 1e3,
-                            flops / secs / 1e12
-                        ),
-                    );
+        for dtype_name in args.dtypes.split(',') {
+            let dtype = match dtype_name {
+                "bf16" => DType::BF16,
+                "fp16" | "f16" => DType::F16,
+                other => panic!("unknown dtype {other}"),
+            };
+            for hdim in list(&args.hdims) {
+                for &causal in &causals {
+                    for seqlen in list(&args.seqlens) {
+                        let (batch, heads) = (16384 / seqlen, 2048 / hdim);
+                        let make = || Tensor::randn(0f32, 1.0, (batch, seqlen, heads, hdim), &dev)?.to_dtype(dtype);
+                        let (q, k, v, grad_out) = (make()?, make()?, make()?, make()?);
+                        let opts = AttnOptions::default().with_causal(causal).with_deterministic(args.deterministic);
+                        let secs = if backward {
+                            time(&dev, || {
+                                let (out, lse) = flash_attn_with_lse(&q, &k, &v, &opts)?;
+                                Ok(flash_attn_backward(&q, &k, &v, &out, &lse, &grad_out, &opts)?.0)
+                            })?
+                        } else {
+                            time(&dev, || flash_attn(&q, &k, &v, &opts))?
+                        };
+                        let fwd_flops =
+                            4.0 * (batch * heads * seqlen * seqlen * hdim) as f64 / if causal { 2.0 } else { 1.0 };
+                        let flops = if backward { 3.5 * fwd_flops } else { fwd_flops };
+                        emit(
+                            &mut out,
+                            format!(
+                                r#"{{"impl": "{impl_name}", "dtype": "{dtype_name}", "hdim": {hdim}, "causal": {causal}, "seqlen": {seqlen}, "batch": {batch}, "heads": {heads}, "mode": "{mode}", "ms": {:.4}, "tflops": {:.1}}}"#,
+                                secs * 1e3,
+                                flops / secs / 1e12
+                            ),
+                        );
+                    }
                 }
             }
         }

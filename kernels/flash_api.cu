@@ -4,30 +4,52 @@
 
 #include <stddef.h>
 
+#include <type_traits>
+
 #include "flash_api.h"
 
-
-template <typename T>
-static cudaError_t dispatch_head_dim(const FlashFwdParams& p, cudaStream_t stream) {
-    using namespace fa2;
-    if (p.head_dim <= 32) return run_fwd<T, 32>(p, stream);
-    if (p.head_dim <= 64) return run_fwd<T, 64>(p, stream);
-    if (p.head_dim <= 96) return run_fwd<T, 96>(p, stream);
-    if (p.head_dim <= 128) return run_fwd<T, 128>(p, stream);
-    if (p.head_dim <= 160) return run_fwd<T, 160>(p, stream);
-    if (p.head_dim <= 192) return run_fwd<T, 192>(p, stream);
-    if (p.head_dim <= 224) return run_fwd<T, 224>(p, stream);
-    if (p.head_dim <= 256) return run_fwd<T, 256>(p, stream);
+// Calls run(std::integral_constant<int, D>) for the smallest instantiated head_dim D >= head_dim.
+template <typename Run>
+static cudaError_t dispatch_head_dim(int head_dim, Run&& run) {
+    if (head_dim <= 32) return run(std::integral_constant<int, 32>{});
+    if (head_dim <= 64) return run(std::integral_constant<int, 64>{});
+    if (head_dim <= 96) return run(std::integral_constant<int, 96>{});
+    if (head_dim <= 128) return run(std::integral_constant<int, 128>{});
+    if (head_dim <= 160) return run(std::integral_constant<int, 160>{});
+    if (head_dim <= 192) return run(std::integral_constant<int, 192>{});
+    if (head_dim <= 224) return run(std::integral_constant<int, 224>{});
+    if (head_dim <= 256) return run(std::integral_constant<int, 256>{});
     return cudaErrorInvalidValue;  // the Rust side rejects these first
 }
 
 extern "C" int candle_fa2_fwd(const FlashFwdParams* params, void* stream) {
+    const FlashFwdParams& p = *params;
     auto s = static_cast<cudaStream_t>(stream);
-    return params->is_bf16 ? dispatch_head_dim<__nv_bfloat16>(*params, s) : dispatch_head_dim<__half>(*params, s);
+    return dispatch_head_dim(p.head_dim, [&](auto dim) {
+        constexpr int D = decltype(dim)::value;
+        return p.is_bf16 ? fa2::run_fwd<__nv_bfloat16, D>(p, s) : fa2::run_fwd<__half, D>(p, s);
+    });
+}
+
+extern "C" int candle_fa2_bwd(const FlashBwdParams* params, void* stream) {
+    const FlashBwdParams& p = *params;
+    auto s = static_cast<cudaStream_t>(stream);
+    return dispatch_head_dim(p.fwd.head_dim, [&](auto dim) {
+        constexpr int D = decltype(dim)::value;
+        return p.fwd.is_bf16 ? fa2::run_bwd<__nv_bfloat16, D>(p, s) : fa2::run_bwd<__half, D>(p, s);
+    });
 }
 
 extern "C" const char* candle_fa2_error_string(int code) {
     return cudaGetErrorString(static_cast<cudaError_t>(code));
+}
+
+// Field offsets of the params structs, then their size, for the layout tests of src/cuda/ffi.rs.
+template <int N>
+static int write_layout(const int64_t (&layout)[N], int64_t* out, int n) {
+    int written = 0;
+    for (; written < N && written < n; ++written) out[written] = layout[written];
+    return written;
 }
 
 #define FIELD(name) int64_t(offsetof(FlashFwdParams, name))
@@ -43,9 +65,20 @@ extern "C" int candle_fa2_params_layout(int64_t* out, int n) {
         FIELD(softmax_scale), FIELD(scale_log2), FIELD(softcap), FIELD(transform_logits), FIELD(is_bf16),
         int64_t(sizeof(FlashFwdParams)),
     };
-    const int count = int(sizeof(layout) / sizeof(layout[0]));
-    int written = 0;
-    for (; written < count && written < n; ++written) out[written] = layout[written];
-    return written;
+    return write_layout(layout, out, n);
+}
+#undef FIELD
+
+#define FIELD(name) int64_t(offsetof(FlashBwdParams, name))
+extern "C" int candle_fa2_bwd_params_layout(int64_t* out, int n) {
+    const int64_t layout[] = {
+        FIELD(fwd), FIELD(d_o), FIELD(dq), FIELD(dk), FIELD(dv), FIELD(delta), FIELD(dq_accum),
+        FIELD(do_batch_stride), FIELD(do_row_stride), FIELD(do_head_stride),
+        FIELD(dq_batch_stride), FIELD(dq_row_stride), FIELD(dq_head_stride),
+        FIELD(dk_batch_stride), FIELD(dk_row_stride), FIELD(dk_head_stride),
+        FIELD(dv_batch_stride), FIELD(dv_row_stride), FIELD(dv_head_stride), FIELD(deterministic),
+        int64_t(sizeof(FlashBwdParams)),
+    };
+    return write_layout(layout, out, n);
 }
 #undef FIELD

@@ -1,4 +1,5 @@
-// Host entry points of the kernels, one per (dtype, instantiated head_dim); defined in fwd_hdim*.cu.
+// Host entry points of the kernels, one per (dtype, instantiated head_dim); defined in fwd_hdim*.cu and
+// bwd_hdim*.cu.
 #pragma once
 #include <cuda_runtime.h>
 
@@ -7,4 +8,6 @@
 namespace fa2 {
 template <typename T, int HEAD_DIM>
 cudaError_t run_fwd(const FlashFwdParams& p, cudaStream_t stream);
+template <typename T, int HEAD_DIM>
+cudaError_t run_bwd(const FlashBwdParams& p, cudaStream_t stream);
 }

@@ -38,3 +38,24 @@ struct FlashFwdParams {
     // 1: bf16, 0: f16.
     int32_t is_bf16;
 };
+
+// The backward pass: the forward's params (q, k, v, its output o and its lse, read) plus dO, the gradients
+// and a scratch row vector. Mirrored by `FlashBwdParams` in src/cuda/ffi.rs.
+struct FlashBwdParams {
+    FlashFwdParams fwd;
+    // dO like q; dq like q; dk, dv like k. Strides in elements, last dimension contiguous.
+    const void* d_o;
+    void* dq;
+    void* dk;
+    void* dv;
+    // (batch, heads_q, seqlen_q) f32, written by the first kernel: D_i = dO_i · O_i.
+    float* delta;
+    // (batch, seqlen_q, heads_q, head_dim) f32: dQ accumulated with atomics; unused (null) when deterministic.
+    float* dq_accum;
+    int64_t do_batch_stride, do_row_stride, do_head_stride;
+    int64_t dq_batch_stride, dq_row_stride, dq_head_stride;
+    int64_t dk_batch_stride, dk_row_stride, dk_head_stride;
+    int64_t dv_batch_stride, dv_row_stride, dv_head_stride;
+    // 1: two passes, each writing only rows it owns (bitwise repeatable); 0: one pass, dQ by f32 atomics.
+    int32_t deterministic;
+};

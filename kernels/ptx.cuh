@@ -1,4 +1,4 @@
-// Thin wrappers over the PTX instructions the forward kernel is built from (sm_80+): cp.async for the
+// Thin wrappers over the PTX instructions the kernels are built from (sm_80+): cp.async for the
 // global->shared pipeline, ldmatrix to feed tensor cores, mma.sync m16n8k16 with f32 accumulators.
 #pragma once
 #include <cuda_bf16.h>
@@ -74,6 +74,30 @@ template <>
 __device__ __forceinline__ uint32_t pack2<__nv_bfloat16>(float lo, float hi) {
     __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
     return *reinterpret_cast<uint32_t*>(&h);
+}
+
+// One 32-bit register of two T as floats; the lower column comes first.
+template <typename T>
+__device__ __forceinline__ float2 unpack2(uint32_t x);
+
+template <>
+__device__ __forceinline__ float2 unpack2<__half>(uint32_t x) {
+    return __half22float2(*reinterpret_cast<const __half2*>(&x));
+}
+
+template <>
+__device__ __forceinline__ float2 unpack2<__nv_bfloat16>(uint32_t x) {
+    return __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&x));
+}
+
+// Two adjacent f32 atomic adds (the address is 8-byte aligned); one vector atomic on sm_90.
+__device__ __forceinline__ void atomic_add2(float* addr, float x, float y) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    atomicAdd(reinterpret_cast<float2*>(addr), make_float2(x, y));
+#else
+    atomicAdd(addr, x);
+    atomicAdd(addr + 1, y);
+#endif
 }
 
 __device__ __forceinline__ float quad_max(float x) {

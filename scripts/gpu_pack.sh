@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 scripts/install_cuda.sh --link >/dev/null
 source <(scripts/install_cuda.sh --env)
 
+# A target dir of its own: the CPU build in target/ keeps its artifacts (the feature sets differ).
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target/gpu}
 pack=.gpu
 rm -rf "$pack" && mkdir -p "$pack/bin"
 # Executables of every test target and of the benches, as cargo reports them.

@@ -4,7 +4,8 @@
 #   bash .gpu/run.sh test [FILTER]     every test binary (the GPU suite included)
 #   bash .gpu/run.sh sanitize          compute-sanitizer memcheck and racecheck on the small-shape test
 #   bash .gpu/run.sh bench [ARGS]      benches/gpu_attention.rs with ARGS
-#   bash .gpu/run.sh all OUTDIR        tests, sanitizer, our bench and torch SDPA's, then the comparison
+#   bash .gpu/run.sh all OUTDIR        tests, sanitizer, our bench and torch SDPA's (forward, bf16 and fp16;
+#                                      forward + backward, bf16, head_dim 64 and 128), then the comparison
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
@@ -35,6 +36,8 @@ sanitize() {
   for tool in memcheck racecheck; do
     echo "== compute-sanitizer --tool $tool"
     "$sanitizer" --tool "$tool" --error-exitcode 9 "$bins/bin/gpu_forward" sanitizer_shapes --test-threads=1 || status=1
+    "$sanitizer" --tool "$tool" --error-exitcode 9 "$bins/bin/gpu_backward" grad_sanitizer_shapes --test-threads=1 ||
+      status=1
   done
   return $status
 }
@@ -49,8 +52,11 @@ case "${1:-all}" in
     run_tests 2>&1 | tee "$out/tests.log"; tests=${PIPESTATUS[0]}
     sanitize 2>&1 | tail -n 40 | tee "$out/sanitizer.log"; san=${PIPESTATUS[0]}
     "$bins/bin/gpu_attention" --dtypes bf16,fp16 --out "$out/bench.jsonl" >/dev/null
+    "$bins/bin/gpu_attention" --modes fwd_bwd --hdims 64,128 --out "$out/bench.jsonl" >/dev/null
     "$bins/bin/gpu_attention" --memory --out "$out/bench.jsonl" >/dev/null
     PYTHONUNBUFFERED=1 python3 "$repo/scripts/bench_torch_sdpa.py" --dtypes bf16,fp16 --out "$out/bench.jsonl" >/dev/null
+    PYTHONUNBUFFERED=1 python3 "$repo/scripts/bench_torch_sdpa.py" --modes fwd_bwd --hdims 64,128 \
+      --out "$out/bench.jsonl" >/dev/null
     PYTHONUNBUFFERED=1 python3 "$repo/scripts/bench_torch_sdpa.py" --memory --out "$out/bench.jsonl" >/dev/null
     python3 "$repo/scripts/compare.py" "$out/bench.jsonl" --markdown "$out/compare.md" --svg "$out/fwd.svg"
     echo "tests: exit $tests, sanitizer: exit $san"

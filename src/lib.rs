@@ -48,8 +48,8 @@ pub use validate::AttnDims;
 /// - Returns (batch, seqlen_q, heads_q, head_dim) in q's dtype (f32, f16 or bf16).
 /// - Any strides work on CPU; on CUDA a layout the kernels cannot read in place (head_dim not contiguous,
 ///   strides not 16-byte aligned) is copied first.
-/// - Differentiable on CPU: `backward()` through the result gives gradients for q, k and v (FlashAttention-2's
-///   backward, from the LSE this call kept). CUDA inputs fail at backward time: no CUDA backward kernel yet.
+/// - Differentiable on CPU and CUDA: `backward()` through the result gives gradients for q, k and v
+///   (FlashAttention-2's backward, from the LSE this call kept; see [`flash_attn_backward`]).
 /// - Empty inputs: `batch`, `seqlen_q` or `heads_q` of 0 gives an empty output; `seqlen_k` of 0 gives zeros
 ///   (no key is visible). `head_dim` of 0 is an error.
 ///
@@ -95,4 +95,59 @@ fn kernel_readable(t: &Tensor) -> Result<Tensor> {
         return t.contiguous();
     }
     Ok(t.clone())
+}
+
+/// The gradients of [`flash_attn`] for q, k and v, given the gradient `grad_out` of its output: what
+/// `loss.backward()` runs through the op, for training loops and benchmarks that call it directly.
+///
+/// `out` and `lse` are what [`flash_attn_with_lse`] returned for the same `q`, `k`, `v` and `opts` (P is
+/// recomputed from them tile by tile: nothing N x N is stored). `grad_out` has `out`'s shape and dtype.
+/// Returns (dq, dk, dv) with the shapes and dtype of q, k and v. Deterministic on both backends: two calls
+/// give bitwise equal gradients (no atomics).
+pub fn flash_attn_backward(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    out: &Tensor,
+    lse: &Tensor,
+    grad_out: &Tensor,
+    opts: &AttnOptions,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    let spec = validate::validate(q, k, v, opts)?;
+    let dims = spec.dims;
+    let out_shape: candle_core::Shape = dims.out_shape().into();
+    for (name, t) in [("out", out), ("grad_out", grad_out)] {
+        if t.shape() != &out_shape || t.dtype() != q.dtype() {
+            candle_core::bail!(
+                "flash_attn_backward: {name} must have q's shape {:?} and dtype {:?}, got {:?} {:?}",
+                out_shape.dims(),
+                q.dtype(),
+                t.dims(),
+                t.dtype()
+            )
+        }
+        if !t.device().same_device(q.device()) {
+            candle_core::bail!(
+                "flash_attn_backward: {name} is on {:?} but q is on {:?}",
+                t.device().location(),
+                q.device().location()
+            )
+        }
+    }
+    let lse_shape: candle_core::Shape = dims.lse_shape().into();
+    if lse.shape() != &lse_shape || lse.dtype() != DType::F32 || !lse.device().same_device(q.device()) {
+        candle_core::bail!(
+            "flash_attn_backward: lse must be f32 of shape {:?} on q's device, got {:?} {:?} on {:?}",
+            lse_shape.dims(),
+            lse.dims(),
+            lse.dtype(),
+            lse.device().location()
+        )
+    }
+    if dims.batch * dims.seqlen_q * dims.heads_q * dims.seqlen_k == 0 {
+        // No query sees a key: every gradient is zero.
+        return Ok((q.zeros_like()?, k.zeros_like()?, v.zeros_like()?));
+    }
+    let (q, k, v) = (kernel_readable(q)?, kernel_readable(k)?, kernel_readable(v)?);
+    op::backward(&spec, (&q, &k, &v), out, grad_out, lse)
 }

@@ -71,16 +71,50 @@ impl CustomOp3 for FlashAttnOp {
         out: &Tensor,
         grad_out: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        if !q.device().is_cpu() {
-            bail!(
-                "flash_attn backward: no CUDA backward kernel yet; the forward runs on CUDA, gradients only on \
-                 the CPU for now (move q, k, v to Device::Cpu for training)"
-            )
-        }
         let Some(lse) = self.lse.tensor.get() else {
             bail!("flash_attn backward: the forward's log-sum-exp is missing")
         };
-        let (dq, dk, dv) = crate::cpu::backward(&self.spec, (q, k, v), out, grad_out, lse)?;
+        let (dq, dk, dv) = backward(&self.spec, (q, k, v), out, grad_out, lse)?;
         Ok((Some(dq), Some(dk), Some(dv)))
     }
+}
+
+/// Gradients for q, k and v from the forward's output and LSE, on the inputs' device.
+pub(crate) fn backward(
+    spec: &AttnSpec,
+    qkv: (&Tensor, &Tensor, &Tensor),
+    out: &Tensor,
+    grad_out: &Tensor,
+    lse: &Tensor,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    if qkv.0.device().is_cpu() {
+        crate::cpu::backward(spec, qkv, out, grad_out, lse)
+    } else {
+        cuda_backward(spec, qkv, out, grad_out, lse)
+    }
+}
+
+#[cfg(feature = "cuda")]
+fn cuda_backward(
+    spec: &AttnSpec,
+    qkv: (&Tensor, &Tensor, &Tensor),
+    out: &Tensor,
+    grad_out: &Tensor,
+    lse: &Tensor,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    crate::cuda::backward(spec, qkv, out, grad_out, lse)
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda_backward(
+    _: &AttnSpec,
+    (q, ..): (&Tensor, &Tensor, &Tensor),
+    _: &Tensor,
+    _: &Tensor,
+    _: &Tensor,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    bail!(
+        "flash_attn backward: q is on {:?}, but candle-fa2 was built without the `cuda` feature",
+        q.device().location()
+    )
 }

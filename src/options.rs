@@ -34,6 +34,10 @@ pub struct AttnOptions {
     pub softcap: Option<f32>,
     /// ALiBi: one f32 slope per query head, shape `(heads_q,)`, on the same device as `q`.
     pub alibi_slopes: Option<Tensor>,
+    /// Backward only: on CUDA, compute dQ in a second pass instead of with f32 atomics, so two runs give
+    /// bitwise equal gradients (about 1.4x the backward's tensor-core work). The CPU backward is always
+    /// deterministic; the forward always is.
+    pub deterministic: bool,
 }
 
 impl AttnOptions {
@@ -66,6 +70,11 @@ impl AttnOptions {
 
     pub fn with_alibi_slopes(mut self, slopes: Tensor) -> Self {
         self.alibi_slopes = Some(slopes);
+        self
+    }
+
+    pub fn with_deterministic(mut self, deterministic: bool) -> Self {
+        self.deterministic = deterministic;
         self
     }
 

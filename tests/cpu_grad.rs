@@ -3,48 +3,11 @@
 
 mod common;
 
-use candle_core::{DType, Device, Result, Tensor, Var, D};
+use candle_core::{DType, Device, Result, Tensor, Var};
 use candle_fa2::{flash_attn, AttnOptions};
-use common::{Case, Rng};
+use common::{differentiable_attention, Case, Rng};
 
 const CPU: Device = Device::Cpu;
-
-/// softmax(q kᵀ · scale [softcap] [- alibi] [masked]) v with ops that all have a backward, in q's dtype.
-fn differentiable_attention(q: &Tensor, k: &Tensor, v: &Tensor, opts: &AttnOptions) -> Result<Tensor> {
-    let (b, sq, hq, d) = q.dims4()?;
-    let (_, sk, hkv, _) = k.dims4()?;
-    // (b, sk, hkv, d) -> (b, hq, sk, d): each KV head repeated for the query heads of its group.
-    let repeat_kv = |t: &Tensor| -> Result<Tensor> {
-        t.transpose(1, 2)?.unsqueeze(2)?.broadcast_as((b, hkv, hq / hkv, sk, d))?.reshape((b, hq, sk, d))
-    };
-    let q = q.transpose(1, 2)?.contiguous()?;
-    let (k, v) = (repeat_kv(k)?, repeat_kv(v)?);
-    let scale = opts.softmax_scale.unwrap_or(1.0 / (d as f32).sqrt()) as f64;
-    let mut s = (q.matmul(&k.t()?)? * scale)?;
-    if let Some(cap) = opts.softcap {
-        s = ((s / cap as f64)?.tanh()? * cap as f64)?;
-    }
-    let offset = sk as i64 - sq as i64;
-    let dist = |i: usize, j: usize| j as i64 - i as i64 - offset;
-    if let Some(slopes) = &opts.alibi_slopes {
-        let a: Vec<f64> = (0..sq).flat_map(|i| (0..sk).map(move |j| dist(i, j).abs() as f64)).collect();
-        let a = Tensor::from_vec(a, (1, 1, sq, sk), &CPU)?.to_dtype(s.dtype())?;
-        let slopes = slopes.to_dtype(s.dtype())?.reshape((1, hq, 1, 1))?;
-        s = s.broadcast_sub(&a.broadcast_mul(&slopes)?)?;
-    }
-    let right = if opts.causal { Some(opts.window_right.map_or(0, |r| r.min(0))) } else { opts.window_right };
-    let visible: Vec<u8> = (0..sq)
-        .flat_map(|i| {
-            (0..sk).map(move |j| {
-                (opts.window_left.is_none_or(|l| dist(i, j) >= -l) && right.is_none_or(|r| dist(i, j) <= r)) as u8
-            })
-        })
-        .collect();
-    let visible = Tensor::from_vec(visible, (1, 1, sq, sk), &CPU)?.broadcast_as(s.shape())?;
-    let neg_inf = Tensor::full(f64::NEG_INFINITY, s.shape(), &CPU)?.to_dtype(s.dtype())?;
-    let p = candle_nn::ops::softmax(&visible.where_cond(&s, &neg_inf)?, D::Minus1)?;
-    p.matmul(&v)?.transpose(1, 2)
-}
 
 /// Backward of `sum(out * w)` through the op (inputs in `dtype`) and through the f64 attention above;
 /// asserts each gradient's max error relative to the reference gradient's largest magnitude.
@@ -110,4 +73,25 @@ fn grad_half_precision() -> Result<()> {
     // Inputs and gradients rounded to 8 (bf16) or 11 (f16) mantissa bits.
     check_grads(Case::new(1, 60, 90, 2, 1, 64), DType::BF16, &AttnOptions::causal(), 2e-2, 9)?;
     check_grads(Case::new(1, 60, 90, 2, 1, 64), DType::F16, &AttnOptions::causal(), 3e-3, 10)
+}
+
+/// `flash_attn_backward` called directly gives what autograd gives through the op (same code, same bits),
+/// and both are deterministic.
+#[test]
+fn grad_direct_call_matches_autograd() -> Result<()> {
+    let case = Case::new(2, 45, 61, 4, 2, 32);
+    let mut rng = Rng::new(11);
+    let (q, k, v) = case.inputs(&mut rng, DType::F32, &CPU, false)?;
+    let w = rng.tensor((2, 45, 4, 32), 1.0, DType::F32, &CPU)?;
+    let opts = AttnOptions::causal().with_softcap(4.0);
+    let vars = [Var::from_tensor(&q)?, Var::from_tensor(&k)?, Var::from_tensor(&v)?];
+    let out = flash_attn(vars[0].as_tensor(), vars[1].as_tensor(), vars[2].as_tensor(), &opts)?;
+    let g = (out * &w)?.sum_all()?.backward()?;
+    let (out, lse) = candle_fa2::flash_attn_with_lse(&q, &k, &v, &opts)?;
+    let direct = candle_fa2::flash_attn_backward(&q, &k, &v, &out, &lse, &w, &opts)?;
+    for (var, got) in vars.iter().zip([direct.0, direct.1, direct.2]) {
+        let want = g.get(var.as_tensor()).expect("a gradient for every input");
+        assert_eq!(candle_fa2::reference::max_abs_diff(&got, want)?, 0.0);
+    }
+    Ok(())
 }

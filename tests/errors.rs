@@ -112,3 +112,17 @@ fn compat_varlen_offsets() {
     expect_err(flash_attn_varlen(&q, &q, &q, &bad, &good, 10, 10, 1.0, false), &["seqlens_q", "[0, 6, 4]"]);
     expect_err(flash_attn_varlen(&q, &q, &q, &good, &good, 4, 10, 1.0, false), &["exceeds max"]);
 }
+
+#[test]
+fn backward_checks_out_lse_and_grad_out() {
+    let (q, k, v) = qkv();
+    let opts = AttnOptions::default();
+    let (out, lse) = candle_fa2::flash_attn_with_lse(&q, &k, &v, &opts).unwrap();
+    let grads = |out: &Tensor, lse: &Tensor, g: &Tensor| {
+        candle_fa2::flash_attn_backward(&q, &k, &v, out, lse, g, &opts).map(|(dq, _, _)| dq)
+    };
+    expect_err(grads(&out, &lse, &t(&[2, 5, 4, 16], DType::F32)), &["grad_out", "[2, 5, 4, 32]", "[2, 5, 4, 16]"]);
+    expect_err(grads(&out.to_dtype(DType::BF16).unwrap(), &lse, &out), &["out", "BF16"]);
+    expect_err(grads(&out, &lse.narrow(2, 0, 3).unwrap(), &out), &["lse", "[2, 4, 5]", "[2, 4, 3]"]);
+    expect_err(grads(&out, &lse.to_dtype(DType::F16).unwrap(), &out), &["lse", "F16"]);
+}

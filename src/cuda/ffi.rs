@@ -1,5 +1,5 @@
-//! The C ABI of kernels/flash_api.cu. `FlashFwdParams` mirrors kernels/flash_params.h field for field;
-//! the tests below hold the two layouts together.
+//! The C ABI of kernels/flash_api.cu. `FlashFwdParams` and `FlashBwdParams` mirror kernels/flash_params.h
+//! field for field; the tests below hold the layouts together.
 
 use std::ffi::{c_char, c_void};
 
@@ -44,14 +44,45 @@ pub struct FlashFwdParams {
     pub is_bf16: i32,
 }
 
+/// The backward pass: the forward's params (its output `o` and `lse` are read) plus dO, the gradients and a
+/// row vector of scratch.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct FlashBwdParams {
+    pub fwd: FlashFwdParams,
+    pub d_o: *const c_void,
+    pub dq: *mut c_void,
+    pub dk: *mut c_void,
+    pub dv: *mut c_void,
+    pub delta: *mut f32,
+    pub dq_accum: *mut f32,
+    pub do_batch_stride: i64,
+    pub do_row_stride: i64,
+    pub do_head_stride: i64,
+    pub dq_batch_stride: i64,
+    pub dq_row_stride: i64,
+    pub dq_head_stride: i64,
+    pub dk_batch_stride: i64,
+    pub dk_row_stride: i64,
+    pub dk_head_stride: i64,
+    pub dv_batch_stride: i64,
+    pub dv_row_stride: i64,
+    pub dv_head_stride: i64,
+    pub deterministic: i32,
+}
+
 extern "C" {
     /// Launches the forward kernel on `stream`; returns a `cudaError_t` (0: success).
     pub fn candle_fa2_fwd(params: *const FlashFwdParams, stream: *mut c_void) -> i32;
+    /// Launches the backward kernels (D, then the KEYS and QUERIES passes) on `stream`.
+    pub fn candle_fa2_bwd(params: *const FlashBwdParams, stream: *mut c_void) -> i32;
     pub fn candle_fa2_error_string(code: i32) -> *const c_char;
     /// Writes `offsetof` of each field of the C struct, then its `sizeof`, into `out` (`n` slots); returns
     /// how many it wrote.
     #[cfg(test)]
     pub fn candle_fa2_params_layout(out: *mut i64, n: i32) -> i32;
+    #[cfg(test)]
+    pub fn candle_fa2_bwd_params_layout(out: *mut i64, n: i32) -> i32;
 }
 
 /// `offset_of!` of every field, in declaration order, then `size_of`: what the C side must report.
@@ -97,14 +128,54 @@ pub fn rust_params_layout() -> Vec<i64> {
     offsets.iter().map(|&x| x as i64).collect()
 }
 
+/// The same for `FlashBwdParams`.
+#[cfg(test)]
+pub fn rust_bwd_params_layout() -> Vec<i64> {
+    use std::mem::offset_of;
+    type P = FlashBwdParams;
+    let offsets = [
+        offset_of!(P, fwd),
+        offset_of!(P, d_o),
+        offset_of!(P, dq),
+        offset_of!(P, dk),
+        offset_of!(P, dv),
+        offset_of!(P, delta),
+        offset_of!(P, dq_accum),
+        offset_of!(P, do_batch_stride),
+        offset_of!(P, do_row_stride),
+        offset_of!(P, do_head_stride),
+        offset_of!(P, dq_batch_stride),
+        offset_of!(P, dq_row_stride),
+        offset_of!(P, dq_head_stride),
+        offset_of!(P, dk_batch_stride),
+        offset_of!(P, dk_row_stride),
+        offset_of!(P, dk_head_stride),
+        offset_of!(P, dv_batch_stride),
+        offset_of!(P, dv_row_stride),
+        offset_of!(P, dv_head_stride),
+        offset_of!(P, deterministic),
+        std::mem::size_of::<P>(),
+    ];
+    offsets.iter().map(|&x| x as i64).collect()
+}
+
 #[cfg(test)]
 mod tests {
+    fn c_layout(write: unsafe extern "C" fn(*mut i64, i32) -> i32, len: usize) -> Vec<i64> {
+        let mut got = vec![-1i64; len + 4];
+        // SAFETY: `got` has room for the `n` slots the function may write.
+        let n = unsafe { write(got.as_mut_ptr(), got.len() as i32) };
+        got.truncate(n as usize);
+        got
+    }
+
     #[test]
     fn params_layout_matches_c() {
         let want = super::rust_params_layout();
-        let mut got = vec![-1i64; want.len() + 4];
-        // SAFETY: `got` has room for `n` slots.
-        let n = unsafe { super::candle_fa2_params_layout(got.as_mut_ptr(), got.len() as i32) };
-        assert_eq!(&got[..n as usize], &want[..], "kernels/flash_params.h and src/cuda/ffi.rs disagree");
+        let got = c_layout(super::candle_fa2_params_layout, want.len());
+        assert_eq!(got, want, "FlashFwdParams: kernels/flash_params.h and src/cuda/ffi.rs disagree");
+        let want = super::rust_bwd_params_layout();
+        let got = c_layout(super::candle_fa2_bwd_params_layout, want.len());
+        assert_eq!(got, want, "FlashBwdParams: kernels/flash_params.h and src/cuda/ffi.rs disagree");
     }
 }

@@ -1,7 +1,7 @@
 //! Shared by the CPU and GPU test suites: seeded random inputs and the tolerance rule.
 #![allow(dead_code)]
 
-use candle_core::{DType, Device, Result, Tensor};
+use candle_core::{DType, Device, Result, Tensor, D};
 use candle_fa2::{flash_attn_with_lse, naive, reference, AttnOptions};
 
 /// SplitMix64 + Box-Muller: seeded normal samples, so a failure reproduces (candle's CPU randn is not seeded).
@@ -134,4 +134,42 @@ pub fn check(q: &Tensor, k: &Tensor, v: &Tensor, opts: &AttnOptions, what: &str)
     assert!(ours <= bound, "{what}: error {ours:.3e} > bound {bound:.3e} (naive {naive_err:.3e})");
     assert!(lse_err <= 1e-3, "{what}: lse error {lse_err:.3e}");
     Ok(Errors { ours, naive: naive_err, lse: lse_err })
+}
+
+/// softmax(q kᵀ · scale [softcap] [- alibi] [masked]) v with ops that all have a backward, in q's dtype.
+pub fn differentiable_attention(q: &Tensor, k: &Tensor, v: &Tensor, opts: &AttnOptions) -> Result<Tensor> {
+    let dev = q.device();
+    let (b, sq, hq, d) = q.dims4()?;
+    let (_, sk, hkv, _) = k.dims4()?;
+    // (b, sk, hkv, d) -> (b, hq, sk, d): each KV head repeated for the query heads of its group.
+    let repeat_kv = |t: &Tensor| -> Result<Tensor> {
+        t.transpose(1, 2)?.unsqueeze(2)?.broadcast_as((b, hkv, hq / hkv, sk, d))?.reshape((b, hq, sk, d))
+    };
+    let q = q.transpose(1, 2)?.contiguous()?;
+    let (k, v) = (repeat_kv(k)?, repeat_kv(v)?);
+    let scale = opts.softmax_scale.unwrap_or(1.0 / (d as f32).sqrt()) as f64;
+    let mut s = (q.matmul(&k.t()?)? * scale)?;
+    if let Some(cap) = opts.softcap {
+        s = ((s / cap as f64)?.tanh()? * cap as f64)?;
+    }
+    let offset = sk as i64 - sq as i64;
+    let dist = |i: usize, j: usize| j as i64 - i as i64 - offset;
+    if let Some(slopes) = &opts.alibi_slopes {
+        let a: Vec<f32> = (0..sq).flat_map(|i| (0..sk).map(move |j| dist(i, j).abs() as f32)).collect();
+        let a = Tensor::from_vec(a, (1, 1, sq, sk), dev)?.to_dtype(s.dtype())?;
+        let slopes = slopes.to_dtype(s.dtype())?.reshape((1, hq, 1, 1))?;
+        s = s.broadcast_sub(&a.broadcast_mul(&slopes)?)?;
+    }
+    let right = if opts.causal { Some(opts.window_right.map_or(0, |r| r.min(0))) } else { opts.window_right };
+    let visible: Vec<u8> = (0..sq)
+        .flat_map(|i| {
+            (0..sk).map(move |j| {
+                (opts.window_left.is_none_or(|l| dist(i, j) >= -l) && right.is_none_or(|r| dist(i, j) <= r)) as u8
+            })
+        })
+        .collect();
+    let visible = Tensor::from_vec(visible, (1, 1, sq, sk), dev)?.broadcast_as(s.shape())?;
+    let neg_inf = Tensor::full(f32::NEG_INFINITY, s.shape(), dev)?.to_dtype(s.dtype())?;
+    let p = candle_nn::ops::softmax(&visible.where_cond(&s, &neg_inf)?, D::Minus1)?;
+    p.matmul(&v)?.transpose(1, 2)
 }

@@ -1,0 +1,73 @@
+// Tile configuration of the two backward passes per instantiated head_dim (kernels/flash_bwd_kernel.cuh).
+// Every head_dim that is a multiple of 8 runs on the smallest instantiation >= it, as the forward.
+//
+// KeysPass / QueriesPass<T, HEAD_DIM, M_TILES, NUM_WARPS, BLOCK_C, D_SPLIT, MIN_BLOCKS>. Registers bound the
+// choice: a warp of the KEYS pass holds dK and dV (2 x M_TILES x D_OWN/8 x 4 f32) plus the S and dP tiles
+// (2 x M_TILES x BLOCK_C/8 x 4); the QUERIES pass holds dQ plus the same two tiles. From d160 the KEYS
+// pass splits the gradient columns over warp pairs (D_SPLIT 2) so both fit.
+#pragma once
+#include "flash_bwd_kernel.cuh"
+
+namespace fa2 {
+
+// Keys<KEYS> and Keys<KEYS_DQ> share one tile shape; the KEYS_DQ pass adds the dSᵀ tile to shared memory.
+template <typename T, int D, int MT, int W, int C, int SPLIT, int MINB>
+struct KeysPass {
+    template <BwdPass P>
+    using Keys = BwdTraits<T, P, D, MT, W, C, SPLIT, MINB>;
+};
+template <typename T, int D, int MT, int W, int C, int SPLIT, int MINB>
+using QueriesPass = BwdTraits<T, BwdPass::QUERIES, D, MT, W, C, SPLIT, MINB>;
+
+template <typename T, int HEAD_DIM>
+struct BwdConfig;
+
+// 64 keys (queries) per block, 4 warps of 16 rows, 64-wide streamed tiles.
+template <typename T> struct BwdConfig<T, 32> {
+    template <BwdPass P>
+    using Keys = typename KeysPass<T, 32, 1, 4, 64, 1, 2>::template Keys<P>;
+    using Queries = QueriesPass<T, 32, 1, 4, 64, 1, 2>;
+};
+template <typename T> struct BwdConfig<T, 64> {
+    template <BwdPass P>
+    using Keys = typename KeysPass<T, 64, 1, 4, 64, 1, 2>::template Keys<P>;
+    using Queries = QueriesPass<T, 64, 1, 4, 64, 1, 2>;
+};
+template <typename T> struct BwdConfig<T, 96> {
+    template <BwdPass P>
+    using Keys = typename KeysPass<T, 96, 1, 4, 64, 1, 2>::template Keys<P>;
+    using Queries = QueriesPass<T, 96, 1, 4, 64, 1, 2>;
+};
+// dK + dV are 128 accumulators per thread: 32-wide streamed tiles keep S and dP at 32.
+template <typename T> struct BwdConfig<T, 128> {
+    template <BwdPass P>
+    using Keys = typename KeysPass<T, 128, 1, 4, 32, 1, 2>::template Keys<P>;
+    using Queries = QueriesPass<T, 128, 1, 4, 64, 1, 2>;
+};
+template <typename T> struct BwdConfig<T, 160> {
+    template <BwdPass P>
+    using Keys = typename KeysPass<T, 160, 1, 8, 32, 2, 1>::template Keys<P>;
+    using Queries = QueriesPass<T, 160, 1, 4, 32, 1, 2>;
+};
+template <typename T> struct BwdConfig<T, 192> {
+    template <BwdPass P>
+    using Keys = typename KeysPass<T, 192, 1, 8, 32, 2, 1>::template Keys<P>;
+    using Queries = QueriesPass<T, 192, 1, 4, 32, 1, 1>;
+};
+template <typename T> struct BwdConfig<T, 224> {
+    template <BwdPass P>
+    using Keys = typename KeysPass<T, 224, 1, 8, 32, 2, 1>::template Keys<P>;
+    using Queries = QueriesPass<T, 224, 1, 4, 32, 1, 1>;
+};
+template <typename T> struct BwdConfig<T, 256> {
+    template <BwdPass P>
+    using Keys = typename KeysPass<T, 256, 1, 8, 32, 2, 1>::template Keys<P>;
+    using Queries = QueriesPass<T, 256, 1, 4, 32, 1, 1>;
+};
+
+template <typename T, int HEAD_DIM>
+cudaError_t run_bwd(const FlashBwdParams& p, cudaStream_t stream) {
+    return launch_bwd<T, BwdConfig<T, HEAD_DIM>>(p, stream);
+}
+
+}  // namespace fa2

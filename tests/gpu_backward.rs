@@ -1,0 +1,216 @@
+//! The CUDA backward kernels through candle autograd (feature `cuda`; compiled in CI, run on the device by
+//! scripts/gpu_run.sh). `cargo test --features cuda grad` selects these with the CPU gradient suite.
+#![cfg(feature = "cuda")]
+
+mod common;
+
+use candle_core::{DType, Device, Result, Tensor, Var};
+use candle_fa2::{flash_attn, reference, AttnOptions};
+use common::{differentiable_attention, Case, Rng};
+
+/// One device for the whole suite: tensors of two `Device::new_cuda(0)` instances cannot be mixed.
+fn gpu() -> Device {
+    static GPU: std::sync::OnceLock<Device> = std::sync::OnceLock::new();
+    GPU.get_or_init(|| Device::new_cuda(0).expect("a CUDA device")).clone()
+}
+
+/// Leaves NaN-filled memory in the device's pool, so a gradient element the kernels forget to write shows
+/// up as NaN.
+fn poison_pool(dev: &Device, elems: usize) -> Result<()> {
+    let poison = Tensor::full(f32::NAN, elems, dev)?;
+    dev.synchronize()?;
+    drop(poison);
+    Ok(())
+}
+
+type Attention<'a> = &'a dyn Fn(&Tensor, &Tensor, &Tensor) -> Result<Tensor>;
+
+/// Gradients of `sum(attention(q, k, v) * w)` for q, k and v, as f64 on the CPU.
+fn grads(attention: Attention, q: &Tensor, k: &Tensor, v: &Tensor, w: &Tensor) -> Result<[Tensor; 3]> {
+    let vars = [Var::from_tensor(q)?, Var::from_tensor(k)?, Var::from_tensor(v)?];
+    let out = attention(vars[0].as_tensor(), vars[1].as_tensor(), vars[2].as_tensor())?;
+    assert_eq!(out.dims(), q.dims());
+    let w = w.to_device(out.device())?.to_dtype(out.dtype())?;
+    let g = (out * w)?.to_dtype(DType::F32)?.sum_all()?.backward()?;
+    let mut result = Vec::with_capacity(3);
+    for var in &vars {
+        let grad = g.get(var.as_tensor()).expect("a gradient for every input");
+        assert_eq!((grad.dims(), grad.dtype()), (var.dims(), var.dtype()), "gradient shape and dtype");
+        result.push(grad.to_device(&Device::Cpu)?.to_dtype(DType::F64)?);
+    }
+    Ok(result.try_into().expect("three gradients"))
+}
+
+/// max |a - b| / max |b|: the error of a gradient relative to the reference's largest magnitude. A
+/// gradient that is zero in exact arithmetic (dq and dk with one key: P is 1 whatever the score) is held
+/// to an absolute 1e-3 instead.
+fn rel_err(a: &Tensor, b: &Tensor) -> Result<f64> {
+    let scale = b.abs()?.flatten_all()?.max(0)?.to_scalar::<f64>()?;
+    Ok(reference::max_abs_diff(a, b)? / scale.max(1e-3))
+}
+
+/// The forward's tolerance rule for gradients: against candle autograd of an f64 attention, the op's error
+/// is at most twice that of the same attention computed with candle ops in the inputs' dtype, plus a floor
+/// (relative to the largest reference gradient).
+fn check(case: Case, dtype: DType, opts: &AttnOptions, transposed: bool, seed: u64) -> Result<()> {
+    let dev = gpu();
+    let mut rng = Rng::new(seed);
+    let (q, k, v) = case.inputs(&mut rng, dtype, &dev, transposed)?;
+    let w = rng.tensor((case.batch, case.seqlen_q, case.heads_q, case.head_dim), 1.0, DType::F32, &dev)?;
+    poison_pool(&dev, 1 << 22)?;
+    let ours = grads(&|q, k, v| flash_attn(q, k, v, opts), &q, &k, &v, &w)?;
+    let naive = grads(&|q, k, v| differentiable_attention(q, k, v, opts), &q, &k, &v, &w)?;
+    let cpu = |t: &Tensor| t.to_device(&Device::Cpu)?.to_dtype(DType::F64);
+    let opts64 = AttnOptions {
+        alibi_slopes: opts.alibi_slopes.as_ref().map(|s| s.to_device(&Device::Cpu)).transpose()?,
+        ..opts.clone()
+    };
+    let want = grads(&|q, k, v| differentiable_attention(q, k, v, &opts64), &cpu(&q)?, &cpu(&k)?, &cpu(&v)?, &w)?;
+    let floor = match dtype {
+        DType::F16 => 2e-3,
+        _ => 1e-2,
+    };
+    for (i, name) in ["dq", "dk", "dv"].into_iter().enumerate() {
+        let values = ours[i].flatten_all()?.to_vec1::<f64>()?;
+        assert!(values.iter().all(|x| x.is_finite()), "{case:?} {dtype:?}: non-finite {name}");
+        let (e_ours, e_naive) = (rel_err(&ours[i], &want[i])?, rel_err(&naive[i], &want[i])?);
+        let bound = 2.0 * e_naive + floor;
+        eprintln!("{case:?} {dtype:?} causal={} {name}: ours {e_ours:.2e} naive {e_naive:.2e}", opts.causal);
+        assert!(e_ours <= bound, "{case:?} {dtype:?} {opts:?}: {name} error {e_ours:.3e} > {bound:.3e}");
+    }
+    Ok(())
+}
+
+/// Both backward modes (dQ by atomics, the default; deterministic: dQ in a second pass) on every
+/// instantiation.
+#[test]
+fn grad_every_instantiation() -> Result<()> {
+    for (i, d) in [32, 40, 64, 96, 128, 136, 160, 192, 200, 224, 256].into_iter().enumerate() {
+        for (dtype, deterministic) in [(DType::BF16, false), (DType::F16, false), (DType::BF16, true)] {
+            for causal in [false, true] {
+                let opts = AttnOptions::default().with_causal(causal).with_deterministic(deterministic);
+                check(Case::new(2, 131, 157, 4, 2, d), dtype, &opts, false, 1000 + i as u64)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn grad_lengths_heads_strides() -> Result<()> {
+    // Queries that see no key (causal with seqlen_q > seqlen_k) have no f64 reference (softmax of nothing);
+    // grad_cuda_matches_cpu covers them.
+    let lengths = [(1, 1), (1, 300), (7, 7), (113, 203), (203, 113), (300, 64)];
+    for (i, (sq, sk)) in lengths.into_iter().enumerate() {
+        for causal in [false, true] {
+            if causal && sq > sk {
+                continue;
+            }
+            let opts = AttnOptions::default().with_causal(causal);
+            check(Case::new(2, sq, sk, 4, 4, 64), DType::BF16, &opts, false, 1100 + i as u64)?;
+            check(Case::new(1, sq, sk, 2, 2, 128), DType::F16, &opts, false, 1150 + i as u64)?;
+        }
+    }
+    for (i, heads_kv) in [8, 2, 1].into_iter().enumerate() {
+        check(Case::new(3, 150, 170, 8, heads_kv, 64), DType::BF16, &AttnOptions::causal(), false, 1200 + i as u64)?;
+        check(Case::new(2, 150, 170, 8, heads_kv, 128), DType::F16, &AttnOptions::default(), true, 1210 + i as u64)?;
+    }
+    Ok(())
+}
+
+#[test]
+fn grad_windows_softcap_alibi() -> Result<()> {
+    let dev = gpu();
+    let slopes = Tensor::new(&[0.5f32, 0.25, 0.125, 0.0625], &dev)?;
+    let cases = [
+        AttnOptions::default().with_window(Some(32), Some(0)),
+        AttnOptions::default().with_window(Some(5), Some(70)),
+        AttnOptions::default().with_softcap(5.0).with_softmax_scale(0.6),
+        AttnOptions::causal().with_alibi_slopes(slopes.clone()),
+        AttnOptions::default().with_alibi_slopes(slopes).with_softcap(3.0).with_window(Some(40), Some(20)),
+        AttnOptions::causal().with_softmax_scale(-0.1),
+    ];
+    for (i, opts) in cases.iter().enumerate() {
+        check(Case::new(2, 200, 200, 4, 2, 64), DType::BF16, opts, false, 1300 + i as u64)?;
+        check(Case::new(1, 77, 300, 4, 1, 128), DType::F16, opts, false, 1310 + i as u64)?;
+    }
+    Ok(())
+}
+
+/// The CPU backward (itself held against the f64 reference by tests/cpu_grad.rs) is the oracle where the
+/// reference has none: queries that see no key, and lengths where the f64 autograd would be slow. Both
+/// modes; in deterministic mode two runs give bitwise equal gradients. Every element is written
+/// (poisoned pool).
+#[test]
+fn grad_cuda_matches_cpu_and_is_deterministic() -> Result<()> {
+    let dev = gpu();
+    let cases = [
+        (Case::new(1, 300, 200, 4, 2, 64), AttnOptions::causal()),
+        (Case::new(1, 1100, 1300, 4, 1, 128), AttnOptions::causal()),
+        (Case::new(2, 700, 700, 2, 2, 256), AttnOptions::default()),
+        (Case::new(1, 513, 1024, 4, 4, 96), AttnOptions::default().with_window(Some(100), Some(30))),
+    ];
+    for (i, (case, opts)) in cases.iter().enumerate() {
+        let mut rng = Rng::new(1400 + i as u64);
+        let (q, k, v) = case.inputs(&mut rng, DType::BF16, &Device::Cpu, false)?;
+        let w = rng.tensor((case.batch, case.seqlen_q, case.heads_q, case.head_dim), 1.0, DType::F32, &Device::Cpu)?;
+        let on_cpu = grads(&|q, k, v| flash_attn(q, k, v, opts), &q, &k, &v, &w)?;
+        let (qg, kg, vg) = (q.to_device(&dev)?, k.to_device(&dev)?, v.to_device(&dev)?);
+        let det = opts.clone().with_deterministic(true);
+        poison_pool(&dev, 1 << 24)?;
+        let atomic = grads(&|q, k, v| flash_attn(q, k, v, opts), &qg, &kg, &vg, &w)?;
+        poison_pool(&dev, 1 << 24)?;
+        let first = grads(&|q, k, v| flash_attn(q, k, v, &det), &qg, &kg, &vg, &w)?;
+        let second = grads(&|q, k, v| flash_attn(q, k, v, &det), &qg, &kg, &vg, &w)?;
+        for (j, name) in ["dq", "dk", "dv"].into_iter().enumerate() {
+            assert_eq!(reference::max_abs_diff(&first[j], &second[j])?, 0.0, "{case:?}: two runs differ in {name}");
+            for (mode, got) in [("atomic", &atomic[j]), ("deterministic", &first[j])] {
+                let values = got.flatten_all()?.to_vec1::<f64>()?;
+                assert!(values.iter().all(|x| x.is_finite()), "{case:?} {mode}: non-finite {name}");
+                let err = rel_err(got, &on_cpu[j])?;
+                eprintln!("{case:?} {mode} {name}: cuda vs cpu {err:.2e}");
+                // Both round to bf16 at the end; the GPU also rounds P and dS to bf16 as MMA operands.
+                assert!(err < 2e-2, "{case:?} {opts:?} {mode}: {name} cuda vs cpu {err:.3e}");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Small shapes that reach every backward code path (each instantiation, partial blocks, masks, GQA,
+/// softcap, ALiBi, queries without keys), compared with the CPU op only: this is the test run under
+/// compute-sanitizer, so it launches nothing but our kernels on the GPU.
+#[test]
+fn grad_sanitizer_shapes() -> Result<()> {
+    let dev = gpu();
+    let slopes = [0.3f32, 0.1];
+    for (i, d) in [32, 64, 96, 128, 160, 192, 224, 256, 40].into_iter().enumerate() {
+        let variants = [
+            AttnOptions::default(),
+            AttnOptions::causal(),
+            AttnOptions::default().with_window(Some(7), Some(3)).with_softcap(4.0),
+            AttnOptions::causal().with_alibi_slopes(Tensor::new(&slopes, &dev)?),
+            AttnOptions::default().with_deterministic(true),
+            AttnOptions::causal().with_window(Some(7), Some(3)).with_deterministic(true),
+        ];
+        for (j, opts) in variants.into_iter().enumerate() {
+            for (sq, sk) in [(37, 70), (70, 37)] {
+                let mut rng = Rng::new(1500 + 10 * i as u64 + j as u64);
+                let (q, k, v) = Case::new(1, sq, sk, 2, 1, d).inputs(&mut rng, DType::BF16, &Device::Cpu, false)?;
+                let w = rng.tensor((1, sq, 2, d), 1.0, DType::F32, &Device::Cpu)?;
+                let cpu_opts = AttnOptions {
+                    alibi_slopes: opts.alibi_slopes.as_ref().map(|_| Tensor::new(&slopes, &Device::Cpu)).transpose()?,
+                    ..opts.clone()
+                };
+                let want = grads(&|q, k, v| flash_attn(q, k, v, &cpu_opts), &q, &k, &v, &w)?;
+                let (qg, kg, vg) = (q.to_device(&dev)?, k.to_device(&dev)?, v.to_device(&dev)?);
+                let got = grads(&|q, k, v| flash_attn(q, k, v, &opts), &qg, &kg, &vg, &w)?;
+                for (g, (a, b)) in got.iter().zip(&want).enumerate() {
+                    let err = rel_err(a, b)?;
+                    assert!(err < 2e-2, "d {d} variant {j} ({sq}, {sk}) gradient {g}: {err:.3e}");
+                }
+            }
+        }
+    }
+    Ok(())
+}
