@@ -22,15 +22,21 @@ using QueriesPass = BwdTraits<T, BwdPass::QUERIES, D, MT, W, C, SPLIT, MINB>;
 template <typename T, int HEAD_DIM>
 struct BwdConfig;
 
+// Measured on the H100 (BENCHMARKS.md, backward v2): what bounds the KEYS pass is shared-memory reads per
+// MMA (every warp reads every streamed Q/dO fragment for its own rows) and, with dQ atomics, the atomics
+// per key: more key rows per block help both.
+//
 // 64 keys (queries) per block, 4 warps of 16 rows, 64-wide streamed tiles.
 template <typename T> struct BwdConfig<T, 32> {
     template <BwdPass P>
     using Keys = typename KeysPass<T, 32, 1, 4, 64, 1, 2>::template Keys<P>;
     using Queries = QueriesPass<T, 32, 1, 4, 64, 1, 2>;
 };
+// d64 KEYS: two m-tiles per warp (128 keys per block) reuse each streamed fragment twice: +20% fwd+bwd at
+// 4k and 16k against one m-tile with 64-wide tiles (23% slower at 1k causal, the one row that lost).
 template <typename T> struct BwdConfig<T, 64> {
     template <BwdPass P>
-    using Keys = typename KeysPass<T, 64, 1, 4, 64, 1, 2>::template Keys<P>;
+    using Keys = typename KeysPass<T, 64, 2, 4, 32, 1, 2>::template Keys<P>;
     using Queries = QueriesPass<T, 64, 1, 4, 64, 1, 2>;
 };
 template <typename T> struct BwdConfig<T, 96> {
@@ -38,10 +44,12 @@ template <typename T> struct BwdConfig<T, 96> {
     using Keys = typename KeysPass<T, 96, 1, 4, 64, 1, 2>::template Keys<P>;
     using Queries = QueriesPass<T, 96, 1, 4, 64, 1, 2>;
 };
-// dK + dV are 128 accumulators per thread: 32-wide streamed tiles keep S and dP at 32.
+// d128 KEYS: dK + dV are 128 accumulators per thread, so one m-tile per warp; 8 warps (128 keys per block)
+// with 64-wide streamed tiles: +12-15% fwd+bwd against 4 warps with 32-wide tiles (half the dQ atomics and
+// Q/dO reads per key).
 template <typename T> struct BwdConfig<T, 128> {
     template <BwdPass P>
-    using Keys = typename KeysPass<T, 128, 1, 4, 32, 1, 2>::template Keys<P>;
+    using Keys = typename KeysPass<T, 128, 1, 8, 64, 1, 1>::template Keys<P>;
     using Queries = QueriesPass<T, 128, 1, 4, 64, 1, 2>;
 };
 template <typename T> struct BwdConfig<T, 160> {

@@ -326,7 +326,7 @@ __global__ void __launch_bounds__(Tr::THREADS, Tr::MIN_BLOCKS) flash_bwd_kernel(
             }
         }
 
-        // P and dS in place of C1 and C2. The tile needs a mask unless every (query, key) pair in it is
+        // P and dS in place of C1 and C2 (masked pairs are zeroed after). The tile needs a mask unless every (query, key) pair in it is
         // visible (corners decide) and it ends inside seqlen_k: a zero-filled key past it would get a
         // nonzero P (and dS, which KEYS_DQ multiplies by that key's zero row: inf * 0 if P overflowed).
         const int r_end = r0 + Tr::BLOCK_R - 1, c_end = c0 + Tr::BLOCK_C - 1;
@@ -335,47 +335,69 @@ __global__ void __launch_bounds__(Tr::THREADS, Tr::MIN_BLOCKS) flash_bwd_kernel(
         const bool need_mask = key_last >= p.seqlen_k ||
                                key_first - query_last - offset < -p.window_left ||
                                key_last - query_first - offset > p.window_right;
-        const float slope = p.alibi_slopes ? p.alibi_slopes[head] : 0.f;
-#pragma unroll
-        for (int ct = 0; ct < CT; ++ct) {
-            const int col0 = c0 + ct * 8 + 2 * (lane % 4);
-            float2 col_lse2 = make_float2(0.f, 0.f), col_delta = make_float2(0.f, 0.f);
-            if (KEYS) {
-                col_lse2 = *reinterpret_cast<const float2*>(sLse2 + stage * Tr::BLOCK_C + col0 - c0);
-                col_delta = *reinterpret_cast<const float2*>(sDelta + stage * Tr::BLOCK_C + col0 - c0);
-            }
+        // (query, key) of score e of n-tile ct in m-tile mt.
+        auto query_key = [&](int mt, int ct, int e) {
+            const int row = row_of(mt, e / 2), col = c0 + ct * 8 + 2 * (lane % 4) + e % 2;
+            return KEYS ? make_int2(col, row) : make_int2(row, col);
+        };
+        if (p.transform_logits) {
+            // z = softcap * tanh(scale s / softcap) - slope |key - query - offset|; dS = P (dP - D) dz/ds.
+            const float slope = p.alibi_slopes ? p.alibi_slopes[head] : 0.f;
 #pragma unroll
             for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
-                for (int e = 0; e < 4; ++e) {
-                    const int row = row_of(mt, e / 2), col = col0 + e % 2;
-                    const int query = KEYS ? col : row, key = KEYS ? row : col;
-                    const float lse2 = KEYS ? (e % 2 ? col_lse2.y : col_lse2.x) : row_lse2[mt][e / 2];
-                    const float delta = KEYS ? (e % 2 ? col_delta.y : col_delta.x) : row_delta[mt][e / 2];
-                    float prob, ds;
-                    if (p.transform_logits) {
-                        // z = softcap * tanh(scale s / softcap) - slope |key - query - offset|.
+                for (int ct = 0; ct < CT; ++ct)
+#pragma unroll
+                    for (int e = 0; e < 4; ++e) {
+                        const int2 qk = query_key(mt, ct, e);
+                        const int c = ct * 8 + 2 * (lane % 4) + e % 2;
+                        const float lse2 = KEYS ? sLse2[stage * Tr::BLOCK_C + c] : row_lse2[mt][e / 2];
+                        const float delta = KEYS ? sDelta[stage * Tr::BLOCK_C + c] : row_delta[mt][e / 2];
                         float z = c1[mt][ct][e] * p.softmax_scale, dz_ds = p.softmax_scale;
                         if (p.softcap > 0.f) {
                             const float t = tanhf(z / p.softcap);
                             z = p.softcap * t;
                             dz_ds *= 1.f - t * t;
                         }
-                        z -= slope * fabsf(float(key - query - offset));
-                        prob = exp2f(fmaf(z, float(M_LOG2E), -lse2));
-                        ds = prob * (c2[mt][ct][e] - delta) * dz_ds;
-                    } else {
-                        // dz/ds is the scale, applied once to dQ and dK in the epilogue.
-                        prob = exp2f(fmaf(c1[mt][ct][e], p.scale_log2, -lse2));
-                        ds = prob * (c2[mt][ct][e] - delta);
+                        z -= slope * fabsf(float(qk.y - qk.x - offset));
+                        const float prob = exp2f(fmaf(z, float(M_LOG2E), -lse2));
+                        c2[mt][ct][e] = prob * (c2[mt][ct][e] - delta) * dz_ds;
+                        c1[mt][ct][e] = prob;
                     }
-                    if (need_mask) {
-                        const int dist = key - query - offset;
-                        if (key >= p.seqlen_k || dist < -p.window_left || dist > p.window_right) prob = 0.f, ds = 0.f;
-                    }
-                    c1[mt][ct][e] = prob;
-                    c2[mt][ct][e] = ds;
+        } else {
+            // P = exp2(s scale log2(e) - lse2), dS = P (dP - D); dz/ds is the scale, applied once to dQ and
+            // dK in the epilogue. The transformed and masked cases' index arithmetic stays out of this loop.
+#pragma unroll
+            for (int ct = 0; ct < CT; ++ct) {
+                float2 col_lse2 = make_float2(0.f, 0.f), col_delta = make_float2(0.f, 0.f);
+                if (KEYS) {  // per column: the two queries of this lane
+                    col_lse2 = *reinterpret_cast<const float2*>(sLse2 + stage * Tr::BLOCK_C + ct * 8 + 2 * (lane % 4));
+                    col_delta = *reinterpret_cast<const float2*>(sDelta + stage * Tr::BLOCK_C + ct * 8 + 2 * (lane % 4));
                 }
+#pragma unroll
+                for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+                    for (int e = 0; e < 4; ++e) {
+                        const float lse2 = KEYS ? (e % 2 ? col_lse2.y : col_lse2.x) : row_lse2[mt][e / 2];
+                        const float delta = KEYS ? (e % 2 ? col_delta.y : col_delta.x) : row_delta[mt][e / 2];
+                        const float prob = exp2f(fmaf(c1[mt][ct][e], p.scale_log2, -lse2));
+                        c2[mt][ct][e] = prob * (c2[mt][ct][e] - delta);
+                        c1[mt][ct][e] = prob;
+                    }
+            }
+        }
+        if (need_mask) {
+#pragma unroll
+            for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+                for (int ct = 0; ct < CT; ++ct)
+#pragma unroll
+                    for (int e = 0; e < 4; ++e) {
+                        const int2 qk = query_key(mt, ct, e);
+                        const int dist = qk.y - qk.x - offset;
+                        if (qk.y >= p.seqlen_k || dist < -p.window_left || dist > p.window_right)
+                            c1[mt][ct][e] = 0.f, c2[mt][ct][e] = 0.f;
+                    }
         }
 
         if (DQ_ATOMIC) {
