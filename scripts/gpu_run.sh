@@ -4,13 +4,14 @@
 #   bash .gpu/run.sh test [FILTER]     every test binary (the GPU suite included)
 #   bash .gpu/run.sh sanitize          compute-sanitizer memcheck and racecheck on the small-shape test
 #   bash .gpu/run.sh bench [ARGS]      benches/gpu_attention.rs with ARGS
+#   bash .gpu/run.sh variants OUTDIR [ARGS]  every variant built by scripts/gpu_variants.sh, bench ARGS each
 #   bash .gpu/run.sh all OUTDIR        tests, sanitizer, our bench and torch SDPA's (forward, bf16 and fp16;
 #                                      forward + backward, bf16, head_dim 64 and 128), then the comparison
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
 bins=${FA2_BIN_DIR:-/tmp/candle-fa2-bin}
-if [ ! -d "$bins/bin" ] || [ "$here/bins.tar.xz" -nt "$bins/bin" ]; then
+if [ -f "$here/bins.tar.xz" ] && { [ ! -d "$bins/bin" ] || [ "$here/bins.tar.xz" -nt "$bins/bin" ]; }; then
   rm -rf "$bins" && mkdir -p "$bins" && xz -dc "$here/bins.tar.xz" | tar -C "$bins" -xf -
 fi
 # Standard places of the CUDA runtime libraries and of the driver's libcuda.
@@ -46,6 +47,17 @@ case "${1:-all}" in
   test) shift; run_tests "$@" ;;
   sanitize) sanitize ;;
   bench) shift; "$bins/bin/gpu_attention" "$@" ;;
+  variants)
+    out=${2:?OUTDIR}; shift 2; mkdir -p "$out"
+    rm -rf /tmp/candle-fa2-variants && mkdir -p /tmp/candle-fa2-variants
+    xz -dc "$here/variants.tar.xz" | tar -C /tmp/candle-fa2-variants -xf -
+    for exe in /tmp/candle-fa2-variants/variants/*; do
+      case $exe in *.flags) continue ;; esac
+      name=$(basename "$exe")
+      echo "== $name: $(cat "$exe.flags")"
+      "$exe" "$@" | sed "s/\"impl\": \"candle-fa2/\"impl\": \"$name/" >> "$out/variants.jsonl"
+    done
+    ;;
   all)
     out=${2:-/tmp/candle-fa2-out}; mkdir -p "$out"
     nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader | tee "$out/gpu.txt"
