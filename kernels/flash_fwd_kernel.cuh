@@ -41,7 +41,10 @@ struct FwdTraits {
     static_assert(SMEM_BYTES <= 227 * 1024, "shared memory per block on sm_90");
 };
 
-template <typename Tr>
+// TRANSFORM: logits are formed explicitly (softcap, ALiBi, a scale <= 0). A kernel of its own rather than a
+// runtime branch: the branch's live values cost the plain kernel registers (spills at d64-d128) and up to
+// 5-8% at short sequences (BENCHMARKS.md, v6).
+template <typename Tr, bool TRANSFORM>
 __global__ void __launch_bounds__(Tr::THREADS, Tr::MIN_BLOCKS) flash_fwd_kernel(const FlashFwdParams p) {
     using T = typename Tr::T;
     constexpr int MT = Tr::M_TILES, NT = Tr::N_TILES, DT = Tr::D_TILES;
@@ -98,7 +101,7 @@ __global__ void __launch_bounds__(Tr::THREADS, Tr::MIN_BLOCKS) flash_fwd_kernel(
     const float slope = p.alibi_slopes ? p.alibi_slopes[head] : 0.f;
     // Plain path: the softmax works on raw scores and folds the scale into exp2's argument (one FFMA).
     // Transformed path: scores become base-2 logits first, and the fold is 1.
-    const float sl2 = p.transform_logits ? 1.f : p.scale_log2;
+    const float sl2 = TRANSFORM ? 1.f : p.scale_log2;
 
     float o_acc[MT][DT][4];
     float row_max[MT][2], row_sum[MT][2];
@@ -147,8 +150,8 @@ __global__ void __launch_bounds__(Tr::THREADS, Tr::MIN_BLOCKS) flash_fwd_kernel(
             }
         }
 
-        // Logits (softcap, ALiBi) and the mask: both are rare, uniform branches per block.
-        if (p.transform_logits) {
+        // Logits (softcap, ALiBi), then the mask: a uniform branch per block, rare.
+        if (TRANSFORM) {
 #pragma unroll
             for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
@@ -268,7 +271,7 @@ __global__ void __launch_bounds__(Tr::THREADS, Tr::MIN_BLOCKS) flash_fwd_kernel(
 
 template <typename Tr>
 cudaError_t launch_fwd(const FlashFwdParams& p, cudaStream_t stream) {
-    auto kernel = flash_fwd_kernel<Tr>;
+    auto kernel = p.transform_logits ? flash_fwd_kernel<Tr, true> : flash_fwd_kernel<Tr, false>;
     if (Tr::SMEM_BYTES > 48 * 1024) {
         // Above 48 KiB a block must opt in; the attribute is per function and cheap to set again.
         cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Tr::SMEM_BYTES);

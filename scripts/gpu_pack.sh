@@ -10,23 +10,31 @@ source <(scripts/install_cuda.sh --env)
 # A target dir of its own: the CPU build in target/ keeps its artifacts (the feature sets differ).
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target/gpu}
 pack=.gpu
-rm -rf "$pack" && mkdir -p "$pack/bin"
+# Only what this script makes is replaced: scripts/gpu_variants.sh keeps its variants.tar.xz here too.
+rm -rf "$pack/bin" "$pack/bins.tar.xz" && mkdir -p "$pack/bin"
 # Executables of every test target and of the benches, as cargo reports them.
 list_executables() {
   python3 -c '
 import json, sys
 for line in sys.stdin:
     m = json.loads(line)
-    # Tests and the GPU bench; examples and the CPU bench stay home (the pack must stay small).
+    # What needs the GPU: the GPU suites, the unit tests (the params layout test calls the kernels library),
+    # the GPU bench and the examples named in GPU_EXAMPLES. CPU-only suites stay home (CI runs them); each
+    # binary carries candle and the kernels, so the pack must stay small.
     if m.get("reason") != "compiler-artifact" or not m.get("executable"):
         continue
-    if "example" in m["target"]["kind"] or m["target"]["name"] == "cpu_attention":
-        continue
-    print(m["target"]["name"], m["executable"])'
+    name, kind = m["target"]["name"], m["target"]["kind"]
+    wanted = (name.startswith("gpu_") or "lib" in kind
+              or ("example" in kind and name in sys.argv[1].split()))
+    if wanted:
+        print(name, m["executable"])' "$GPU_EXAMPLES"
 }
+# Examples worth running on the GPU host (end-to-end benchmarks); built with --features cuda too.
+GPU_EXAMPLES=${GPU_EXAMPLES:-}
 {
   cargo test --release --features cuda --no-run --message-format=json
   cargo bench --features cuda --no-run --message-format=json
+  for ex in $GPU_EXAMPLES; do cargo build --release --features cuda --example "$ex" --message-format=json; done
 } | list_executables | sort -u | while read -r name exe; do
   cp "$exe" "$pack/bin/$name"
   strip "$pack/bin/$name"
