@@ -6,8 +6,8 @@
 //!   cargo run --release --example train_gpt -- [--steps 300] [--seq-len 128] [--batch 16] [--layers 2]
 //!       [--hidden 128] [--heads 4] [--lr 3e-3] [--seed 0] [--attn flash|naive] [--compare] [--cpu]
 //!
-//! CPU by default. Built with `--features cuda` it runs on GPU 0 (weights and AdamW in f32, attention in
-//! bf16), once the op has a CUDA backward.
+//! CPU by default. Built with `--features cuda` it runs on GPU 0 unless `--cpu`: weights and AdamW in f32,
+//! attention in bf16 (the CUDA kernels take f16/bf16).
 
 #[path = "../common/gpt.rs"]
 mod gpt;
@@ -60,10 +60,12 @@ struct Args {
 }
 
 /// Over the first `EARLY_STEPS` steps, two attentions trained from the same weights on the same batches give
-/// losses this close, relative to the loss. Later, any two f32 trainings drift apart as rounding differences
-/// compound (results/train_gpt-cpu.md: the same attention with its learning rate changed by 1 part in 10^6
-/// drifts as far), so the end of the curves is compared by mean loss, without a pass/fail.
-const SAME_CURVE_TOLERANCE: f32 = 1e-3;
+/// losses this close, relative to the loss: f32 attention on CPU (measured 9.3e-5 with the defaults), bf16
+/// attention on CUDA (8 mantissa bits; not yet measured). Later, any two trainings drift apart as rounding
+/// differences compound (results/train_gpt-cpu.md: the same attention with its learning rate changed by 1
+/// part in 10^6 drifts as far), so the end of the curves is compared by mean loss, without a pass/fail.
+const SAME_CURVE_TOLERANCE_F32: f32 = 1e-3;
+const SAME_CURVE_TOLERANCE_BF16: f32 = 1e-2;
 const EARLY_STEPS: usize = 50;
 /// The steps at the end whose mean loss is compared.
 const TAIL_STEPS: usize = 30;
@@ -158,13 +160,14 @@ fn main() -> Result<()> {
         steps * batch_tokens / main_secs
     );
     let mut early_diff = 0f32;
+    let tolerance = if dev.is_cuda() { SAME_CURVE_TOLERANCE_BF16 } else { SAME_CURVE_TOLERANCE_F32 };
     if compared.is_some() {
         println!("{other:<5}  : {:.0} tokens/s", steps * batch_tokens / compared_secs);
         let early = args.steps.min(EARLY_STEPS);
         early_diff = (0..early).map(|i| (other_losses[i] - losses[i]).abs() / losses[i]).fold(0.0, f32::max);
-        let verdict = if early_diff <= SAME_CURVE_TOLERANCE { "same curve" } else { "DIFFERENT curves" };
+        let verdict = if early_diff <= tolerance { "same curve" } else { "DIFFERENT curves" };
         println!(
-            "compare: steps 1-{early}: max |Δ loss| / loss = {early_diff:.2e} (tolerance {SAME_CURVE_TOLERANCE:.0e}): {verdict}"
+            "compare: steps 1-{early}: max |Δ loss| / loss = {early_diff:.2e} (tolerance {tolerance:.0e}): {verdict}"
         );
         let tail = args.steps.min(TAIL_STEPS);
         let tail_mean = |l: &[f32]| l[l.len() - tail..].iter().sum::<f32>() / tail as f32;
@@ -181,7 +184,7 @@ fn main() -> Result<()> {
     for line in continue_text(main_run.model(), &vocab, prompt, &dev)?.lines() {
         println!("         {line}");
     }
-    if early_diff > SAME_CURVE_TOLERANCE {
+    if early_diff > tolerance {
         bail!("the {} and {other} losses differ by {early_diff:.2e} of the loss in the first steps", args.attn)
     }
     Ok(())
