@@ -76,6 +76,9 @@ impl SimpleBackend for SeededInit {
         };
         let mut vars = vars.data().lock().unwrap_or_else(|e| e.into_inner());
         if let Some(var) = vars.get(name) {
+            if var.shape() != &shape {
+                bail!("SeededInit: '{name}' exists with shape {:?}, asked for {shape:?}", var.shape())
+            }
             return Ok(var.as_tensor().clone());
         }
         let var = Var::from_tensor(&self.sample(&shape, name, init)?.to_dtype(dtype)?.to_device(dev)?)?;
