@@ -14,14 +14,21 @@ pub enum AttnImpl {
     /// [`crate::flash_attn`]: FlashAttention-2, linear memory.
     #[default]
     Flash,
-    /// [`crate::naive::attention`]: scores materialised per head, as candle-transformers' models do.
+    /// [`crate::naive::attention`]: scores materialised per head, as candle-transformers' models do; when an
+    /// input tracks gradients (training), [`crate::naive::attention_differentiable`].
     Naive,
 }
 
 impl AttnImpl {
+    /// Both variants are differentiable: the fused softmax of [`crate::naive::attention`] records no
+    /// backward (q and k would silently get no gradient), so `Naive` switches to the differentiable
+    /// softmax when autograd is recording, and keeps the fused one, the baseline candle's models run, otherwise.
     pub fn run(self, q: &Tensor, k: &Tensor, v: &Tensor, opts: &AttnOptions) -> Result<Tensor> {
         match self {
             Self::Flash => crate::flash_attn(q, k, v, opts),
+            Self::Naive if q.track_op() || k.track_op() || v.track_op() => {
+                crate::naive::attention_differentiable(q, k, v, opts)
+            }
             Self::Naive => crate::naive::attention(q, k, v, opts),
         }
     }

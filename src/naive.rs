@@ -3,12 +3,32 @@
 //! candle-transformers' models do; the benchmarks measure the op against it, the examples switch to it
 //! with `--attn naive`, and the tests use it as the same-precision baseline of the tolerance rule.
 
-use candle_core::{Result, Tensor};
+use candle_core::{Result, Tensor, D};
 
 use crate::AttnOptions;
 
 /// Same contract as [`crate::flash_attn`] (shapes, GQA, options, zeros for rows that see no key).
+///
+/// Not for training: candle's fused `softmax_last_dim` records no backward, so gradients through this
+/// function reach `v` but silently not `q` and `k`. Use [`attention_differentiable`] there.
 pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, opts: &AttnOptions) -> Result<Tensor> {
+    softmax_matmul(q, k, v, opts, candle_nn::ops::softmax_last_dim)
+}
+
+/// [`attention`] with the softmax built from candle ops that all have a backward pass
+/// (`candle_nn::ops::softmax`), so autograd gives gradients for q, k and v: the softmax-matmul baseline
+/// for training. Slower than [`attention`] (the softmax is five ops instead of one fused kernel).
+pub fn attention_differentiable(q: &Tensor, k: &Tensor, v: &Tensor, opts: &AttnOptions) -> Result<Tensor> {
+    softmax_matmul(q, k, v, opts, |scores| candle_nn::ops::softmax(scores, D::Minus1))
+}
+
+fn softmax_matmul(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    opts: &AttnOptions,
+    softmax_last_dim: impl Fn(&Tensor) -> Result<Tensor>,
+) -> Result<Tensor> {
     let spec = crate::validate::validate(q, k, v, opts)?;
     let dims = spec.dims;
     let (b, sq, hq, d) = dims.out_shape();
@@ -44,7 +64,7 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, opts: &AttnOptions) -> Resu
         let neg_inf = Tensor::full(f32::NEG_INFINITY, scores.shape(), q.device())?.to_dtype(q.dtype())?;
         scores = visible.where_cond(&scores, &neg_inf)?;
     }
-    let mut probs = candle_nn::ops::softmax_last_dim(&scores)?;
+    let mut probs = softmax_last_dim(&scores)?;
     if masked && (0..sq).any(|i| band.key_range(i..i + 1, sk).is_empty()) {
         // softmax of an all -inf row is NaN; such rows are defined to give zeros.
         let has_key: Vec<u8> = (0..sq).map(|i| !band.key_range(i..i + 1, sk).is_empty() as u8).collect();

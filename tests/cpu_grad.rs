@@ -4,7 +4,7 @@
 mod common;
 
 use candle_core::{DType, Device, Result, Tensor, Var};
-use candle_fa2::{flash_attn, AttnOptions};
+use candle_fa2::{flash_attn, AttnImpl, AttnOptions};
 use common::{differentiable_attention, Case, Rng};
 
 const CPU: Device = Device::Cpu;
@@ -92,6 +92,27 @@ fn grad_direct_call_matches_autograd() -> Result<()> {
     for (var, got) in vars.iter().zip([direct.0, direct.1, direct.2]) {
         let want = g.get(var.as_tensor()).expect("a gradient for every input");
         assert_eq!(candle_fa2::reference::max_abs_diff(&got, want)?, 0.0);
+    }
+    Ok(())
+}
+
+/// `--attn naive` in training: under autograd `AttnImpl::Naive` switches to the differentiable softmax, so q
+/// and k get gradients (candle's fused softmax records none), and they match the op's.
+#[test]
+fn grad_attn_impl_naive_matches_flash() -> Result<()> {
+    let case = Case::new(2, 40, 56, 4, 2, 32);
+    let (q, k, v) = case.inputs(&mut Rng::new(11), DType::F32, &CPU, false)?;
+    let grads = |attn: AttnImpl| -> Result<Vec<Tensor>> {
+        let vars = [Var::from_tensor(&q)?, Var::from_tensor(&k)?, Var::from_tensor(&v)?];
+        let out = attn.run(vars[0].as_tensor(), vars[1].as_tensor(), vars[2].as_tensor(), &AttnOptions::causal())?;
+        let grads = out.sqr()?.sum_all()?.backward()?;
+        Ok(vars.iter().map(|var| grads.get(var.as_tensor()).cloned().expect("a gradient for every input")).collect())
+    };
+    let (flash, naive) = (grads(AttnImpl::Flash)?, grads(AttnImpl::Naive)?);
+    for (name, (got, want)) in ["dq", "dk", "dv"].into_iter().zip(naive.iter().zip(&flash)) {
+        let err = candle_fa2::reference::max_abs_diff(got, want)?;
+        let scale = want.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()? as f64;
+        assert!(err <= 1e-4 * scale, "{name}: naive and flash differ by {err:.3e} (max |grad| {scale:.3e})");
     }
     Ok(())
 }
