@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds the GPU bench binary once per set of extra nvcc flags (kernel variants selected by -D switches in
-# kernels/*_configs.cuh), so several variants are timed side by side in one call on the GPU host:
+# Builds the GPU bench binary once per set of extra nvcc flags, so several kernel variants are timed side by
+# side in one call on the GPU host. A variant is a -D switch: wrap the tile parameter under test in
+# kernels/*_configs.cuh in `#ifndef NAME / #define NAME default`, measure, then bake the winner in.
 #
 #   scripts/gpu_variants.sh NAME="-DFOO=1 -DBAR=2" NAME2="..."    (here: builds into .gpu/variants.tar.xz)
 #   bash .gpu/run.sh variants OUTDIR [BENCH ARGS]                   (there: runs every variant's bench)
