@@ -14,6 +14,8 @@ mod device;
 mod fetch;
 // Shared with tests/llama.rs and examples/llama_bench, which use the parts this binary does not.
 #[allow(dead_code)]
+#[path = "../common/generate.rs"]
+mod generate;
 #[path = "../common/gguf.rs"]
 mod gguf;
 #[allow(dead_code)]
@@ -24,11 +26,7 @@ mod sampling;
 #[path = "../common/tokenizer.rs"]
 mod tokenizer;
 
-use std::{
-    io::Write,
-    path::PathBuf,
-    time::{Duration, Instant},
-};
+use std::{path::PathBuf, time::Instant};
 
 use anyhow::{bail, Result};
 use candle_core::{DType, Tensor};
@@ -109,49 +107,10 @@ fn main() -> Result<()> {
         args.attn
     );
 
-    let t_prefill = Instant::now();
-    let logits = llama.forward(&Tensor::new(prompt.as_slice(), &device)?.unsqueeze(0)?)?;
-    let mut next = sampler.sample(&logits)?;
-    let prefill = t_prefill.elapsed();
-
-    let mut stream = tokenizer.stream();
-    let mut stdout = std::io::stdout().lock();
-    let (mut answer_tokens, mut decode_steps, mut decode) = (0usize, 0usize, Duration::ZERO);
-    let mut stopped = false;
-    loop {
-        if tokenizer.is_stop(next) {
-            stopped = true;
-            break;
-        }
-        answer_tokens += 1;
-        if let Some(text) = stream.step(next).map_err(anyhow::Error::msg)? {
-            write!(stdout, "{text}")?;
-            stdout.flush()?;
-        }
-        if answer_tokens == args.max_tokens {
-            break;
-        }
-        let t_step = Instant::now();
-        let logits = llama.forward(&Tensor::new(&[next], &device)?.unsqueeze(0)?)?;
-        next = sampler.sample(&logits)?;
-        decode += t_step.elapsed();
-        decode_steps += 1;
-    }
-    writeln!(stdout)?;
-
-    eprintln!(
-        "prefill: {} prompt tokens in {:.3} s ({:.1} tokens/s)",
-        prompt.len(),
-        prefill.as_secs_f64(),
-        prompt.len() as f64 / prefill.as_secs_f64()
-    );
-    if decode_steps > 0 {
-        eprintln!(
-            "decode : {decode_steps} tokens in {:.3} s ({:.1} tokens/s), {}",
-            decode.as_secs_f64(),
-            decode_steps as f64 / decode.as_secs_f64(),
-            if stopped { "until the end of the answer" } else { "stopped at --max-tokens" }
-        );
-    }
+    let stats =
+        generate::generate(&tokenizer, &prompt, args.max_tokens, &mut sampler, &mut std::io::stdout(), |ids| {
+            llama.forward(&Tensor::new(ids, &device)?.unsqueeze(0)?)
+        })?;
+    stats.report();
     Ok(())
 }
