@@ -110,6 +110,13 @@ fn smollm2_f32() -> Smollm2 {
     Smollm2 { cfg, weights: candle_nn::VarBuilder::from_tensors(weights, DType::F32, &Device::Cpu), prompt }
 }
 
+impl Smollm2 {
+    /// A model with room for the prompt and `steps` generated tokens.
+    fn model(&self, attn: AttnImpl, steps: usize) -> Llama {
+        Llama::load(self.weights.clone(), &self.cfg, attn, self.prompt.len() + steps).unwrap()
+    }
+}
+
 /// Greedy generation: the tokens and the logits that chose each of them.
 fn greedy(model: &mut Llama, prompt: &[u32], steps: usize) -> (Vec<u32>, Vec<Vec<f32>>) {
     let (mut tokens, mut all_logits) = (Vec::new(), Vec::new());
@@ -137,9 +144,7 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 fn flash_and_naive_attention_generate_the_same_answer() {
     let m = smollm2_f32();
     let steps = 8;
-    let max_len = m.prompt.len() + steps;
-    let mut flash = Llama::load(m.weights.clone(), &m.cfg, AttnImpl::Flash, max_len).unwrap();
-    let mut naive = Llama::load(m.weights.clone(), &m.cfg, AttnImpl::Naive, max_len).unwrap();
+    let (mut flash, mut naive) = (m.model(AttnImpl::Flash, steps), m.model(AttnImpl::Naive, steps));
     let (flash_tokens, flash_logits) = greedy(&mut flash, &m.prompt, steps);
     let (naive_tokens, naive_logits) = greedy(&mut naive, &m.prompt, steps);
     assert_eq!(flash_tokens, naive_tokens);
@@ -157,8 +162,7 @@ fn flash_and_naive_attention_generate_the_same_answer() {
 fn cached_decode_matches_a_full_prefill() {
     let m = smollm2_f32();
     let steps = 4;
-    let max_len = m.prompt.len() + steps;
-    let mut model = Llama::load(m.weights.clone(), &m.cfg, AttnImpl::Flash, max_len).unwrap();
+    let mut model = m.model(AttnImpl::Flash, steps);
     let (tokens, logits) = greedy(&mut model, &m.prompt, steps);
 
     model.clear_cache();

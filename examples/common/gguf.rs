@@ -104,10 +104,10 @@ impl Gguf {
             tie_word_embeddings: !self.content.tensor_infos.contains_key("output.weight"),
         };
         let (heads, kv_heads) = (cfg.num_attention_heads, cfg.num_key_value_heads);
-        if heads == 0 || kv_heads == 0 || heads % kv_heads != 0 || cfg.hidden_size % heads != 0 {
+        if heads == 0 || kv_heads == 0 || !heads.is_multiple_of(kv_heads) || !cfg.hidden_size.is_multiple_of(heads) {
             bail!("GGUF heads {heads} / kv heads {kv_heads} / hidden {} are not a valid Llama", cfg.hidden_size)
         }
-        if cfg.head_dim() % 2 != 0 {
+        if !cfg.head_dim().is_multiple_of(2) {
             bail!("GGUF head_dim {} is odd: rotary embeddings need pairs", cfg.head_dim())
         }
         Ok(cfg)
@@ -164,7 +164,7 @@ fn hf_name(gguf_name: &str) -> Option<String> {
 /// adjacent pairs (its RoPE) equals rotating the two halves (Hugging Face's). This swaps them back.
 fn unpermute_rope_rows(w: &Tensor, heads: usize) -> Result<Tensor> {
     let (rows, cols) = w.dims2()?;
-    if rows % (2 * heads) != 0 {
+    if !rows.is_multiple_of(2 * heads) {
         bail!("a Q/K projection of {rows} rows cannot hold {heads} heads of an even head_dim")
     }
     let half = rows / heads / 2;
