@@ -30,6 +30,11 @@ pub struct ChatArgs {
     /// Nucleus sampling: sample among the most likely tokens that hold this much probability.
     #[arg(long, default_value_t = 1.0)]
     pub top_p: f64,
+    /// Penalise the tokens of the last --repeat-last-n by this factor (1 is none).
+    #[arg(long, default_value_t = 1.1)]
+    pub repeat_penalty: f32,
+    #[arg(long, default_value_t = 64)]
+    pub repeat_last_n: usize,
     #[arg(long, default_value_t = 299_792_458)]
     pub seed: u64,
     /// f32, f16 or bf16: the dtype the weights are dequantized to and the model runs in [default: f32 on
@@ -63,7 +68,7 @@ impl ChatArgs {
         if self.max_tokens == 0 {
             bail!("--max-tokens must be at least 1")
         }
-        let sampler = Sampler::new(self.seed, self.temperature, self.top_p)?;
+        let sampler = Sampler::new(self.seed, self.temperature, self.top_p, self.repeat_penalty, self.repeat_last_n)?;
         let device = device::pick_device(self.cpu);
         let dtype = self.dtype.unwrap_or(device::default_dtype(&device));
         let path = crate::fetch::smollm2_gguf(self.model.as_deref())?;

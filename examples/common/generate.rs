@@ -54,8 +54,9 @@ pub fn generate(
     out: &mut impl Write,
     mut forward: impl FnMut(&[u32]) -> candle_core::Result<Tensor>,
 ) -> Result<Stats> {
+    let mut history = prompt.to_vec();
     let t_prefill = Instant::now();
-    let mut next = sampler.sample(&forward(prompt)?)?;
+    let mut next = sampler.sample(&forward(prompt)?, &history)?;
     let mut stats = Stats {
         prompt_tokens: prompt.len(),
         prefill: t_prefill.elapsed(),
@@ -71,6 +72,7 @@ pub fn generate(
             break;
         }
         answer_tokens += 1;
+        history.push(next);
         if let Some(text) = stream.step(next).map_err(anyhow::Error::msg)? {
             write!(out, "{text}")?;
             out.flush()?;
@@ -79,7 +81,7 @@ pub fn generate(
             break;
         }
         let t_step = Instant::now();
-        next = sampler.sample(&forward(&[next])?)?;
+        next = sampler.sample(&forward(&[next])?, &history)?;
         stats.decode += t_step.elapsed();
         stats.decode_steps += 1;
     }
