@@ -56,9 +56,54 @@ struct Args {
     seed: u64,
 }
 
+/// Wall time, and on the CPU also the process's CPU time (all threads): other jobs on a shared machine
+/// stretch the first but hardly the second.
+#[derive(Clone, Copy)]
+struct Span {
+    wall_s: f64,
+    cpu_s: Option<f64>,
+}
+
+struct Stopwatch {
+    wall: Instant,
+    cpu_s: Option<f64>,
+}
+
+impl Stopwatch {
+    fn start(device: &Device) -> candle_core::Result<Self> {
+        device.synchronize()?;
+        Ok(Self { wall: Instant::now(), cpu_s: process_cpu_s() })
+    }
+
+    fn stop(self, device: &Device) -> candle_core::Result<Span> {
+        device.synchronize()?;
+        let wall_s = self.wall.elapsed().as_secs_f64();
+        // On a GPU the host's CPU time measures launches and waiting, not the model's work.
+        let cpu_s = if device.is_cpu() { self.cpu_s.zip(process_cpu_s()).map(|(a, b)| b - a) } else { None };
+        Ok(Span { wall_s, cpu_s })
+    }
+}
+
+#[cfg(unix)]
+fn process_cpu_s() -> Option<f64> {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage writes the struct it is given, and on success it is fully initialised.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) } != 0 {
+        return None;
+    }
+    let usage = unsafe { usage.assume_init() };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+    Some(secs(usage.ru_utime) + secs(usage.ru_stime))
+}
+
+#[cfg(not(unix))]
+fn process_cpu_s() -> Option<f64> {
+    None
+}
+
 struct Timing {
-    prefill_s: f64,
-    decode_tokens_per_s: f64,
+    prefill: Span,
+    decode: Span,
 }
 
 fn main() -> Result<()> {
@@ -96,8 +141,10 @@ fn main() -> Result<()> {
         cfg.head_dim()
     );
     println!();
-    println!("| context | attn | prefill (s) | prefill tokens/s | decode tokens/s |");
-    println!("|---:|:---|---:|---:|---:|");
+    println!("wall: elapsed seconds; cpu: this process's CPU seconds, all threads (CPU runs only)");
+    println!();
+    println!("| context | attn | prefill wall (s) | prefill cpu (s) | prefill tokens/s | decode tokens/s | decode cpu (ms/token) |");
+    println!("|---:|:---|---:|---:|---:|---:|---:|");
 
     let mut rng = StdRng::seed_from_u64(args.seed);
     let mut results: Vec<(usize, AttnImpl, Timing)> = Vec::new();
@@ -112,49 +159,62 @@ fn main() -> Result<()> {
             llama.clear_cache();
             match time_one(&mut llama, &ids, args.decode_tokens, &device) {
                 Ok(t) => {
+                    let per_token_ms = t.decode.cpu_s.map(|c| c * 1e3 / args.decode_tokens as f64);
                     println!(
-                        "| {context} | {attn} | {:.3} | {:.0} | {:.1} |",
-                        t.prefill_s,
-                        context as f64 / t.prefill_s,
-                        t.decode_tokens_per_s
+                        "| {context} | {attn} | {:.3} | {} | {:.0} | {:.1} | {} |",
+                        t.prefill.wall_s,
+                        optional(t.prefill.cpu_s, 3),
+                        context as f64 / t.prefill.wall_s,
+                        args.decode_tokens as f64 / t.decode.wall_s,
+                        optional(per_token_ms, 1)
                     );
                     results.push((context, attn, t));
                 }
                 // A path that runs out of memory at a long context is a result, not the end of the run.
-                Err(e) => println!("| {context} | {attn} | failed: {e} | | |"),
+                Err(e) => println!("| {context} | {attn} | failed: {e} | | | | |"),
             }
         }
     }
     if let [first, second] = args.attn[..] {
         println!();
-        println!("| context | prefill {second} / {first} | decode {first} / {second} |");
+        println!("How many times faster {first} is than {second}, on wall time (and on CPU time):");
+        println!();
+        println!("| context | prefill | decode |");
         println!("|---:|---:|---:|");
         for &context in &args.contexts {
             let find = |attn| results.iter().find(|r| r.0 == context && r.1 == attn).map(|r| &r.2);
             if let (Some(a), Some(b)) = (find(first), find(second)) {
-                let prefill = b.prefill_s / a.prefill_s;
-                let decode = a.decode_tokens_per_s / b.decode_tokens_per_s;
-                println!("| {context} | {prefill:.2}x | {decode:.2}x |");
+                println!("| {context} | {} | {} |", speedup(a.prefill, b.prefill), speedup(a.decode, b.decode));
             }
         }
     }
     Ok(())
 }
 
+fn optional(value: Option<f64>, decimals: usize) -> String {
+    value.map_or("-".to_string(), |v| format!("{v:.decimals$}"))
+}
+
+/// `slow / fast` on wall time, with the CPU-time ratio in parentheses when there is one.
+fn speedup(fast: Span, slow: Span) -> String {
+    let wall = format!("{:.2}x", slow.wall_s / fast.wall_s);
+    match fast.cpu_s.zip(slow.cpu_s) {
+        Some((f, s)) => format!("{wall} ({:.2}x)", s / f),
+        None => wall,
+    }
+}
+
 fn time_one(llama: &mut model::Llama, ids: &Tensor, decode_tokens: usize, device: &Device) -> Result<Timing> {
-    device.synchronize()?;
-    let t0 = Instant::now();
+    let clock = Stopwatch::start(device)?;
     let logits = llama.forward(ids)?;
-    device.synchronize()?;
-    let prefill_s = t0.elapsed().as_secs_f64();
+    let prefill = clock.stop(device)?;
 
     let mut next = logits.argmax(D::Minus1)?.unsqueeze(0)?;
-    let t0 = Instant::now();
+    let clock = Stopwatch::start(device)?;
     for _ in 0..decode_tokens {
         next = llama.forward(&next)?.argmax(D::Minus1)?.unsqueeze(0)?;
     }
-    device.synchronize()?;
-    Ok(Timing { prefill_s, decode_tokens_per_s: decode_tokens as f64 / t0.elapsed().as_secs_f64() })
+    Ok(Timing { prefill, decode: clock.stop(device)? })
 }
 
 /// Matrices uniform in ±0.02·√3 (standard deviation 0.02, as Llama's initialisation) and unit norm scales,
