@@ -1,0 +1,19 @@
+//! `candle-flash-attn` 0.11.1's functions, same names and signatures, running candle-fa2's FlashAttention-2.
+//!
+//! For crates that call `candle_flash_attn` themselves (candle-transformers' models with their `flash-attn`
+//! feature): a `[patch.crates-io]` entry puts this crate in place of the original, so their
+//! `use_flash_attn` paths run on candle-fa2 without a change to their code:
+//!
+//! ```toml
+//! [dependencies]
+//! candle-transformers = { version = "0.11.1", features = ["flash-attn"] }
+//!
+//! [patch.crates-io]
+//! candle-flash-attn = { path = "path/to/candle-fa2/candle-flash-attn" }
+//! ```
+//!
+//! Differences from the original: the op also runs on CPU tensors (any dtype) and handles GQA/MQA in place;
+//! the varlen functions run one op per sequence; `flash_attn_varlen_paged_windowed` and the `FlashAttn` /
+//! `FlashAttnVarLen` op structs are not provided (no candle-transformers model uses them).
+
+pub use candle_fa2::compat::*;

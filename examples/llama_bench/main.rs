@@ -1,0 +1,252 @@
+//! End-to-end SmolLM2-135M timings, this crate's attention against candle's softmax-matmul attention in one
+//! run: the prefill of a context of N tokens, then decode tokens/s with those N tokens in the KV cache.
+//!
+//!   cargo run --release --example llama_bench                          CPU, f32, the real SmolLM2 weights
+//!   cargo run --release --features cuda --example llama_bench -- --random-weights     GPU 0, bf16
+//!
+//! `--random-weights` uses a seeded random initialisation with SmolLM2-135M's configuration instead of the
+//! GGUF (for machines without the file: the timings are the same, the generated tokens are meaningless).
+//! The context is made of seeded random token ids; decode feeds back the greedy token. Contexts may exceed the
+//! model's trained 8192 positions: the rotary tables extend, which changes nothing for timing.
+
+#[path = "../common/device.rs"]
+mod device;
+#[path = "../common/fetch.rs"]
+mod fetch;
+// Shared with examples/llama, which uses the tokenizer metadata readers.
+#[allow(dead_code)]
+#[path = "../common/gguf.rs"]
+mod gguf;
+#[path = "../llama/model.rs"]
+mod model;
+
+use std::{collections::HashMap, path::PathBuf, time::Instant};
+
+use anyhow::{bail, Result};
+use candle_core::{DType, Device, Tensor, D};
+use candle_fa2::AttnImpl;
+use clap::Parser;
+use gguf::LlamaConfig;
+use rand::{rngs::StdRng, Rng, SeedableRng};
+
+#[derive(Parser)]
+#[command(about = "SmolLM2-135M prefill and decode timings, flash against naive attention")]
+struct Args {
+    /// Context lengths (tokens in the cache when decoding starts).
+    #[arg(long, value_delimiter = ',', default_values_t = [512, 2048, 8192])]
+    contexts: Vec<usize>,
+    /// Decode steps timed at each context.
+    #[arg(long, default_value_t = 32)]
+    decode_tokens: usize,
+    /// Attention implementations to time, in this order.
+    #[arg(long, value_delimiter = ',', default_values_t = [AttnImpl::Flash, AttnImpl::Naive])]
+    attn: Vec<AttnImpl>,
+    /// f32, f16 or bf16 [default: f32 on the CPU, bf16 on CUDA].
+    #[arg(long, value_parser = device::parse_dtype)]
+    dtype: Option<DType>,
+    #[arg(long)]
+    cpu: bool,
+    /// A local SmolLM2 GGUF file instead of the cached download.
+    #[arg(long, conflicts_with = "random_weights")]
+    model: Option<PathBuf>,
+    /// Seeded random weights with SmolLM2-135M's configuration instead of the GGUF.
+    #[arg(long)]
+    random_weights: bool,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+}
+
+/// Wall time, and on the CPU also the process's CPU time (all threads): other jobs on a shared machine
+/// stretch the first but hardly the second.
+#[derive(Clone, Copy)]
+struct Span {
+    wall_s: f64,
+    cpu_s: Option<f64>,
+}
+
+struct Stopwatch {
+    wall: Instant,
+    cpu_s: Option<f64>,
+}
+
+impl Stopwatch {
+    fn start(device: &Device) -> candle_core::Result<Self> {
+        device.synchronize()?;
+        Ok(Self { wall: Instant::now(), cpu_s: process_cpu_s() })
+    }
+
+    fn stop(self, device: &Device) -> candle_core::Result<Span> {
+        device.synchronize()?;
+        let wall_s = self.wall.elapsed().as_secs_f64();
+        // On a GPU the host's CPU time measures launches and waiting, not the model's work.
+        let cpu_s = if device.is_cpu() { self.cpu_s.zip(process_cpu_s()).map(|(a, b)| b - a) } else { None };
+        Ok(Span { wall_s, cpu_s })
+    }
+}
+
+#[cfg(unix)]
+fn process_cpu_s() -> Option<f64> {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage writes the struct it is given, and on success it is fully initialised.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) } != 0 {
+        return None;
+    }
+    let usage = unsafe { usage.assume_init() };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+    Some(secs(usage.ru_utime) + secs(usage.ru_stime))
+}
+
+#[cfg(not(unix))]
+fn process_cpu_s() -> Option<f64> {
+    None
+}
+
+struct Timing {
+    prefill: Span,
+    decode: Span,
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    if args.contexts.is_empty() || args.contexts.contains(&0) || args.decode_tokens == 0 {
+        bail!(
+            "--contexts must list positive lengths and --decode-tokens must be positive, got {:?} and {}",
+            args.contexts,
+            args.decode_tokens
+        )
+    }
+    let device = device::pick_device(args.cpu);
+    let dtype = args.dtype.unwrap_or(device::default_dtype(&device));
+
+    let (cfg, weights, source) = if args.random_weights {
+        let cfg = LlamaConfig::smollm2_135m();
+        let weights = random_weights(&cfg, args.seed, dtype, &device)?;
+        (cfg, weights, format!("SEEDED RANDOM WEIGHTS (seed {}) with SmolLM2-135M's configuration", args.seed))
+    } else {
+        let path = fetch::smollm2_gguf(args.model.as_deref())?;
+        let mut file = gguf::Gguf::open(&path)?;
+        let cfg = file.config()?;
+        (cfg.clone(), file.hf_weights(&cfg, dtype, &device)?, format!("SmolLM2-135M-Instruct from {}", path.display()))
+    };
+    let vb = candle_nn::VarBuilder::from_tensors(weights, dtype, &device);
+    println!("# llama_bench: {source}");
+    println!(
+        "# {:?}, {dtype:?}, {} threads, batch 1, {} decode steps per context, {} layers, {} query / {} KV heads, head_dim {}",
+        device.location(),
+        candle_core::utils::get_num_threads(),
+        args.decode_tokens,
+        cfg.num_hidden_layers,
+        cfg.num_attention_heads,
+        cfg.num_key_value_heads,
+        cfg.head_dim()
+    );
+    println!();
+    println!("wall: elapsed seconds; cpu: this process's CPU seconds, all threads (CPU runs only)");
+    println!();
+    println!("| context | attn | prefill wall (s) | prefill cpu (s) | prefill tokens/s | decode tokens/s | decode cpu (ms/token) |");
+    println!("|---:|:---|---:|---:|---:|---:|---:|");
+
+    let mut rng = StdRng::seed_from_u64(args.seed);
+    let mut results: Vec<(usize, AttnImpl, Timing)> = Vec::new();
+    for &context in &args.contexts {
+        // Ids past the 17 control tokens, as text would give.
+        let ids: Vec<u32> = (0..context).map(|_| rng.random_range(17..cfg.vocab_size as u32)).collect();
+        let ids = Tensor::new(ids.as_slice(), &device)?.unsqueeze(0)?;
+        for &attn in &args.attn {
+            let mut llama = model::Llama::load(vb.clone(), &cfg, attn, context + args.decode_tokens)?;
+            // Kernel loading, allocator growth and cuBLAS handles are paid before the clock starts.
+            llama.forward(&ids.narrow(1, 0, context.min(16))?)?;
+            llama.clear_cache();
+            match time_one(&mut llama, &ids, args.decode_tokens, &device) {
+                Ok(t) => {
+                    let per_token_ms = t.decode.cpu_s.map(|c| c * 1e3 / args.decode_tokens as f64);
+                    println!(
+                        "| {context} | {attn} | {:.3} | {} | {:.0} | {:.1} | {} |",
+                        t.prefill.wall_s,
+                        optional(t.prefill.cpu_s, 3),
+                        context as f64 / t.prefill.wall_s,
+                        args.decode_tokens as f64 / t.decode.wall_s,
+                        optional(per_token_ms, 1)
+                    );
+                    results.push((context, attn, t));
+                }
+                // A path that runs out of memory at a long context is a result, not the end of the run.
+                Err(e) => println!("| {context} | {attn} | failed: {e} | | | | |"),
+            }
+        }
+    }
+    if let [first, second] = args.attn[..] {
+        println!();
+        println!("How many times faster {first} is than {second}, on wall time (and on CPU time):");
+        println!();
+        println!("| context | prefill | decode |");
+        println!("|---:|---:|---:|");
+        for &context in &args.contexts {
+            let find = |attn| results.iter().find(|r| r.0 == context && r.1 == attn).map(|r| &r.2);
+            if let (Some(a), Some(b)) = (find(first), find(second)) {
+                println!("| {context} | {} | {} |", speedup(a.prefill, b.prefill), speedup(a.decode, b.decode));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn optional(value: Option<f64>, decimals: usize) -> String {
+    value.map_or("-".to_string(), |v| format!("{v:.decimals$}"))
+}
+
+/// `slow / fast` on wall time, with the CPU-time ratio in parentheses when there is one.
+fn speedup(fast: Span, slow: Span) -> String {
+    let wall = format!("{:.2}x", slow.wall_s / fast.wall_s);
+    match fast.cpu_s.zip(slow.cpu_s) {
+        Some((f, s)) => format!("{wall} ({:.2}x)", s / f),
+        None => wall,
+    }
+}
+
+fn time_one(llama: &mut model::Llama, ids: &Tensor, decode_tokens: usize, device: &Device) -> Result<Timing> {
+    let clock = Stopwatch::start(device)?;
+    let logits = llama.forward(ids)?;
+    let prefill = clock.stop(device)?;
+
+    let mut next = logits.argmax(D::Minus1)?.unsqueeze(0)?;
+    let clock = Stopwatch::start(device)?;
+    for _ in 0..decode_tokens {
+        next = llama.forward(&next)?.argmax(D::Minus1)?.unsqueeze(0)?;
+    }
+    Ok(Timing { prefill, decode: clock.stop(device)? })
+}
+
+/// Matrices uniform in ±0.02·√3 (standard deviation 0.02, as Llama's initialisation) and unit norm scales,
+/// under Hugging Face's names. Drawn on the CPU from `seed` (candle cannot seed its CPU generator), so every
+/// device gets the same weights.
+fn random_weights(cfg: &LlamaConfig, seed: u64, dtype: DType, device: &Device) -> Result<HashMap<String, Tensor>> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let (hidden, inter, head_dim) = (cfg.hidden_size, cfg.intermediate_size, cfg.head_dim());
+    let (q_out, kv_out) = (cfg.num_attention_heads * head_dim, cfg.num_key_value_heads * head_dim);
+    let bound = 0.02 * 3f32.sqrt();
+    let mut uniform = |(rows, cols): (usize, usize)| -> Result<Tensor> {
+        let values: Vec<f32> = (0..rows * cols).map(|_| rng.random_range(-bound..bound)).collect();
+        Ok(Tensor::from_vec(values, (rows, cols), &Device::Cpu)?.to_dtype(dtype)?.to_device(device)?)
+    };
+    let ones = || -> Result<Tensor> { Ok(Tensor::ones(hidden, dtype, device)?) };
+    let mut weights = HashMap::new();
+    weights.insert("model.embed_tokens.weight".to_string(), uniform((cfg.vocab_size, hidden))?);
+    weights.insert("model.norm.weight".to_string(), ones()?);
+    if !cfg.tie_word_embeddings {
+        weights.insert("lm_head.weight".to_string(), uniform((cfg.vocab_size, hidden))?);
+    }
+    for i in 0..cfg.num_hidden_layers {
+        let layer = |name: &str| format!("model.layers.{i}.{name}.weight");
+        weights.insert(layer("input_layernorm"), ones()?);
+        weights.insert(layer("post_attention_layernorm"), ones()?);
+        weights.insert(layer("self_attn.q_proj"), uniform((q_out, hidden))?);
+        weights.insert(layer("self_attn.k_proj"), uniform((kv_out, hidden))?);
+        weights.insert(layer("self_attn.v_proj"), uniform((kv_out, hidden))?);
+        weights.insert(layer("self_attn.o_proj"), uniform((hidden, q_out))?);
+        weights.insert(layer("mlp.gate_proj"), uniform((inter, hidden))?);
+        weights.insert(layer("mlp.up_proj"), uniform((inter, hidden))?);
+        weights.insert(layer("mlp.down_proj"), uniform((hidden, inter))?);
+    }
+    Ok(weights)
+}

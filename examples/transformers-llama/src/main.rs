@@ -1,0 +1,91 @@
+//! SmolLM2-135M-Instruct through candle-transformers' `models::llama` with `use_flash_attn`: its calls to
+//! `candle_flash_attn::flash_attn` land in candle-fa2 through the `[patch.crates-io]` entry of Cargo.toml.
+//! The weights come from the same GGUF as examples/llama, converted to Hugging Face's layout (Q/K rows
+//! un-permuted), which is what candle-transformers' Llama expects.
+//!
+//!   source <(scripts/install_cuda.sh --env)        # the flash-attn feature builds candle for CUDA
+//!   cd examples/transformers-llama && cargo run --release -- --prompt "What is the capital of France?"
+//!
+//! On a machine without a GPU it runs on the CPU (the CUDA libraries are opened lazily; linking needs them
+//! or `scripts/install_cuda.sh --link`'s stubs). `--attn naive` runs candle-transformers' own
+//! softmax-matmul attention on the same weights.
+
+#[path = "../../common/chat.rs"]
+mod chat;
+#[path = "../../common/device.rs"]
+mod device;
+#[path = "../../common/fetch.rs"]
+mod fetch;
+#[path = "../../common/generate.rs"]
+mod generate;
+// Shared with candle-fa2's examples and tests, which use the parts this binary does not.
+#[allow(dead_code)]
+#[path = "../../common/gguf.rs"]
+mod gguf;
+#[path = "../../common/sampling.rs"]
+mod sampling;
+#[allow(dead_code)]
+#[path = "../../common/tokenizer.rs"]
+mod tokenizer;
+
+use std::time::Instant;
+
+use anyhow::Result;
+use candle_core::Tensor;
+use candle_transformers::models::llama;
+use clap::Parser;
+
+#[derive(Parser)]
+#[command(about = "SmolLM2-135M-Instruct on candle-transformers' Llama, flash attention from candle-fa2")]
+struct Args {
+    #[command(flatten)]
+    chat: chat::ChatArgs,
+    /// flash: `use_flash_attn` (candle-fa2 through the patched candle-flash-attn); naive: candle-transformers'
+    /// softmax-matmul attention.
+    #[arg(long, default_value = "flash", value_parser = ["flash", "naive"])]
+    attn: String,
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let chat::Chat { device, dtype, path, gguf: mut file, cfg, tokenizer, prompt, mut sampler } =
+        args.chat.prepare()?;
+    let t_load = Instant::now();
+    let config = llama::Config {
+        hidden_size: cfg.hidden_size,
+        intermediate_size: cfg.intermediate_size,
+        vocab_size: cfg.vocab_size,
+        num_hidden_layers: cfg.num_hidden_layers,
+        num_attention_heads: cfg.num_attention_heads,
+        num_key_value_heads: cfg.num_key_value_heads,
+        use_flash_attn: args.attn == "flash",
+        rms_norm_eps: cfg.rms_norm_eps,
+        rope_theta: cfg.rope_theta,
+        bos_token_id: None,
+        eos_token_id: None,
+        rope_scaling: None,
+        max_position_embeddings: cfg.max_position_embeddings,
+        tie_word_embeddings: cfg.tie_word_embeddings,
+    };
+    let weights = file.hf_weights(&cfg, dtype, &device)?;
+    let model = llama::Llama::load(candle_nn::VarBuilder::from_tensors(weights, dtype, &device), &config)?;
+    let mut cache = llama::Cache::new(true, dtype, &config, &device)?;
+    eprintln!(
+        "candle_transformers::models::llama, SmolLM2-135M-Instruct ({}) loaded in {:.1} s: {:?}, {dtype:?}, \
+         use_flash_attn {}",
+        path.display(),
+        t_load.elapsed().as_secs_f64(),
+        device.location(),
+        config.use_flash_attn
+    );
+
+    let mut position = 0;
+    let mut stdout = std::io::stdout();
+    let stats = generate::generate(&tokenizer, &prompt, args.chat.max_tokens, &mut sampler, &mut stdout, |ids| {
+        let logits = model.forward(&Tensor::new(ids, &device)?.unsqueeze(0)?, position, &mut cache)?;
+        position += ids.len();
+        Ok(logits)
+    })?;
+    stats.report();
+    Ok(())
+}
