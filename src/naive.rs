@@ -3,7 +3,7 @@
 //! candle-transformers' models do; the benchmarks measure the op against it, the examples switch to it
 //! with `--attn naive`, and the tests use it as the same-precision baseline of the tolerance rule.
 
-use candle_core::{Result, Tensor, D};
+use candle_core::{DType, Result, Tensor, D};
 
 use crate::AttnOptions;
 
@@ -50,19 +50,27 @@ fn softmax_matmul(
         scores = ((scores / cap as f64)?.tanh()? * cap as f64)?;
     }
     let band = spec.band;
+    let dev = q.device();
+    // j - i - offset for every (query i, key j), built on the device: a host loop over sq x sk per call
+    // would dominate long prefills (seconds at 8k on an H100) and measure the baseline unfairly.
+    let distance = || -> Result<Tensor> {
+        let rows = Tensor::arange(0u32, sq as u32, dev)?.to_dtype(DType::F32)?.reshape((sq, 1))?;
+        let cols = Tensor::arange(0u32, sk as u32, dev)?.to_dtype(DType::F32)?.reshape((1, sk))?;
+        (cols.broadcast_sub(&rows)? - band.offset as f64)?.reshape((1, 1, sq, sk))
+    };
     if let Some(slopes) = &spec.alibi_slopes {
-        let dist: Vec<f32> =
-            (0..sq).flat_map(|i| (0..sk).map(move |j| (j as i64 - i as i64 - band.offset).abs() as f32)).collect();
-        let dist = Tensor::from_vec(dist, (1, 1, sq, sk), q.device())?;
-        let bias = slopes.reshape((1, hq, 1, 1))?.broadcast_mul(&dist)?.to_dtype(q.dtype())?;
+        let bias = slopes.reshape((1, hq, 1, 1))?.broadcast_mul(&distance()?.abs()?)?.to_dtype(q.dtype())?;
         scores = scores.broadcast_sub(&bias)?;
     }
     let masked = band.left.is_some() || band.right.is_some();
     if masked {
-        let visible: Vec<u8> = (0..sq).flat_map(|i| (0..sk).map(move |j| band.is_visible(i, j) as u8)).collect();
-        let visible = Tensor::from_vec(visible, (1, 1, sq, sk), q.device())?.broadcast_as(scores.shape())?;
-        let neg_inf = Tensor::full(f32::NEG_INFINITY, scores.shape(), q.device())?.to_dtype(q.dtype())?;
-        scores = visible.where_cond(&scores, &neg_inf)?;
+        let dist = distance()?;
+        let neg_inf = Tensor::new(f32::NEG_INFINITY, dev)?.to_dtype(q.dtype())?.broadcast_as(scores.shape())?;
+        for visible in
+            [band.left.map(|l| dist.ge(-l as f64)), band.right.map(|r| dist.le(r as f64))].into_iter().flatten()
+        {
+            scores = visible?.broadcast_as(scores.shape())?.where_cond(&scores, &neg_inf)?;
+        }
     }
     let mut probs = softmax_last_dim(&scores)?;
     if masked && (0..sq).any(|i| band.key_range(i..i + 1, sk).is_empty()) {
