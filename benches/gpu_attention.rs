@@ -34,10 +34,10 @@ struct Args {
     /// Also append the JSON lines to this file.
     #[arg(long)]
     out: Option<String>,
-    /// fwd_bwd: the deterministic backward (dQ in a second pass instead of atomics); the lines are tagged
-    /// "candle-fa2-deterministic" (scripts/compare.py --ours candle-fa2-deterministic).
+    /// fwd_bwd: the backward with dQ by f32 atomics instead of a second pass; the lines are tagged
+    /// "candle-fa2-dq-atomics" (scripts/compare.py --ours candle-fa2-dq-atomics).
     #[arg(long)]
-    deterministic: bool,
+    dq_atomics: bool,
     /// Peak device memory of the op and of the softmax-matmul path at 32k and 64k tokens instead.
     #[arg(long)]
     memory: bool,
@@ -144,7 +144,7 @@ fn main() -> Result<()> {
         "no" => vec![false],
         _ => vec![false, true],
     };
-    let impl_name = if args.deterministic { "candle-fa2-deterministic" } else { "candle-fa2" };
+    let impl_name = if args.dq_atomics { "candle-fa2-dq-atomics" } else { "candle-fa2" };
     for mode in args.modes.split(',') {
         let backward = match mode {
             "fwd" => false,
@@ -163,7 +163,7 @@ fn main() -> Result<()> {
                         let (batch, heads) = (16384 / seqlen, 2048 / hdim);
                         let make = || Tensor::randn(0f32, 1.0, (batch, seqlen, heads, hdim), &dev)?.to_dtype(dtype);
                         let (q, k, v, grad_out) = (make()?, make()?, make()?, make()?);
-                        let opts = AttnOptions::default().with_causal(causal).with_deterministic(args.deterministic);
+                        let opts = AttnOptions::default().with_causal(causal).with_dq_atomics(args.dq_atomics);
                         let secs = if backward {
                             time(&dev, || {
                                 let (out, lse) = flash_attn_with_lse(&q, &k, &v, &opts)?;

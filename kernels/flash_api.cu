@@ -76,7 +76,7 @@ extern "C" int candle_fa2_bwd_params_layout(int64_t* out, int n) {
         FIELD(do_batch_stride), FIELD(do_row_stride), FIELD(do_head_stride),
         FIELD(dq_batch_stride), FIELD(dq_row_stride), FIELD(dq_head_stride),
         FIELD(dk_batch_stride), FIELD(dk_row_stride), FIELD(dk_head_stride),
-        FIELD(dv_batch_stride), FIELD(dv_row_stride), FIELD(dv_head_stride), FIELD(deterministic),
+        FIELD(dv_batch_stride), FIELD(dv_row_stride), FIELD(dv_head_stride), FIELD(dq_atomics),
         int64_t(sizeof(FlashBwdParams)),
     };
     return write_layout(layout, out, n);

@@ -1,4 +1,4 @@
-// FlashAttention-2 backward, mma.sync (sm_80+), deterministic: no atomics, no f32 gradient buffers.
+// FlashAttention-2 backward, mma.sync (sm_80+): deterministic by default, dQ by f32 atomics on request.
 //
 // P is recomputed from Q, K and the forward's LSE tile by tile, so nothing N x N is stored. With
 // D_i = dO_i · O_i (first kernel), P = exp(z - lse), dP = dO Vᵀ and dS = P ∘ (dP - D) ∘ dz/ds:
@@ -14,8 +14,10 @@
 //    dQ may differ in the last bits between runs.
 //  - QUERIES (grid over query blocks): warps own query rows, K/V tiles stream. S = Q Kᵀ, dP = dO Vᵀ,
 //    dQ += dS K: the forward's loop with a second product instead of the online softmax.
-// Deterministic mode runs KEYS then QUERIES: S and dP are computed twice (7 tile products instead of 5),
-// each pass writes only rows it owns, and two runs give bitwise equal gradients.
+// The default runs KEYS then QUERIES: S and dP are computed twice (7 tile products instead of 5), each
+// pass writes only rows it owns, and two runs give bitwise equal gradients. It measured as fast as KEYS_DQ
+// or faster except at d64 from 4k (BENCHMARKS.md, backward v3): KEYS_DQ's extra barrier, shared-memory
+// round trip and atomics cost about what the QUERIES pass does.
 #pragma once
 #include <math.h>
 
@@ -505,8 +507,8 @@ cudaError_t launch_bwd_pass(const FlashBwdParams& bp, cudaStream_t stream) {
     return cudaGetLastError();
 }
 
-// D first (every pass reads it). Deterministic: the KEYS and QUERIES passes, independent of each other.
-// Otherwise: dq_accum zeroed, the KEYS_DQ pass, then dq from dq_accum.
+// D first (every pass reads it). By default the KEYS and QUERIES passes, independent of each other; with
+// dq_atomics: dq_accum zeroed, the KEYS_DQ pass, then dq from dq_accum.
 template <typename T, typename Config>
 cudaError_t launch_bwd(const FlashBwdParams& bp, cudaStream_t stream) {
     const FlashFwdParams& p = bp.fwd;
@@ -515,7 +517,7 @@ cudaError_t launch_bwd(const FlashBwdParams& bp, cudaStream_t stream) {
     bwd_delta_kernel<T><<<unsigned((rows + WARPS - 1) / WARPS), WARPS * 32, 0, stream>>>(bp);
     cudaError_t err = cudaGetLastError();
     if (err != cudaSuccess) return err;
-    if (bp.deterministic) {
+    if (!bp.dq_atomics) {
         err = launch_bwd_pass<typename Config::template Keys<BwdPass::KEYS>>(bp, stream);
         if (err != cudaSuccess) return err;
         return launch_bwd_pass<typename Config::Queries>(bp, stream);

@@ -50,12 +50,12 @@ struct FlashBwdParams {
     void* dv;
     // (batch, heads_q, seqlen_q) f32, written by the first kernel: D_i = dO_i · O_i.
     float* delta;
-    // (batch, seqlen_q, heads_q, head_dim) f32: dQ accumulated with atomics; unused (null) when deterministic.
+    // (batch, seqlen_q, heads_q, head_dim) f32: dQ accumulated with atomics; null unless dq_atomics.
     float* dq_accum;
     int64_t do_batch_stride, do_row_stride, do_head_stride;
     int64_t dq_batch_stride, dq_row_stride, dq_head_stride;
     int64_t dk_batch_stride, dk_row_stride, dk_head_stride;
     int64_t dv_batch_stride, dv_row_stride, dv_head_stride;
-    // 1: two passes, each writing only rows it owns (bitwise repeatable); 0: one pass, dQ by f32 atomics.
-    int32_t deterministic;
+    // 0: two passes, each writing only rows it owns (bitwise repeatable); 1: one pass, dQ by f32 atomics.
+    int32_t dq_atomics;
 };

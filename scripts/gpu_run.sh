@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Runs the binaries packed by scripts/gpu_pack.sh on a GPU host (driver + CUDA 13 runtime libraries).
 #
-#   bash .gpu/run.sh test [FILTER]     every test binary (the GPU suite included)
+#   bash .gpu/run.sh test [FILTER]     the test binaries (GPU suites, unit tests)
 #   bash .gpu/run.sh sanitize          compute-sanitizer memcheck and racecheck on the small-shape test
 #   bash .gpu/run.sh bench [ARGS]      benches/gpu_attention.rs with ARGS
+#   bash .gpu/run.sh e2e OUTDIR        the packed examples (GPU_EXAMPLES="llama_bench train_gpt gpt2" gpu_pack.sh)
 #   bash .gpu/run.sh variants OUTDIR [ARGS]  every variant built by scripts/gpu_variants.sh, bench ARGS each
 #   bash .gpu/run.sh all OUTDIR        tests, sanitizer, our bench and torch SDPA's (forward, bf16 and fp16;
 #                                      forward + backward, bf16, head_dim 64 and 128), then the comparison
@@ -25,7 +26,7 @@ sanitizer=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sani
 run_tests() {
   local status=0
   for t in "$bins"/bin/*; do
-    case $(basename "$t") in gpu_attention|cpu_attention) continue ;; esac
+    case $(basename "$t") in gpu_attention) continue ;; gpu_* | candle_fa2) ;; *) continue ;; esac  # tests only
     echo "== $(basename "$t")"
     "$t" "$@" || status=1
   done
@@ -47,6 +48,17 @@ case "${1:-all}" in
   test) shift; run_tests "$@" ;;
   sanitize) sanitize ;;
   bench) shift; "$bins/bin/gpu_attention" "$@" ;;
+  e2e)
+    # The examples packed with GPU_EXAMPLES: SmolLM2-135M prefill/decode (seeded random weights: the GGUF does
+    # not travel), a short training run comparing the attentions, GPT-2 generation.
+    out=${2:?OUTDIR}; mkdir -p "$out"; status=0
+    [ -x "$bins/bin/llama_bench" ] && { "$bins/bin/llama_bench" --random-weights 2>&1 | tee "$out/llama_bench.txt" || status=1; }
+    [ -x "$bins/bin/train_gpt" ] && { "$bins/bin/train_gpt" --compare --log-every 25 2>&1 | tee "$out/train_gpt.txt" || status=1; }
+    [ -x "$bins/bin/gpt2" ] && for attn in flash naive; do
+      "$bins/bin/gpt2" --attn "$attn" --temperature 0 --max-tokens 32 2>&1 | tee -a "$out/gpt2.txt" || status=1
+    done
+    exit $status
+    ;;
   variants)
     out=${2:?OUTDIR}; shift 2; mkdir -p "$out"
     rm -rf /tmp/candle-fa2-variants && mkdir -p /tmp/candle-fa2-variants
@@ -65,12 +77,15 @@ case "${1:-all}" in
     sanitize 2>&1 | tail -n 40 | tee "$out/sanitizer.log"; san=${PIPESTATUS[0]}
     "$bins/bin/gpu_attention" --dtypes bf16,fp16 --out "$out/bench.jsonl" >/dev/null
     "$bins/bin/gpu_attention" --modes fwd_bwd --hdims 64,128 --out "$out/bench.jsonl" >/dev/null
+    "$bins/bin/gpu_attention" --modes fwd_bwd --hdims 64,128 --dq-atomics --out "$out/bench.jsonl" >/dev/null
     "$bins/bin/gpu_attention" --memory --out "$out/bench.jsonl" >/dev/null
     PYTHONUNBUFFERED=1 python3 "$repo/scripts/bench_torch_sdpa.py" --dtypes bf16,fp16 --out "$out/bench.jsonl" >/dev/null
     PYTHONUNBUFFERED=1 python3 "$repo/scripts/bench_torch_sdpa.py" --modes fwd_bwd --hdims 64,128 \
       --out "$out/bench.jsonl" >/dev/null
     PYTHONUNBUFFERED=1 python3 "$repo/scripts/bench_torch_sdpa.py" --memory --out "$out/bench.jsonl" >/dev/null
     python3 "$repo/scripts/compare.py" "$out/bench.jsonl" --markdown "$out/compare.md" --svg "$out/fwd.svg"
+    python3 "$repo/scripts/compare.py" "$out/bench.jsonl" --ours candle-fa2-dq-atomics \
+      --markdown "$out/compare-dq-atomics.md" >/dev/null
     echo "tests: exit $tests, sanitizer: exit $san"
     ;;
   *) sed -n '2,9p' "$0"; exit 2 ;;

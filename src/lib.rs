@@ -102,8 +102,8 @@ fn kernel_readable(t: &Tensor) -> Result<Tensor> {
 ///
 /// `out` and `lse` are what [`flash_attn_with_lse`] returned for the same `q`, `k`, `v` and `opts` (P is
 /// recomputed from them tile by tile: nothing N x N is stored). `grad_out` has `out`'s shape and dtype.
-/// Returns (dq, dk, dv) with the shapes and dtype of q, k and v. Deterministic on both backends: two calls
-/// give bitwise equal gradients (no atomics).
+/// Returns (dq, dk, dv) with the shapes and dtype of q, k and v. Deterministic on both backends (two calls
+/// give bitwise equal gradients) unless `opts.dq_atomics` asks the CUDA backward for dQ by atomics.
 pub fn flash_attn_backward(
     q: &Tensor,
     k: &Tensor,

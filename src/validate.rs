@@ -77,9 +77,9 @@ pub struct AttnSpec {
     pub softcap: Option<f32>,
     pub band: Band,
     pub alibi_slopes: Option<Tensor>,
-    /// Read by the CUDA backward only (the CPU backward is always deterministic).
+    /// Read by the CUDA backward only.
     #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
-    pub deterministic: bool,
+    pub dq_atomics: bool,
 }
 
 /// Two `Device::new_cuda(0)` calls give two distinct devices at one location, whose tensors cannot be
@@ -196,7 +196,7 @@ pub fn validate(q: &Tensor, k: &Tensor, v: &Tensor, opts: &AttnOptions) -> Resul
         softcap: opts.softcap,
         band,
         alibi_slopes: opts.alibi_slopes.clone(),
-        deterministic: opts.deterministic,
+        dq_atomics: opts.dq_atomics,
     })
 }
 

@@ -81,14 +81,14 @@ fn check(case: Case, dtype: DType, opts: &AttnOptions, transposed: bool, seed: u
     Ok(())
 }
 
-/// Both backward modes (dQ by atomics, the default; deterministic: dQ in a second pass) on every
+/// Both backward modes (the default: dQ in a second pass; dq_atomics: dQ by f32 atomics) on every
 /// instantiation.
 #[test]
 fn grad_every_instantiation() -> Result<()> {
     for (i, d) in [32, 40, 64, 96, 128, 136, 160, 192, 200, 224, 256].into_iter().enumerate() {
-        for (dtype, deterministic) in [(DType::BF16, false), (DType::F16, false), (DType::BF16, true)] {
+        for (dtype, dq_atomics) in [(DType::BF16, false), (DType::F16, false), (DType::BF16, true)] {
             for causal in [false, true] {
-                let opts = AttnOptions::default().with_causal(causal).with_deterministic(deterministic);
+                let opts = AttnOptions::default().with_causal(causal).with_dq_atomics(dq_atomics);
                 check(Case::new(2, 131, 157, 4, 2, d), dtype, &opts, false, 1000 + i as u64)?;
             }
         }
@@ -139,7 +139,7 @@ fn grad_windows_softcap_alibi() -> Result<()> {
 
 /// The CPU backward (itself held against the f64 reference by tests/cpu_grad.rs) is the oracle where the
 /// reference has none: queries that see no key, and lengths where the f64 autograd would be slow. Both
-/// modes; in deterministic mode two runs give bitwise equal gradients. Every element is written
+/// modes; by default two runs give bitwise equal gradients. Every element is written
 /// (poisoned pool).
 #[test]
 fn grad_cuda_matches_cpu_and_is_deterministic() -> Result<()> {
@@ -156,15 +156,15 @@ fn grad_cuda_matches_cpu_and_is_deterministic() -> Result<()> {
         let w = rng.tensor((case.batch, case.seqlen_q, case.heads_q, case.head_dim), 1.0, DType::F32, &Device::Cpu)?;
         let on_cpu = grads(&|q, k, v| flash_attn(q, k, v, opts), &q, &k, &v, &w)?;
         let (qg, kg, vg) = (q.to_device(&dev)?, k.to_device(&dev)?, v.to_device(&dev)?);
-        let det = opts.clone().with_deterministic(true);
+        let with_atomics = opts.clone().with_dq_atomics(true);
         poison_pool(&dev, 1 << 24)?;
-        let atomic = grads(&|q, k, v| flash_attn(q, k, v, opts), &qg, &kg, &vg, &w)?;
+        let atomic = grads(&|q, k, v| flash_attn(q, k, v, &with_atomics), &qg, &kg, &vg, &w)?;
         poison_pool(&dev, 1 << 24)?;
-        let first = grads(&|q, k, v| flash_attn(q, k, v, &det), &qg, &kg, &vg, &w)?;
-        let second = grads(&|q, k, v| flash_attn(q, k, v, &det), &qg, &kg, &vg, &w)?;
+        let first = grads(&|q, k, v| flash_attn(q, k, v, opts), &qg, &kg, &vg, &w)?;
+        let second = grads(&|q, k, v| flash_attn(q, k, v, opts), &qg, &kg, &vg, &w)?;
         for (j, name) in ["dq", "dk", "dv"].into_iter().enumerate() {
             assert_eq!(reference::max_abs_diff(&first[j], &second[j])?, 0.0, "{case:?}: two runs differ in {name}");
-            for (mode, got) in [("atomic", &atomic[j]), ("deterministic", &first[j])] {
+            for (mode, got) in [("dq_atomics", &atomic[j]), ("default", &first[j])] {
                 let values = got.flatten_all()?.to_vec1::<f64>()?;
                 assert!(values.iter().all(|x| x.is_finite()), "{case:?} {mode}: non-finite {name}");
                 let err = rel_err(got, &on_cpu[j])?;
@@ -190,8 +190,8 @@ fn grad_sanitizer_shapes() -> Result<()> {
             AttnOptions::causal(),
             AttnOptions::default().with_window(Some(7), Some(3)).with_softcap(4.0),
             AttnOptions::causal().with_alibi_slopes(Tensor::new(&slopes, &dev)?),
-            AttnOptions::default().with_deterministic(true),
-            AttnOptions::causal().with_window(Some(7), Some(3)).with_deterministic(true),
+            AttnOptions::default().with_dq_atomics(true),
+            AttnOptions::causal().with_window(Some(7), Some(3)).with_dq_atomics(true),
         ];
         for (j, opts) in variants.into_iter().enumerate() {
             for (sq, sk) in [(37, 70), (70, 37)] {

@@ -68,7 +68,7 @@ pub struct FlashBwdParams {
     pub dv_batch_stride: i64,
     pub dv_row_stride: i64,
     pub dv_head_stride: i64,
-    pub deterministic: i32,
+    pub dq_atomics: i32,
 }
 
 extern "C" {
@@ -153,7 +153,7 @@ pub fn rust_bwd_params_layout() -> Vec<i64> {
         offset_of!(P, dv_batch_stride),
         offset_of!(P, dv_row_stride),
         offset_of!(P, dv_head_stride),
-        offset_of!(P, deterministic),
+        offset_of!(P, dq_atomics),
         std::mem::size_of::<P>(),
     ];
     offsets.iter().map(|&x| x as i64).collect()

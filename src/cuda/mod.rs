@@ -242,8 +242,8 @@ fn backward_as<T: CudaDType + DeviceRepr>(
     let mut dk = unsafe { dev.alloc::<T>(b * sk * hkv * d)? };
     let mut dv = unsafe { dev.alloc::<T>(b * sk * hkv * d)? };
     let mut delta = unsafe { dev.alloc::<f32>(b * hq * sq)? };
-    // Zeroed by the launcher before the atomics add into it; not needed when deterministic.
-    let mut dq_accum = unsafe { dev.alloc::<f32>(if spec.deterministic { 1 } else { b * sq * hq * d })? };
+    // Zeroed by the launcher before the atomics add into it; only the atomic mode uses it.
+    let mut dq_accum = unsafe { dev.alloc::<f32>(if spec.dq_atomics { b * sq * hq * d } else { 1 })? };
     let slopes_guard = spec.alibi_slopes.as_ref().map(|s| s.storage_and_layout());
     let slopes = slopes_guard.as_ref().map(|(s, l)| f32_view("alibi_slopes", s, l)).transpose()?;
 
@@ -265,7 +265,7 @@ fn backward_as<T: CudaDType + DeviceRepr>(
         dk: dk_ptr as *mut c_void,
         dv: dv_ptr as *mut c_void,
         delta: delta_ptr as *mut f32,
-        dq_accum: if spec.deterministic { std::ptr::null_mut() } else { dq_accum_ptr as *mut f32 },
+        dq_accum: if spec.dq_atomics { dq_accum_ptr as *mut f32 } else { std::ptr::null_mut() },
         do_batch_stride: ops[4].strides.0,
         do_row_stride: ops[4].strides.1,
         do_head_stride: ops[4].strides.2,
@@ -278,7 +278,7 @@ fn backward_as<T: CudaDType + DeviceRepr>(
         dv_batch_stride: dkv_s.0,
         dv_row_stride: dkv_s.1,
         dv_head_stride: dkv_s.2,
-        deterministic: spec.deterministic as i32,
+        dq_atomics: spec.dq_atomics as i32,
     };
     stream.context().bind_to_thread().map_err(|e| candle_core::Error::Cuda(Box::new(e)))?;
     // SAFETY: as in `launch`: every pointer is a live allocation of the described size, kept alive by the
