@@ -130,9 +130,11 @@ pub fn check(q: &Tensor, k: &Tensor, v: &Tensor, opts: &AttnOptions, what: &str)
             lse_err = lse_err.max((a - b).abs());
         }
     }
-    // The baseline is itself held to the reference, so that a broken softmax-matmul path cannot loosen the
-    // rule it sets.
-    assert!(naive_err <= 100.0 * floor(q.dtype()), "{what}: the softmax-matmul baseline is off by {naive_err:.3e}");
+    // In f32 the baseline is itself held to the reference, so that a broken softmax-matmul path cannot
+    // loosen the rule it sets. (In f16/bf16 its error is the point: with large scores it is large.)
+    if q.dtype() == DType::F32 {
+        assert!(naive_err <= 1e-3, "{what}: the softmax-matmul baseline is off by {naive_err:.3e}");
+    }
     let bound = 2.0 * naive_err + floor(q.dtype());
     assert!(ours <= bound, "{what}: error {ours:.3e} > bound {bound:.3e} (naive {naive_err:.3e})");
     assert!(lse_err <= 1e-3, "{what}: lse error {lse_err:.3e}");
