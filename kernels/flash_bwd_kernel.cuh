@@ -16,7 +16,7 @@
 //    dQ += dS K: the forward's loop with a second product instead of the online softmax.
 // The default runs KEYS then QUERIES: S and dP are computed twice (7 tile products instead of 5), each
 // pass writes only rows it owns, and two runs give bitwise equal gradients. It measured as fast as KEYS_DQ
-// or faster except at d64 from 4k (BENCHMARKS.md, backward v3): KEYS_DQ's extra barrier, shared-memory
+// or faster except at d64 from 2k (BENCHMARKS.md, final run): KEYS_DQ's extra barrier, shared-memory
 // round trip and atomics cost about what the QUERIES pass does.
 #pragma once
 #include <math.h>

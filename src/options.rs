@@ -35,9 +35,9 @@ pub struct AttnOptions {
     /// ALiBi: one f32 slope per query head, shape `(heads_q,)`, on the same device as `q`.
     pub alibi_slopes: Option<Tensor>,
     /// Backward on CUDA only: accumulate dQ with f32 atomics inside the pass over key blocks (FA2's scheme)
-    /// instead of a second pass over query blocks. Measured 2-5% faster at head_dim 64 from 4k tokens,
-    /// slower elsewhere (BENCHMARKS.md), and the order of the atomic adds varies, so dQ is not bitwise
-    /// repeatable. Off by default: both backwards, CPU and CUDA, are deterministic.
+    /// instead of a second pass over query blocks. On the H100: 2-5% faster at head_dim 64 from 2k tokens,
+    /// within 2% at 128 from 4k, up to 18% slower on shorter sequences (BENCHMARKS.md); the order of the
+    /// atomic adds varies, so dQ is not bitwise repeatable. Off by default: both backwards, CPU and CUDA, are deterministic.
     pub dq_atomics: bool,
 }
 
