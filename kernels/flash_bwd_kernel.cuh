@@ -10,8 +10,8 @@
 //    round trip for P or dS, and every query head of a GQA group adds into the same registers.
 //  - KEYS_DQ: KEYS, and also dQ_i += dS K_j for the streamed query tile: dSᵀ goes through shared memory
 //    (ldmatrix.trans reads it back as dS) and the block's partial dQ is added to an f32 buffer with
-//    atomics, as FA2 does (5 tile products in all). Fast, but the order of the atomic adds varies, so
-//    dQ may differ in the last bits between runs.
+//    atomics, as FA2 does (5 tile products in all). The order of the atomic adds varies, so dQ may differ
+//    in the last bits between runs.
 //  - QUERIES (grid over query blocks): warps own query rows, K/V tiles stream. S = Q Kᵀ, dP = dO Vᵀ,
 //    dQ += dS K: the forward's loop with a second product instead of the online softmax.
 // The default runs KEYS then QUERIES: S and dP are computed twice (7 tile products instead of 5), each
