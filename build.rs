@@ -1,5 +1,6 @@
 //! With feature `cuda`: compiles kernels/ with nvcc (through bindgen_cuda) into a static library holding
-//! sm_80 and sm_90 machine code, so no PTX is JIT-compiled at first launch. Without it: nothing.
+//! sm_80 and sm_90a machine code, so no PTX is JIT-compiled at first launch on an A100 or H100. Without it:
+//! nothing.
 
 fn main() {
     #[cfg(feature = "cuda")]
@@ -45,10 +46,14 @@ mod cuda {
             .kernel_paths(kernels)
             .watch(headers)
             .out_dir(&out_dir)
-            .compute_cap(90)
-            // Machine code for A100 (sm_80) and H100 (sm_90); bindgen_cuda adds --gpu-architecture=sm_90.
+            // bindgen_cuda adds --gpu-architecture=sm_<cap>: sm_80 machine code and compute_80 PTX (which
+            // later GPUs compile at load time).
+            .compute_cap(80)
+            // Machine code for A100 (sm_80) and H100/H200 (sm_90a: sm_90 plus wgmma, which the Hopper
+            // forward needs; a plain sm_90 image beside it would leave the choice between the two to the
+            // loader, so there is none).
             .arg("-gencode=arch=compute_80,code=sm_80")
-            .arg("-gencode=arch=compute_90,code=sm_90")
+            .arg("-gencode=arch=compute_90a,code=sm_90a")
             .arg("-std=c++17")
             .arg("-O3")
             .arg("--use_fast_math")

@@ -3,6 +3,7 @@
 #include <cuda_fp16.h>
 
 #include <stddef.h>
+#include <stdlib.h>
 
 #include <type_traits>
 
@@ -22,12 +23,25 @@ static cudaError_t dispatch_head_dim(int head_dim, Run&& run) {
     return cudaErrorInvalidValue;  // the Rust side rejects these first
 }
 
+// Whether the current device runs the sm_90a (wgmma) kernels: compute capability 9.0 exactly, for which
+// build.rs embeds sm_90a machine code (other devices run the sm_80 code or its PTX). CANDLE_FA2_NO_WGMMA
+// (any value) turns them off, to time the mma.sync kernels on the same GPU.
+static bool device_runs_sm90a() {
+    static const bool disabled = getenv("CANDLE_FA2_NO_WGMMA") != nullptr;
+    int dev = 0, major = 0, minor = 0;
+    if (disabled || cudaGetDevice(&dev) != cudaSuccess) return false;
+    if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) return false;
+    if (cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) != cudaSuccess) return false;
+    return major == 9 && minor == 0;
+}
+
 extern "C" int candle_fa2_fwd(const FlashFwdParams* params, void* stream) {
     const FlashFwdParams& p = *params;
     auto s = static_cast<cudaStream_t>(stream);
+    const bool sm90a = device_runs_sm90a();
     return dispatch_head_dim(p.head_dim, [&](auto dim) {
         constexpr int D = decltype(dim)::value;
-        return p.is_bf16 ? fa2::run_fwd<__nv_bfloat16, D>(p, s) : fa2::run_fwd<__half, D>(p, s);
+        return p.is_bf16 ? fa2::run_fwd<__nv_bfloat16, D>(p, s, sm90a) : fa2::run_fwd<__half, D>(p, s, sm90a);
     });
 }
 

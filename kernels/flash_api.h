@@ -6,8 +6,9 @@
 #include "flash_params.h"
 
 namespace fa2 {
+// sm90a: run the Hopper (wgmma) kernels where the head_dim has one.
 template <typename T, int HEAD_DIM>
-cudaError_t run_fwd(const FlashFwdParams& p, cudaStream_t stream);
+cudaError_t run_fwd(const FlashFwdParams& p, cudaStream_t stream, bool sm90a);
 template <typename T, int HEAD_DIM>
 cudaError_t run_bwd(const FlashBwdParams& p, cudaStream_t stream);
 }

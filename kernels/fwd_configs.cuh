@@ -10,6 +10,7 @@
 #include <type_traits>
 
 #include "flash_fwd_kernel.cuh"
+#include "flash_fwd_sm90.cuh"
 
 
 namespace fa2 {
@@ -51,8 +52,39 @@ struct HasLong : std::false_type {};
 template <typename Config>
 struct HasLong<Config, std::void_t<typename Config::TraitsLong>> : std::true_type {};
 
+// Hopper (sm_90a, wgmma) configurations: Sm90Traits<T, HEAD_DIM, warpgroups, BLOCK_N>. Two warpgroups of 64
+// query rows; a thread holds S (BLOCK_N / 2) and O (HEAD_DIM / 2) f32 accumulators, so BLOCK_N shrinks as
+// HEAD_DIM grows: 64 + 64 at d128, 32 + 128 at d256. They run from FROM_SEQLEN_K keys: at d64 the mma.sync
+// kernel was 3-15% faster up to 1k keys and the wgmma one 3-10% faster from 4k (BENCHMARKS.md, sm90 v2),
+// the software pipeline paying off over longer loops. Head dims without one run on mma.sync everywhere.
 template <typename T, int HEAD_DIM>
-cudaError_t run_fwd(const FlashFwdParams& p, cudaStream_t stream) {
+struct Sm90Config {
+    static constexpr bool AVAILABLE = false;
+};
+template <typename T> struct Sm90Config<T, 64> {
+    static constexpr bool AVAILABLE = true;
+    using Traits = Sm90Traits<T, 64, 2, 128>;
+    static constexpr int FROM_SEQLEN_K = 2048;
+};
+template <typename T> struct Sm90Config<T, 128> {
+    static constexpr bool AVAILABLE = true;
+    using Traits = Sm90Traits<T, 128, 2, 128>;
+    static constexpr int FROM_SEQLEN_K = 0;
+};
+template <typename T> struct Sm90Config<T, 256> {
+    static constexpr bool AVAILABLE = true;
+    using Traits = Sm90Traits<T, 256, 2, 64>;
+    static constexpr int FROM_SEQLEN_K = 0;
+};
+
+// sm90a: the device runs sm_90a code (an H100/H200 and a build that holds it, decided in flash_api.cu).
+template <typename T, int HEAD_DIM>
+cudaError_t run_fwd(const FlashFwdParams& p, cudaStream_t stream, bool sm90a) {
+    using Sm90 = Sm90Config<T, HEAD_DIM>;
+    if constexpr (Sm90::AVAILABLE) {
+        if (sm90a && !p.transform_logits && p.seqlen_k >= Sm90::FROM_SEQLEN_K)
+            return launch_fwd_sm90<typename Sm90::Traits>(p, stream);
+    }
     using Config = FwdConfig<T, HEAD_DIM>;
     if constexpr (HasLong<Config>::value) {
         const bool right_bounded = p.window_right <= p.seqlen_k;  // causal or a window

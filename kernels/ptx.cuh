@@ -11,10 +11,15 @@ __device__ __forceinline__ uint32_t smem_addr(const void* p) {
     return static_cast<uint32_t>(__cvta_generic_to_shared(p));
 }
 
-// 16-byte asynchronous copy; when !valid the destination is zero-filled and nothing is read.
-__device__ __forceinline__ void cp_async_16(void* dst, const void* src, bool valid) {
+// 16-byte asynchronous copy to a shared-memory address (smem_addr); when !valid the destination is
+// zero-filled and nothing is read.
+__device__ __forceinline__ void cp_async_16(uint32_t dst, const void* src, bool valid) {
     const int src_bytes = valid ? 16 : 0;
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)), "l"(src), "r"(src_bytes));
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(src_bytes));
+}
+
+__device__ __forceinline__ void cp_async_16(void* dst, const void* src, bool valid) {
+    cp_async_16(smem_addr(dst), src, valid);
 }
 
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
@@ -97,6 +102,46 @@ __device__ __forceinline__ void atomic_add2(float* addr, float x, float y) {
 #else
     atomicAdd(addr, x);
     atomicAdd(addr + 1, y);
+#endif
+}
+
+// ---- Hopper (sm_90a): warpgroup MMA ordering, see kernels/wgmma.cuh for the MMAs themselves. ----------
+// Empty outside sm_90a code: the kernels that call them trap there (flash_fwd_sm90.cuh).
+
+// Orders this thread's earlier register writes before the next wgmma reads them (accumulators, A fragments).
+__device__ __forceinline__ void wgmma_fence() {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+#endif
+}
+
+__device__ __forceinline__ void wgmma_commit() {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+#endif
+}
+
+// Waits until at most N committed wgmma groups of this warpgroup are still running.
+template <int N>
+__device__ __forceinline__ void wgmma_wait() {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
+#endif
+}
+
+// Keeps the compiler from moving reads or writes of an accumulator across wgmma issue and wait: the asm
+// above names the registers only at issue, while the tensor cores write them until the wait.
+template <int N>
+__device__ __forceinline__ void fence_registers(float (&r)[N]) {
+#pragma unroll
+    for (int i = 0; i < N; ++i) asm volatile("" : "+f"(r[i])::"memory");
+}
+
+// Shared memory written through the generic proxy (cp.async, st.shared) and read next by wgmma (the async
+// proxy) needs this fence in each writing thread before the barrier that publishes it.
+__device__ __forceinline__ void fence_proxy_async_shared() {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
 #endif
 }
 

@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Runs the binaries packed by scripts/gpu_pack.sh on a GPU host (driver + CUDA 13 runtime libraries).
 #
-#   bash .gpu/run.sh test [FILTER]     the test binaries (GPU suites, unit tests)
+#   bash .gpu/run.sh test [FILTER]     the test binaries (GPU suites, unit tests, tests/cuda/wgmma_layout.cu)
 #   bash .gpu/run.sh sanitize          compute-sanitizer memcheck and racecheck on the small-shape test
 #   bash .gpu/run.sh bench [ARGS]      benches/gpu_attention.rs with ARGS
 #   bash .gpu/run.sh e2e OUTDIR        the packed examples (GPU_EXAMPLES="llama_bench train_gpt gpt2" gpu_pack.sh)
 #   bash .gpu/run.sh variants OUTDIR [ARGS]  every variant built by scripts/gpu_variants.sh, bench ARGS each
-#   bash .gpu/run.sh all OUTDIR        tests, sanitizer, our bench and torch SDPA's (forward, bf16 and fp16;
-#                                      forward + backward, bf16, head_dim 64 and 128), then the comparison
+#   bash .gpu/run.sh fwd OUTDIR [ARGS] forward tests on both Hopper paths (wgmma, mma.sync), sanitizer, bench
+#                                      ARGS of both paths and of torch SDPA, comparison
+#   bash .gpu/run.sh all OUTDIR        tests, sanitizer, our bench and torch SDPA's (forward, bf16 and fp16,
+#                                      also on the mma.sync path; forward + backward, bf16, head_dim 64 and
+#                                      128), then the comparison
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
@@ -26,7 +29,7 @@ sanitizer=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sani
 run_tests() {
   local status=0
   for t in "$bins"/bin/*; do
-    case $(basename "$t") in gpu_attention) continue ;; gpu_* | candle_fa2) ;; *) continue ;; esac  # tests only
+    case $(basename "$t") in gpu_attention) continue ;; gpu_* | candle_fa2 | wgmma_layout) ;; *) continue ;; esac
     echo "== $(basename "$t")"
     "$t" "$@" || status=1
   done
@@ -70,22 +73,43 @@ case "${1:-all}" in
       "$exe" "$@" | sed "s/\"impl\": \"candle-fa2/\"impl\": \"$name/" >> "$out/variants.jsonl"
     done
     ;;
+  fwd)
+    # The forward only, for kernel work: its tests on both Hopper paths (wgmma, and mma.sync as an A100
+    # runs it), the sanitizer, then bf16 TFLOP/s of both paths and torch SDPA's in one run.
+    out=${2:-/tmp/candle-fa2-out}; mkdir -p "$out"; shift 2 2>/dev/null || shift
+    nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader | tee "$out/gpu.txt"
+    { "$bins/bin/wgmma_layout" && "$bins/bin/gpu_forward" && CANDLE_FA2_NO_WGMMA=1 "$bins/bin/gpu_forward"; } \
+      2>&1 | tee "$out/tests.log"; tests=${PIPESTATUS[0]}
+    for tool in memcheck racecheck; do
+      "$sanitizer" --tool "$tool" --error-exitcode 9 "$bins/bin/gpu_forward" sanitizer_shapes --test-threads=1
+    done 2>&1 | tail -n 20 | tee "$out/sanitizer.log"; san=${PIPESTATUS[0]}
+    "$bins/bin/gpu_attention" "$@" --out "$out/bench.jsonl" >/dev/null
+    CANDLE_FA2_NO_WGMMA=1 "$bins/bin/gpu_attention" "$@" | sed 's/"impl": "candle-fa2"/"impl": "candle-fa2-mma"/' \
+      >> "$out/bench.jsonl"
+    PYTHONUNBUFFERED=1 python3 "$repo/scripts/bench_torch_sdpa.py" "$@" --out "$out/bench.jsonl" >/dev/null
+    python3 "$repo/scripts/compare.py" "$out/bench.jsonl" --markdown "$out/compare.md" --svg "$out/fwd.svg"
+    python3 "$repo/scripts/compare.py" "$out/bench.jsonl" --ours candle-fa2-mma --markdown "$out/compare-mma.md" \
+      >/dev/null
+    echo "tests: exit $tests, sanitizer: exit $san"
+    ;;
   all)
     out=${2:-/tmp/candle-fa2-out}; mkdir -p "$out"
     nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader | tee "$out/gpu.txt"
-    run_tests 2>&1 | tee "$out/tests.log"; tests=${PIPESTATUS[0]}
+    { run_tests && CANDLE_FA2_NO_WGMMA=1 "$bins/bin/gpu_forward"; } 2>&1 | tee "$out/tests.log"; tests=${PIPESTATUS[0]}
     sanitize 2>&1 | tail -n 40 | tee "$out/sanitizer.log"; san=${PIPESTATUS[0]}
     "$bins/bin/gpu_attention" --dtypes bf16,fp16 --out "$out/bench.jsonl" >/dev/null
+    # The mma.sync forward (what an A100 runs) on the same GPU, for the side-by-side table compare-mma.md.
+    CANDLE_FA2_NO_WGMMA=1 "$bins/bin/gpu_attention" --dtypes bf16,fp16 |
+      sed 's/"impl": "candle-fa2"/"impl": "candle-fa2-mma"/' >> "$out/bench.jsonl"
     "$bins/bin/gpu_attention" --modes fwd_bwd --hdims 64,128 --out "$out/bench.jsonl" >/dev/null
-    "$bins/bin/gpu_attention" --modes fwd_bwd --hdims 64,128 --dq-atomics --out "$out/bench.jsonl" >/dev/null
     "$bins/bin/gpu_attention" --memory --out "$out/bench.jsonl" >/dev/null
     PYTHONUNBUFFERED=1 python3 "$repo/scripts/bench_torch_sdpa.py" --dtypes bf16,fp16 --out "$out/bench.jsonl" >/dev/null
     PYTHONUNBUFFERED=1 python3 "$repo/scripts/bench_torch_sdpa.py" --modes fwd_bwd --hdims 64,128 \
       --out "$out/bench.jsonl" >/dev/null
     PYTHONUNBUFFERED=1 python3 "$repo/scripts/bench_torch_sdpa.py" --memory --out "$out/bench.jsonl" >/dev/null
     python3 "$repo/scripts/compare.py" "$out/bench.jsonl" --markdown "$out/compare.md" --svg "$out/fwd.svg"
-    python3 "$repo/scripts/compare.py" "$out/bench.jsonl" --ours candle-fa2-dq-atomics \
-      --markdown "$out/compare-dq-atomics.md" >/dev/null
+    python3 "$repo/scripts/compare.py" "$out/bench.jsonl" --ours candle-fa2-mma --markdown "$out/compare-mma.md" \
+      >/dev/null
     echo "tests: exit $tests, sanitizer: exit $san"
     ;;
   *) sed -n '2,9p' "$0"; exit 2 ;;

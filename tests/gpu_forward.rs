@@ -49,7 +49,8 @@ fn every_instantiation() -> Result<()> {
 
 #[test]
 fn lengths_both_ways() -> Result<()> {
-    let lengths = [(1, 1), (1, 4096), (7, 7), (113, 203), (203, 113), (1000, 1000), (129, 1000), (1000, 129)];
+    let lengths =
+        [(1, 1), (1, 4096), (7, 7), (113, 203), (203, 113), (1000, 1000), (129, 1000), (1000, 129), (300, 2100)];
     for (i, (sq, sk)) in lengths.into_iter().enumerate() {
         for causal in [false, true] {
             for d in [64, 128] {
@@ -99,16 +100,23 @@ fn windows_softcap_alibi() -> Result<()> {
     Ok(())
 }
 
-/// Long queries run the 8-warp kernels of kernels/fwd_configs.cuh (d128 from 2k non-causal and 8k causal,
-/// d256 always non-causal and from 8k causal). The f64 reference is too slow here: the CPU op, itself held
-/// against the reference by the CPU suite, is the oracle.
+/// Long queries run the 8-warp mma.sync kernels of kernels/fwd_configs.cuh (d128 from 2k non-causal and 8k
+/// causal, d256 always non-causal and from 8k causal), long keys the wgmma kernel at d64 on Hopper (from 2k).
+/// The f64 reference is too slow here: the CPU op, itself held against the reference by the CPU suite, is
+/// the oracle.
 #[test]
 fn long_query_kernels() -> Result<()> {
     let dev = gpu();
     let mut rng = Rng::new(450);
-    for (d, sq, sk, causal) in
-        [(128, 2100, 2300, false), (128, 8192, 8192, true), (256, 300, 900, false), (256, 8200, 8300, true)]
-    {
+    let shapes = [
+        (128, 2100, 2300, false),
+        (128, 8192, 8192, true),
+        (256, 300, 900, false),
+        (256, 8200, 8300, true),
+        (64, 2100, 2300, false),
+        (64, 1000, 4100, true),
+    ];
+    for (d, sq, sk, causal) in shapes {
         let (q, k, v) = Case::new(1, sq, sk, 2, 1, d).inputs(&mut rng, DType::BF16, &Device::Cpu, false)?;
         let opts = AttnOptions::default().with_causal(causal);
         let want = flash_attn(&q, &k, &v, &opts)?;
@@ -207,8 +215,13 @@ fn sanitizer_shapes() -> Result<()> {
             AttnOptions::causal().with_alibi_slopes(Tensor::new(&slopes, &dev)?),
         ];
         for (j, opts) in variants.into_iter().enumerate() {
-            // 2050 rows reach the 8-warp kernels at d128 and d256 (non-causal variants).
-            let long = if matches!(d, 128 | 256) && j == 0 { Some((2050, 40)) } else { None };
+            // 2050 rows reach the 8-warp mma.sync kernels at d128 and d256 (non-causal variants); 2050 keys
+            // reach the wgmma kernel at d64 on Hopper (kernels/fwd_configs.cuh).
+            let long = match (d, j) {
+                (128 | 256, 0) => Some((2050, 40)),
+                (64, 0 | 1) => Some((40, 2050)),
+                _ => None,
+            };
             for (sq, sk) in [(37, 70), (70, 37)].into_iter().chain(long) {
                 let (q, k, v) = Case::new(1, sq, sk, 2, 1, d).inputs(&mut rng, DType::BF16, &Device::Cpu, false)?;
                 let cpu_opts = AttnOptions {

@@ -1,0 +1,322 @@
+// FlashAttention-2 forward on Hopper's warpgroup MMA (wgmma, sm_90a).
+//
+// The work partitioning of flash_fwd_kernel.cuh (one block per query block, head and batch; every row owned
+// by one thread quad, no reduction between warps; online softmax in base 2; key blocks last to first), with
+// the tile products on wgmma instead of mma.sync: each warpgroup of 4 warps owns 64 query rows, and the
+// tensor cores read Q, K and V straight from shared memory. On mma.sync every K/V fragment went through
+// ldmatrix into registers first, and at d256 (one m-tile per warp) those shared-memory reads bounded the
+// loop (BENCHMARKS.md, v2). P stays in registers as wgmma's A operand.
+//
+// Shared memory: Q, two K buffers and two V buffers (the software pipeline in the kernel says who reads
+// which). Every tile is stored as HEAD_DIM/64 panels of [rows][64] elements (128-byte rows) in the 128-byte
+// swizzle that wgmma's descriptors name: the 16-byte chunk c of row r sits in slot c ^ (r % 8), which also
+// spreads an 8-row column of chunks over all banks. K is read K-major (S = Q K^T) and V MN-major (O += P V,
+// trans-b), so one layout and one loader serve both.
+#pragma once
+#include <math.h>
+
+#include "flash_params.h"
+#include "ptx.cuh"
+#include "wgmma.cuh"
+
+namespace fa2 {
+
+template <typename T_, int HEAD_DIM_, int NUM_WG_, int BLOCK_N_>
+struct Sm90Traits {
+    using T = T_;
+    static constexpr int HEAD_DIM = HEAD_DIM_;
+    static constexpr int NUM_WG = NUM_WG_;  // warpgroups, 64 query rows each
+    static constexpr int THREADS = 128 * NUM_WG;
+    static constexpr int BLOCK_M = 64 * NUM_WG;
+    static constexpr int BLOCK_N = BLOCK_N_;
+    static constexpr int PANEL_BYTES_PER_ROW = 128;  // 64 elements: the width of the 128-byte swizzle
+    static constexpr int Q_BYTES = BLOCK_M * HEAD_DIM * 2;
+    static constexpr int KV_BYTES = BLOCK_N * HEAD_DIM * 2;
+    // +1024: the dynamic shared-memory base is rounded up to the swizzle's 1024-byte period.
+    static constexpr int SMEM_BYTES = Q_BYTES + 4 * KV_BYTES + 1024;  // Q, two K and two V buffers
+
+    static_assert(sizeof(T) == 2, "f16 / bf16");
+    static_assert(HEAD_DIM % 64 == 0, "tiles are whole 128-byte swizzle panels");
+    static_assert(BLOCK_N % 16 == 0 && BLOCK_N <= 256, "wgmma n of S, k16 steps of P V");
+    static_assert(HEAD_DIM <= 256, "wgmma n of O");
+    static_assert(SMEM_BYTES <= 227 * 1024, "shared memory per block on sm_90");
+};
+
+// Matrix descriptor of a 128-byte-swizzled tile at shared address `addr` (1024-byte aligned atoms):
+// 8-row groups 1024 bytes apart (stride byte offset); `lbo`: bytes between 64-column panels, used only when
+// the instruction's N spans panels of an MN-major operand (K-major operands read within one panel).
+__device__ __forceinline__ uint64_t swizzle128_desc(uint32_t addr, uint32_t lbo) {
+    return uint64_t((addr & 0x3FFFF) >> 4) | uint64_t((lbo >> 4) & 0x3FFF) << 16 | uint64_t(1024 >> 4) << 32 |
+           uint64_t(1) << 62;
+}
+
+// Global -> shared copies of ROWS x HEAD_DIM tiles into the swizzled panel layout, 16 bytes per cp.async.
+// As TileLoader: each thread owns one column chunk and every ROWS_PER_PASS-th row from its first; rows >=
+// rows_valid and columns >= head_dim are zero-filled. ROWS_PER_PASS is a multiple of 8, so a thread's rows
+// share one swizzle slot and its destination advances by a constant.
+template <typename Tr>
+struct SwizzledTileLoader {
+    using T = typename Tr::T;
+    static constexpr int CHUNKS = Tr::HEAD_DIM / 8;
+    static constexpr int ROWS_PER_PASS = Tr::THREADS / CHUNKS;
+    static_assert(Tr::THREADS % CHUNKS == 0 && ROWS_PER_PASS % 8 == 0, "a thread's rows share a swizzle slot");
+
+    int row0, col;
+    uint32_t dst_offset;  // of row0 within a tile, before adding the tile's panel stride
+    int panel;
+    bool col_valid;
+
+    __device__ __forceinline__ explicit SwizzledTileLoader(int head_dim) {
+        row0 = threadIdx.x / CHUNKS;
+        const int chunk = threadIdx.x % CHUNKS;
+        col = chunk * 8;
+        col_valid = col < head_dim;
+        panel = chunk / 8;
+        dst_offset = row0 * Tr::PANEL_BYTES_PER_ROW + (((chunk % 8) ^ (row0 % 8)) * 16);
+    }
+
+    template <int ROWS>
+    __device__ __forceinline__ void load(uint32_t smem, const T* gmem, int64_t row_stride, int rows_valid) const {
+        static_assert(ROWS % ROWS_PER_PASS == 0, "tile rows are whole passes");
+        const T* src = gmem + row0 * row_stride + col;
+        const uint32_t dst = smem + panel * ROWS * Tr::PANEL_BYTES_PER_ROW + dst_offset;
+        const int64_t pass_stride = ROWS_PER_PASS * row_stride;
+#pragma unroll
+        for (int i = 0; i < ROWS / ROWS_PER_PASS; ++i) {
+            cp_async_16(dst + i * ROWS_PER_PASS * Tr::PANEL_BYTES_PER_ROW, src,
+                        col_valid && row0 + i * ROWS_PER_PASS < rows_valid);
+            src += pass_stride;
+        }
+    }
+};
+
+// Waits for this thread's cp.async groups but the most recent MORE, then publishes shared memory to every
+// thread of the block and to the tensor cores (cp.async writes through the generic proxy, wgmma reads
+// through the async one).
+template <int MORE>
+__device__ __forceinline__ void publish_smem() {
+    cp_async_wait<MORE>();
+    fence_proxy_async_shared();
+    __syncthreads();
+}
+
+// The plain path only (no softcap, ALiBi or scale <= 0: those run on flash_fwd_kernel's transformed
+// kernel). Masks (causal, windows, partial blocks) are applied here.
+template <typename Tr>
+__global__ void __launch_bounds__(Tr::THREADS, 1) flash_fwd_sm90_kernel(const FlashFwdParams p) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    using T = typename Tr::T;
+    constexpr int NT = Tr::BLOCK_N / 8, DT = Tr::HEAD_DIM / 8;
+    constexpr int ROW = Tr::PANEL_BYTES_PER_ROW;
+    extern __shared__ __align__(1024) unsigned char sm90_smem[];
+    const uint32_t smem_q = (smem_addr(sm90_smem) + 1023) & ~1023u;
+    auto smem_k = [&](int buf) { return smem_q + Tr::Q_BYTES + buf * Tr::KV_BYTES; };
+    auto smem_v = [&](int buf) { return smem_q + Tr::Q_BYTES + (2 + buf) * Tr::KV_BYTES; };
+
+    // Causal blocks with many keys start first (load balance), as in flash_fwd_kernel.
+    const int m_block = gridDim.x - 1 - blockIdx.x;
+    const int head = blockIdx.y, batch = blockIdx.z;
+    const int kv_head = head / p.group_size;
+    const int wg = threadIdx.x / 128, warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32;
+    const int m0 = m_block * Tr::BLOCK_M;
+    const int rows_valid = min(Tr::BLOCK_M, p.seqlen_q - m0);
+    const int offset = p.seqlen_k - p.seqlen_q;
+
+    T* o_base = reinterpret_cast<T*>(p.o) + batch * p.o_batch_stride + head * p.o_head_stride;
+    float* lse_base = p.lse + (int64_t(batch) * p.heads_q + head) * p.seqlen_q;
+
+    const int key_lo = max(0, m0 + offset - p.window_left);
+    const int key_hi = min(p.seqlen_k, m0 + rows_valid - 1 + offset + p.window_right + 1);
+    // This thread's rows: half h of its warp's 16 rows of its warpgroup's 64 (wgmma's accumulator layout is
+    // mma.sync's C fragment, one 16-row slice per warp).
+    auto row_of = [&](int h) { return m0 + wg * 64 + warp * 16 + lane / 4 + h * 8; };
+
+    if (key_hi <= key_lo) {  // no visible key for any row: zeros, LSE -inf
+        for (int h = 0; h < 2; ++h) {
+            const int row = row_of(h);
+            if (row >= p.seqlen_q) continue;
+            for (int col = 2 * (lane % 4); col < p.head_dim; col += 8)
+                *reinterpret_cast<uint32_t*>(o_base + row * p.o_row_stride + col) = 0u;
+            if (lane % 4 == 0) lse_base[row] = -INFINITY;
+        }
+        return;
+    }
+
+    const T* q_base = reinterpret_cast<const T*>(p.q) + batch * p.q_batch_stride + head * p.q_head_stride +
+                      int64_t(m0) * p.q_row_stride;
+    const T* k_base = reinterpret_cast<const T*>(p.k) + batch * p.k_batch_stride + kv_head * p.k_head_stride;
+    const T* v_base = reinterpret_cast<const T*>(p.v) + batch * p.v_batch_stride + kv_head * p.v_head_stride;
+    const int n_block_min = key_lo / Tr::BLOCK_N;
+    const int n_block_max = (key_hi + Tr::BLOCK_N - 1) / Tr::BLOCK_N;
+
+    const SwizzledTileLoader<Tr> loader(p.head_dim);
+    auto load_k = [&](int buf, int n_block) {
+        const int n0 = n_block * Tr::BLOCK_N;
+        loader.template load<Tr::BLOCK_N>(smem_k(buf), k_base + int64_t(n0) * p.k_row_stride, p.k_row_stride,
+                                          p.seqlen_k - n0);
+    };
+    auto load_v = [&](int buf, int n_block) {
+        const int n0 = n_block * Tr::BLOCK_N;
+        loader.template load<Tr::BLOCK_N>(smem_v(buf), v_base + int64_t(n0) * p.v_row_stride, p.v_row_stride,
+                                          p.seqlen_k - n0);
+    };
+    const float sl2 = p.scale_log2;
+    float o_acc[DT * 4];
+#pragma unroll
+    for (int i = 0; i < DT * 4; ++i) o_acc[i] = 0.f;
+    float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.f, 0.f};
+    float s[NT * 4];
+    uint32_t pv_a[Tr::BLOCK_N / 16][4];  // P of the previous block: the A fragments of O += P V
+
+    // S = Q K^T for this warpgroup's 64 rows against K in buffer `buf`, issued (not waited for). The first
+    // k-step overwrites S (accumulate 0), so S needs no zeroing, which would be a register write between
+    // the caller's wgmma_fence() and the MMA.
+    auto issue_qk = [&](int buf) {
+#pragma unroll
+        for (int kk = 0; kk < Tr::HEAD_DIM / 16; ++kk) {
+            const uint32_t k_off = (kk % 4) * 32;  // 32 bytes per k16 step inside a panel
+            const uint64_t desc_q = swizzle128_desc(smem_q + (kk / 4) * Tr::BLOCK_M * ROW + wg * 64 * ROW + k_off, 16);
+            const uint64_t desc_k = swizzle128_desc(smem_k(buf) + (kk / 4) * Tr::BLOCK_N * ROW + k_off, 16);
+            Wgmma<T, Tr::BLOCK_N>::ss(s, desc_q, desc_k, kk > 0);
+        }
+        wgmma_commit();
+    };
+    // O += P V with V in buffer `buf`, MN-major: 16 key rows (2048 bytes of each panel) per k-step, panels
+    // BLOCK_N rows apart.
+    auto issue_pv = [&](int buf) {
+#pragma unroll
+        for (int kk = 0; kk < Tr::BLOCK_N / 16; ++kk)
+            Wgmma<T, Tr::HEAD_DIM>::rs(o_acc, pv_a[kk], swizzle128_desc(smem_v(buf) + kk * 16 * ROW, Tr::BLOCK_N * ROW), 1);
+        wgmma_commit();
+    };
+    // Masks S of key block n_block, updates the running max and sum and turns S into P in place; alpha gets
+    // the factors O must be rescaled by once the product still in flight has landed.
+    float alpha[2];
+    auto softmax = [&](int n_block) {
+        const int n0 = n_block * Tr::BLOCK_N;
+        // The mask: a uniform branch per block, decided by the block's corners (as flash_fwd_kernel).
+        const int n_end = min(n0 + Tr::BLOCK_N, p.seqlen_k);
+        const bool need_mask = n0 + Tr::BLOCK_N > p.seqlen_k ||
+                               n0 - (m0 + rows_valid - 1) - offset < -p.window_left ||
+                               n_end - 1 - m0 - offset > p.window_right;
+        if (need_mask) {
+#pragma unroll
+            for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+                for (int e = 0; e < 4; ++e) {
+                    const int col = n0 + nt * 8 + 2 * (lane % 4) + (e % 2);
+                    const int dist = col - row_of(e / 2) - offset;
+                    if (col >= p.seqlen_k || dist < -p.window_left || dist > p.window_right) s[nt * 4 + e] = -INFINITY;
+                }
+        }
+        // Online softmax, base 2, as flash_fwd_kernel: each row lives in a quad of 4 lanes.
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+            float m = row_max[h];
+#pragma unroll
+            for (int nt = 0; nt < NT; ++nt) m = fmaxf(m, fmaxf(s[nt * 4 + 2 * h], s[nt * 4 + 2 * h + 1]));
+            m = quad_max(m);
+            const float m_scaled = m == -INFINITY ? 0.f : m * sl2;
+            alpha[h] = exp2f(row_max[h] * sl2 - m_scaled);
+            row_max[h] = m;
+            float sum = 0.f;
+#pragma unroll
+            for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+                for (int e = 0; e < 2; ++e) {
+                    const float pr = exp2f(fmaf(s[nt * 4 + 2 * h + e], sl2, -m_scaled));
+                    s[nt * 4 + 2 * h + e] = pr;
+                    sum += pr;
+                }
+            row_sum[h] = row_sum[h] * alpha[h] + sum;
+        }
+    };
+    // The S accumulators of n-tiles 2kk, 2kk+1 are the A fragment of k-step kk.
+    auto pack_p = [&] {
+#pragma unroll
+        for (int kk = 0; kk < Tr::BLOCK_N / 16; ++kk) {
+            pv_a[kk][0] = pack2<T>(s[(2 * kk) * 4 + 0], s[(2 * kk) * 4 + 1]);
+            pv_a[kk][1] = pack2<T>(s[(2 * kk) * 4 + 2], s[(2 * kk) * 4 + 3]);
+            pv_a[kk][2] = pack2<T>(s[(2 * kk + 1) * 4 + 0], s[(2 * kk + 1) * 4 + 1]);
+            pv_a[kk][3] = pack2<T>(s[(2 * kk + 1) * 4 + 2], s[(2 * kk + 1) * 4 + 3]);
+        }
+    };
+
+    // Software pipeline (FA3's intra-warpgroup overlap): step i issues S_i = Q K_i and O += P_{i-1} V_{i-1}
+    // together, then runs the softmax of S_i while the tensor cores finish P_{i-1} V_{i-1}; O is rescaled
+    // once that product has landed. K and V have two buffers each: step i reads K_i and V_{i-1} and loads
+    // K_{i+1} and V_i over the buffers of K_{i-1} and V_{i-2}, which step i-1 finished with.
+    // Step i is key block n_block_max - 1 - i (last to first).
+    const int steps = n_block_max - n_block_min;
+    loader.template load<Tr::BLOCK_M>(smem_q, q_base, p.q_row_stride, rows_valid);
+    load_k(0, n_block_max - 1);
+    cp_async_commit();
+    if (steps > 1) load_k(1, n_block_max - 2);
+    load_v(0, n_block_max - 1);
+    cp_async_commit();
+    publish_smem<1>();  // Q and K_0
+    wgmma_fence();
+    issue_qk(0);
+    wgmma_wait<0>();
+    fence_registers(s);
+    softmax(n_block_max - 1);
+    pack_p();
+
+    for (int i = 1; i < steps; ++i) {
+        publish_smem<0>();  // K_i and V_{i-1}
+        if (i + 1 < steps) load_k((i + 1) % 2, n_block_max - 1 - (i + 1));
+        load_v(i % 2, n_block_max - 1 - i);
+        cp_async_commit();
+        wgmma_fence();
+        issue_qk(i % 2);
+        issue_pv((i - 1) % 2);
+        wgmma_wait<1>();  // S_i
+        fence_registers(s);
+        softmax(n_block_max - 1 - i);
+        wgmma_wait<0>();  // P_{i-1} V_{i-1}
+        fence_registers(o_acc);
+#pragma unroll
+        for (int dt = 0; dt < DT; ++dt)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) o_acc[dt * 4 + e] *= alpha[e / 2];
+        pack_p();
+    }
+    publish_smem<0>();  // V_{steps-1}
+    wgmma_fence();
+    issue_pv((steps - 1) % 2);
+    wgmma_wait<0>();
+    fence_registers(o_acc);
+
+    // Epilogue: normalise once, write O and the LSE (natural log).
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+        const float sum = quad_sum(row_sum[h]);
+        const int row = row_of(h);
+        if (row >= p.seqlen_q) continue;
+        const float inv = sum > 0.f ? 1.f / sum : 0.f;
+        T* o_row = o_base + row * p.o_row_stride;
+#pragma unroll
+        for (int dt = 0; dt < DT; ++dt) {
+            const int col = dt * 8 + 2 * (lane % 4);
+            if (col < p.head_dim)
+                *reinterpret_cast<uint32_t*>(o_row + col) =
+                    pack2<T>(o_acc[dt * 4 + 2 * h] * inv, o_acc[dt * 4 + 2 * h + 1] * inv);
+        }
+        if (lane % 4 == 0) lse_base[row] = sum > 0.f ? (row_max[h] * sl2 + log2f(sum)) * float(M_LN2) : -INFINITY;
+    }
+#elif defined(__CUDA_ARCH__)
+    __trap();  // built without sm_90a: launch_fwd_sm90 is only called on a device that runs sm_90a code
+#endif
+}
+
+template <typename Tr>
+cudaError_t launch_fwd_sm90(const FlashFwdParams& p, cudaStream_t stream) {
+    auto kernel = flash_fwd_sm90_kernel<Tr>;
+    cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Tr::SMEM_BYTES);
+    if (err != cudaSuccess) return err;
+    const dim3 grid((p.seqlen_q + Tr::BLOCK_M - 1) / Tr::BLOCK_M, p.heads_q, p.batch);
+    kernel<<<grid, Tr::THREADS, Tr::SMEM_BYTES, stream>>>(p);
+    return cudaGetLastError();
+}
+
+}  // namespace fa2
