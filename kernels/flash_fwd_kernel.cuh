@@ -11,6 +11,7 @@
 #include <math.h>
 
 #include "flash_params.h"
+#include "fwd_block.cuh"
 #include "ptx.cuh"
 #include "tile_loader.cuh"
 
@@ -56,45 +57,23 @@ __global__ void __launch_bounds__(Tr::THREADS, Tr::MIN_BLOCKS) flash_fwd_kernel(
     // Causal blocks with many keys start first: the tail of the grid is then short blocks (load balance).
     const int m_block = gridDim.x - 1 - blockIdx.x;
     const int head = blockIdx.y, batch = blockIdx.z;
-    const int kv_head = head / p.group_size;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    const int m0 = m_block * Tr::BLOCK_M;
-    const int rows_valid = min(Tr::BLOCK_M, p.seqlen_q - m0);
-    const int offset = p.seqlen_k - p.seqlen_q;  // bottom-right alignment of the diagonal
-
-    T* o_base = reinterpret_cast<T*>(p.o) + batch * p.o_batch_stride + head * p.o_head_stride;
-    float* lse_base = p.lse + (int64_t(batch) * p.heads_q + head) * p.seqlen_q;
-
-    // ---- Prologue: the key range any row of this block can see. ----------------------------------------
-    const int key_lo = max(0, m0 + offset - p.window_left);
-    const int key_hi = min(p.seqlen_k, m0 + rows_valid - 1 + offset + p.window_right + 1);
+    const FwdBlock<T, Tr::BLOCK_M, Tr::BLOCK_N> blk(p, m_block, head, batch);
     // This thread's rows: m-tile mt, half h (the C fragment holds rows lane/4 and lane/4 + 8).
-    auto row_of = [&](int mt, int h) { return m0 + (warp * MT + mt) * 16 + lane / 4 + h * 8; };
+    auto row_of = [&](int mt, int h) { return blk.m0 + (warp * MT + mt) * 16 + lane / 4 + h * 8; };
 
-    if (key_hi <= key_lo) {  // no visible key for any row: zeros, LSE -inf
+    if (blk.empty()) {
         for (int mt = 0; mt < MT; ++mt)
-            for (int h = 0; h < 2; ++h) {
-                const int row = row_of(mt, h);
-                if (row >= p.seqlen_q) continue;
-                for (int col = 2 * (lane % 4); col < p.head_dim; col += 8)
-                    *reinterpret_cast<uint32_t*>(o_base + row * p.o_row_stride + col) = 0u;
-                if (lane % 4 == 0) lse_base[row] = -INFINITY;
-            }
+            for (int h = 0; h < 2; ++h) blk.write_empty_row(p, row_of(mt, h), lane);
         return;
     }
-
-    const T* q_base = reinterpret_cast<const T*>(p.q) + batch * p.q_batch_stride + head * p.q_head_stride +
-                      int64_t(m0) * p.q_row_stride;
-    const T* k_base = reinterpret_cast<const T*>(p.k) + batch * p.k_batch_stride + kv_head * p.k_head_stride;
-    const T* v_base = reinterpret_cast<const T*>(p.v) + batch * p.v_batch_stride + kv_head * p.v_head_stride;
-    const int n_block_min = key_lo / Tr::BLOCK_N;
-    const int n_block_max = (key_hi + Tr::BLOCK_N - 1) / Tr::BLOCK_N;
+    const int n_block_min = blk.n_block_min, n_block_max = blk.n_block_max;
 
     const TileLoader<Tr> loader(p.head_dim);
-    loader.template load<Tr::BLOCK_M>(sQ, q_base, p.q_row_stride, rows_valid);
+    loader.template load<Tr::BLOCK_M>(sQ, blk.q, p.q_row_stride, blk.rows_valid);
     {
         const int n0 = (n_block_max - 1) * Tr::BLOCK_N;
-        loader.template load<Tr::BLOCK_N>(sK, k_base + int64_t(n0) * p.k_row_stride, p.k_row_stride, p.seqlen_k - n0);
+        loader.template load<Tr::BLOCK_N>(sK, blk.k + int64_t(n0) * p.k_row_stride, p.k_row_stride, p.seqlen_k - n0);
     }
     cp_async_commit();
 
@@ -120,7 +99,7 @@ __global__ void __launch_bounds__(Tr::THREADS, Tr::MIN_BLOCKS) flash_fwd_kernel(
         const int n0 = n_block * Tr::BLOCK_N;
         cp_async_wait<0>();  // K[n] (and Q) landed
         __syncthreads();     // ... for every thread, and every warp is done reading V[n+1]
-        loader.template load<Tr::BLOCK_N>(sV, v_base + int64_t(n0) * p.v_row_stride, p.v_row_stride, p.seqlen_k - n0);
+        loader.template load<Tr::BLOCK_N>(sV, blk.v + int64_t(n0) * p.v_row_stride, p.v_row_stride, p.seqlen_k - n0);
         cp_async_commit();
 
         // S = Q K^T.
@@ -160,35 +139,27 @@ __global__ void __launch_bounds__(Tr::THREADS, Tr::MIN_BLOCKS) flash_fwd_kernel(
                     for (int e = 0; e < 4; ++e) {
                         float x = s[mt][nt][e] * p.softmax_scale;
                         if (p.softcap > 0.f) x = p.softcap * tanhf(x / p.softcap);
-                        const int dist = n0 + nt * 8 + 2 * (lane % 4) + (e % 2) - row_of(mt, e / 2) - offset;
+                        const int dist = n0 + nt * 8 + 2 * (lane % 4) + (e % 2) - row_of(mt, e / 2) - blk.offset;
                         x -= slope * fabsf(float(dist));
                         s[mt][nt][e] = x * float(M_LOG2E);
                     }
         }
-        // The block needs a mask unless every (row, key) pair in it is visible: corners decide.
-        const int n_end = min(n0 + Tr::BLOCK_N, p.seqlen_k);
-        const bool need_mask = n0 + Tr::BLOCK_N > p.seqlen_k ||
-                               n0 - (m0 + rows_valid - 1) - offset < -p.window_left ||
-                               n_end - 1 - m0 - offset > p.window_right;
-        if (need_mask) {
+        if (blk.needs_mask(p, n0)) {
 #pragma unroll
             for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
                 for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
-                    for (int e = 0; e < 4; ++e) {
-                        const int col = n0 + nt * 8 + 2 * (lane % 4) + (e % 2);
-                        const int dist = col - row_of(mt, e / 2) - offset;
-                        if (col >= p.seqlen_k || dist < -p.window_left || dist > p.window_right)
+                    for (int e = 0; e < 4; ++e)
+                        if (!blk.visible(p, row_of(mt, e / 2), n0 + nt * 8 + 2 * (lane % 4) + (e % 2)))
                             s[mt][nt][e] = -INFINITY;
-                    }
         }
 
         cp_async_wait<0>();  // V[n] landed
         __syncthreads();     // ... for every thread, and every warp is done reading K[n]
         if (n_block > n_block_min) {
             const int n_prev = n0 - Tr::BLOCK_N;
-            loader.template load<Tr::BLOCK_N>(sK, k_base + int64_t(n_prev) * p.k_row_stride, p.k_row_stride,
+            loader.template load<Tr::BLOCK_N>(sK, blk.k + int64_t(n_prev) * p.k_row_stride, p.k_row_stride,
                                               p.seqlen_k - n_prev);
             cp_async_commit();
         }
@@ -256,7 +227,7 @@ __global__ void __launch_bounds__(Tr::THREADS, Tr::MIN_BLOCKS) flash_fwd_kernel(
             const int row = row_of(mt, h);
             if (row >= p.seqlen_q) continue;
             const float inv = sum > 0.f ? 1.f / sum : 0.f;
-            T* o_row = o_base + row * p.o_row_stride;
+            T* o_row = blk.o + row * p.o_row_stride;
 #pragma unroll
             for (int dt = 0; dt < DT; ++dt) {
                 const int col = dt * 8 + 2 * (lane % 4);
@@ -265,7 +236,7 @@ __global__ void __launch_bounds__(Tr::THREADS, Tr::MIN_BLOCKS) flash_fwd_kernel(
                         pack2<T>(o_acc[mt][dt][2 * h] * inv, o_acc[mt][dt][2 * h + 1] * inv);
             }
             if (lane % 4 == 0)
-                lse_base[row] = sum > 0.f ? (row_max[mt][h] * sl2 + log2f(sum)) * float(M_LN2) : -INFINITY;
+                blk.lse[row] = sum > 0.f ? (row_max[mt][h] * sl2 + log2f(sum)) * float(M_LN2) : -INFINITY;
         }
 }
 

@@ -16,6 +16,7 @@
 #include <math.h>
 
 #include "flash_params.h"
+#include "fwd_block.cuh"
 #include "ptx.cuh"
 #include "wgmma.cuh"
 
@@ -116,48 +117,27 @@ __global__ void __launch_bounds__(Tr::THREADS, 1) flash_fwd_sm90_kernel(const Fl
     // Causal blocks with many keys start first (load balance), as in flash_fwd_kernel.
     const int m_block = gridDim.x - 1 - blockIdx.x;
     const int head = blockIdx.y, batch = blockIdx.z;
-    const int kv_head = head / p.group_size;
     const int wg = threadIdx.x / 128, warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32;
-    const int m0 = m_block * Tr::BLOCK_M;
-    const int rows_valid = min(Tr::BLOCK_M, p.seqlen_q - m0);
-    const int offset = p.seqlen_k - p.seqlen_q;
-
-    T* o_base = reinterpret_cast<T*>(p.o) + batch * p.o_batch_stride + head * p.o_head_stride;
-    float* lse_base = p.lse + (int64_t(batch) * p.heads_q + head) * p.seqlen_q;
-
-    const int key_lo = max(0, m0 + offset - p.window_left);
-    const int key_hi = min(p.seqlen_k, m0 + rows_valid - 1 + offset + p.window_right + 1);
+    const FwdBlock<T, Tr::BLOCK_M, Tr::BLOCK_N> blk(p, m_block, head, batch);
     // This thread's rows: half h of its warp's 16 rows of its warpgroup's 64 (wgmma's accumulator layout is
     // mma.sync's C fragment, one 16-row slice per warp).
-    auto row_of = [&](int h) { return m0 + wg * 64 + warp * 16 + lane / 4 + h * 8; };
+    auto row_of = [&](int h) { return blk.m0 + wg * 64 + warp * 16 + lane / 4 + h * 8; };
 
-    if (key_hi <= key_lo) {  // no visible key for any row: zeros, LSE -inf
-        for (int h = 0; h < 2; ++h) {
-            const int row = row_of(h);
-            if (row >= p.seqlen_q) continue;
-            for (int col = 2 * (lane % 4); col < p.head_dim; col += 8)
-                *reinterpret_cast<uint32_t*>(o_base + row * p.o_row_stride + col) = 0u;
-            if (lane % 4 == 0) lse_base[row] = -INFINITY;
-        }
+    if (blk.empty()) {
+        for (int h = 0; h < 2; ++h) blk.write_empty_row(p, row_of(h), lane);
         return;
     }
-
-    const T* q_base = reinterpret_cast<const T*>(p.q) + batch * p.q_batch_stride + head * p.q_head_stride +
-                      int64_t(m0) * p.q_row_stride;
-    const T* k_base = reinterpret_cast<const T*>(p.k) + batch * p.k_batch_stride + kv_head * p.k_head_stride;
-    const T* v_base = reinterpret_cast<const T*>(p.v) + batch * p.v_batch_stride + kv_head * p.v_head_stride;
-    const int n_block_min = key_lo / Tr::BLOCK_N;
-    const int n_block_max = (key_hi + Tr::BLOCK_N - 1) / Tr::BLOCK_N;
+    const int n_block_min = blk.n_block_min, n_block_max = blk.n_block_max;
 
     const SwizzledTileLoader<Tr> loader(p.head_dim);
     auto load_k = [&](int buf, int n_block) {
         const int n0 = n_block * Tr::BLOCK_N;
-        loader.template load<Tr::BLOCK_N>(smem_k(buf), k_base + int64_t(n0) * p.k_row_stride, p.k_row_stride,
+        loader.template load<Tr::BLOCK_N>(smem_k(buf), blk.k + int64_t(n0) * p.k_row_stride, p.k_row_stride,
                                           p.seqlen_k - n0);
     };
     auto load_v = [&](int buf, int n_block) {
         const int n0 = n_block * Tr::BLOCK_N;
-        loader.template load<Tr::BLOCK_N>(smem_v(buf), v_base + int64_t(n0) * p.v_row_stride, p.v_row_stride,
+        loader.template load<Tr::BLOCK_N>(smem_v(buf), blk.v + int64_t(n0) * p.v_row_stride, p.v_row_stride,
                                           p.seqlen_k - n0);
     };
     const float sl2 = p.scale_log2;
@@ -194,20 +174,12 @@ __global__ void __launch_bounds__(Tr::THREADS, 1) flash_fwd_sm90_kernel(const Fl
     float alpha[2];
     auto softmax = [&](int n_block) {
         const int n0 = n_block * Tr::BLOCK_N;
-        // The mask: a uniform branch per block, decided by the block's corners (as flash_fwd_kernel).
-        const int n_end = min(n0 + Tr::BLOCK_N, p.seqlen_k);
-        const bool need_mask = n0 + Tr::BLOCK_N > p.seqlen_k ||
-                               n0 - (m0 + rows_valid - 1) - offset < -p.window_left ||
-                               n_end - 1 - m0 - offset > p.window_right;
-        if (need_mask) {
+        if (blk.needs_mask(p, n0)) {  // a uniform branch per block
 #pragma unroll
             for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
-                for (int e = 0; e < 4; ++e) {
-                    const int col = n0 + nt * 8 + 2 * (lane % 4) + (e % 2);
-                    const int dist = col - row_of(e / 2) - offset;
-                    if (col >= p.seqlen_k || dist < -p.window_left || dist > p.window_right) s[nt * 4 + e] = -INFINITY;
-                }
+                for (int e = 0; e < 4; ++e)
+                    if (!blk.visible(p, row_of(e / 2), n0 + nt * 8 + 2 * (lane % 4) + (e % 2))) s[nt * 4 + e] = -INFINITY;
         }
         // Online softmax, base 2, as flash_fwd_kernel: each row lives in a quad of 4 lanes.
 #pragma unroll
@@ -248,7 +220,7 @@ __global__ void __launch_bounds__(Tr::THREADS, 1) flash_fwd_sm90_kernel(const Fl
     // K_{i+1} and V_i over the buffers of K_{i-1} and V_{i-2}, which step i-1 finished with.
     // Step i is key block n_block_max - 1 - i (last to first).
     const int steps = n_block_max - n_block_min;
-    loader.template load<Tr::BLOCK_M>(smem_q, q_base, p.q_row_stride, rows_valid);
+    loader.template load<Tr::BLOCK_M>(smem_q, blk.q, p.q_row_stride, blk.rows_valid);
     load_k(0, n_block_max - 1);
     cp_async_commit();
     if (steps > 1) load_k(1, n_block_max - 2);
@@ -294,7 +266,7 @@ __global__ void __launch_bounds__(Tr::THREADS, 1) flash_fwd_sm90_kernel(const Fl
         const int row = row_of(h);
         if (row >= p.seqlen_q) continue;
         const float inv = sum > 0.f ? 1.f / sum : 0.f;
-        T* o_row = o_base + row * p.o_row_stride;
+        T* o_row = blk.o + row * p.o_row_stride;
 #pragma unroll
         for (int dt = 0; dt < DT; ++dt) {
             const int col = dt * 8 + 2 * (lane % 4);
@@ -302,7 +274,7 @@ __global__ void __launch_bounds__(Tr::THREADS, 1) flash_fwd_sm90_kernel(const Fl
                 *reinterpret_cast<uint32_t*>(o_row + col) =
                     pack2<T>(o_acc[dt * 4 + 2 * h] * inv, o_acc[dt * 4 + 2 * h + 1] * inv);
         }
-        if (lane % 4 == 0) lse_base[row] = sum > 0.f ? (row_max[h] * sl2 + log2f(sum)) * float(M_LN2) : -INFINITY;
+        if (lane % 4 == 0) blk.lse[row] = sum > 0.f ? (row_max[h] * sl2 + log2f(sum)) * float(M_LN2) : -INFINITY;
     }
 #elif defined(__CUDA_ARCH__)
     __trap();  // built without sm_90a: launch_fwd_sm90 is only called on a device that runs sm_90a code
