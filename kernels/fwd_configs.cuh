@@ -55,7 +55,7 @@ struct HasLong<Config, std::void_t<typename Config::TraitsLong>> : std::true_typ
 // Hopper (sm_90a, wgmma) configurations: Sm90Traits<T, HEAD_DIM, warpgroups, BLOCK_N>. Two warpgroups of 64
 // query rows; a thread holds S (BLOCK_N / 2) and O (HEAD_DIM / 2) f32 accumulators, so BLOCK_N shrinks as
 // HEAD_DIM grows: 64 + 64 at d128, 32 + 128 at d256. They run from FROM_SEQLEN_K keys: at d64 the mma.sync
-// kernel was 3-15% faster up to 1k keys and the wgmma one 3-10% faster from 4k (BENCHMARKS.md, sm90 v2),
+// kernel was 4-16% faster up to 1k keys and the wgmma one 3-10% faster from 4k (BENCHMARKS.md, sm90 v2),
 // the software pipeline paying off over longer loops. Head dims without one run on mma.sync everywhere.
 template <typename T, int HEAD_DIM>
 struct Sm90Config {
