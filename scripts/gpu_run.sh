@@ -80,9 +80,11 @@ case "${1:-all}" in
     nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader | tee "$out/gpu.txt"
     { "$bins/bin/wgmma_layout" && "$bins/bin/gpu_forward" && CANDLE_FA2_NO_WGMMA=1 "$bins/bin/gpu_forward"; } \
       2>&1 | tee "$out/tests.log"; tests=${PIPESTATUS[0]}
-    for tool in memcheck racecheck; do
-      "$sanitizer" --tool "$tool" --error-exitcode 9 "$bins/bin/gpu_forward" sanitizer_shapes --test-threads=1
-    done 2>&1 | tail -n 20 | tee "$out/sanitizer.log"; san=${PIPESTATUS[0]}
+    # Both tools' failures count (a for loop's status would be the last one's only).
+    { status=0; for tool in memcheck racecheck; do
+        "$sanitizer" --tool "$tool" --error-exitcode 9 "$bins/bin/gpu_forward" sanitizer_shapes --test-threads=1 ||
+          status=1
+      done; exit $status; } 2>&1 | tail -n 20 | tee "$out/sanitizer.log"; san=${PIPESTATUS[0]}
     "$bins/bin/gpu_attention" "$@" --out "$out/bench.jsonl" >/dev/null
     CANDLE_FA2_NO_WGMMA=1 "$bins/bin/gpu_attention" "$@" | sed 's/"impl": "candle-fa2"/"impl": "candle-fa2-mma"/' \
       >> "$out/bench.jsonl"
@@ -95,7 +97,9 @@ case "${1:-all}" in
   all)
     out=${2:-/tmp/candle-fa2-out}; mkdir -p "$out"
     nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader | tee "$out/gpu.txt"
-    { run_tests && CANDLE_FA2_NO_WGMMA=1 "$bins/bin/gpu_forward"; } 2>&1 | tee "$out/tests.log"; tests=${PIPESTATUS[0]}
+    # The forward suite again on the mma.sync path (run either way, failures of both count).
+    { run_tests; a=$?; CANDLE_FA2_NO_WGMMA=1 "$bins/bin/gpu_forward"; exit $(( a | $? )); } 2>&1 |
+      tee "$out/tests.log"; tests=${PIPESTATUS[0]}
     sanitize 2>&1 | tail -n 40 | tee "$out/sanitizer.log"; san=${PIPESTATUS[0]}
     "$bins/bin/gpu_attention" --dtypes bf16,fp16 --out "$out/bench.jsonl" >/dev/null
     # The mma.sync forward (what an A100 runs) on the same GPU, for the side-by-side table compare-mma.md.
