@@ -21,13 +21,12 @@
 #pragma once
 #include <math.h>
 
+#include "bwd_block.cuh"
 #include "flash_params.h"
 #include "ptx.cuh"
 #include "tile_loader.cuh"
 
 namespace fa2 {
-
-enum class BwdPass { KEYS, KEYS_DQ, QUERIES };
 
 // Every tile and shared-memory decision of one backward pass. "Rows" are what the block owns (keys in
 // KEYS, queries in QUERIES), "columns" what streams past them.
@@ -103,10 +102,6 @@ __global__ void bwd_delta_kernel(const FlashBwdParams bp) {
     for (int s = 16; s > 0; s /= 2) acc += __shfl_xor_sync(0xffffffff, acc, s);
     if (lane == 0) bp.delta[(int64_t(batch) * p.heads_q + head) * p.seqlen_q + row] = acc;
 }
-
-// The forward's LSE of one query in base 2; a row that saw no key (LSE -inf) gets +inf, so its P is
-// exp2(x - inf) = 0 rather than NaN.
-__device__ __forceinline__ float lse_base2(float lse) { return lse == -INFINITY ? INFINITY : lse * float(M_LOG2E); }
 
 // KEYS_DQ: dQ[c0 + m, :] += sum over the block's keys of dS[m, key] K[key, :], for this warp's query
 // m-tile and column pairs; f32 atomics into bp.dq_accum (batch, seqlen_q, heads_q, head_dim).
@@ -188,42 +183,24 @@ __global__ void __launch_bounds__(Tr::THREADS, Tr::MIN_BLOCKS) flash_bwd_kernel(
     float* sLse2 = reinterpret_cast<float*>(sDs + Tr::SMEM_DS);  // KEYS*: per stage, per query
     float* sDelta = sLse2 + Tr::STAGES * Tr::BLOCK_C;
 
-    const int batch = blockIdx.z;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int row_group = warp / Tr::D_SPLIT;            // 16 * MT rows
     const int d0 = (warp % Tr::D_SPLIT) * Tr::D_OWN;     // first gradient column of this warp
-    const int offset = p.seqlen_k - p.seqlen_q;          // bottom-right alignment of the diagonal
 
     // ---- Prologue: owned rows, the heads they serve, the columns any of them meets. --------------------
     // KEYS runs the heaviest blocks first by launch order (low keys see the most queries when causal);
     // QUERIES reverses it, as the forward.
-    const int r_block = KEYS ? blockIdx.x : gridDim.x - 1 - blockIdx.x;
-    const int head_lo = KEYS ? blockIdx.y * p.group_size : blockIdx.y;
-    const int heads = KEYS ? p.group_size : 1;
-    const int kv_head = KEYS ? blockIdx.y : blockIdx.y / p.group_size;
-    const int n_rows = KEYS ? p.seqlen_k : p.seqlen_q;
-    const int n_cols = KEYS ? p.seqlen_q : p.seqlen_k;
-    const int r0 = r_block * Tr::BLOCK_R;
-    const int rows_valid = min(Tr::BLOCK_R, n_rows - r0);
-    const int r_last = r0 + rows_valid - 1;
-    // Query i sees key j when -window_left <= j - i - offset <= window_right.
-    const int c_lo = KEYS ? max(0, r0 - offset - p.window_right) : max(0, r0 + offset - p.window_left);
-    const int c_hi = KEYS ? min(n_cols, r_last - offset + p.window_left + 1)
-                          : min(n_cols, r_last + offset + p.window_right + 1);
-    const int cb_lo = c_lo / Tr::BLOCK_C;
-    const int c_blocks = c_hi > c_lo ? (c_hi + Tr::BLOCK_C - 1) / Tr::BLOCK_C - cb_lo : 0;
-    const int steps = c_blocks * heads;  // (head, column block) pairs
-
-    auto q_of = [&](int h) {
-        return reinterpret_cast<const T*>(p.q) + batch * p.q_batch_stride + h * p.q_head_stride;
-    };
-    auto do_of = [&](int h) {
-        return reinterpret_cast<const T*>(bp.d_o) + batch * bp.do_batch_stride + h * bp.do_head_stride;
-    };
-    const T* k_base = reinterpret_cast<const T*>(p.k) + batch * p.k_batch_stride + kv_head * p.k_head_stride;
-    const T* v_base = reinterpret_cast<const T*>(p.v) + batch * p.v_batch_stride + kv_head * p.v_head_stride;
-    auto lse_of = [&](int h) { return p.lse + (int64_t(batch) * p.heads_q + h) * p.seqlen_q; };
-    auto delta_of = [&](int h) { return bp.delta + (int64_t(batch) * p.heads_q + h) * p.seqlen_q; };
+    const BwdBlock<T, KEYS, Tr::BLOCK_R, Tr::BLOCK_C> blk(bp, KEYS ? blockIdx.x : gridDim.x - 1 - blockIdx.x,
+                                                          blockIdx.y, blockIdx.z);
+    const int batch = blk.batch, head_lo = blk.head_lo, kv_head = blk.kv_head;
+    const int n_rows = blk.n_rows, n_cols = blk.n_cols, r0 = blk.r0, rows_valid = blk.rows_valid;
+    const int offset = blk.offset, steps = blk.steps;
+    auto q_of = [&](int h) { return blk.q_of(bp, h); };
+    auto do_of = [&](int h) { return blk.do_of(bp, h); };
+    const T* k_base = blk.k;
+    const T* v_base = blk.v;
+    auto lse_of = [&](int h) { return blk.lse_of(bp, h); };
+    auto delta_of = [&](int h) { return blk.delta_of(bp, h); };
 
     const TileLoader<Tr> loader(p.head_dim);
     if (KEYS) {
@@ -235,11 +212,9 @@ __global__ void __launch_bounds__(Tr::THREADS, Tr::MIN_BLOCKS) flash_bwd_kernel(
         loader.template load<Tr::BLOCK_R>(sX2, do_of(head_lo) + int64_t(r0) * bp.do_row_stride, bp.do_row_stride,
                                           rows_valid);
     }
-    // Step s covers query head head_lo + s / c_blocks and column block cb_lo + s % c_blocks.
     auto load_step = [&](int s) {
         const int stage = s % Tr::STAGES;
-        const int h = head_lo + s / c_blocks;
-        const int c0 = (cb_lo + s % c_blocks) * Tr::BLOCK_C;
+        const int h = blk.head_of(s), c0 = blk.c0_of(s);
         T* y1 = sY1 + stage * Tr::SMEM_C;
         T* y2 = sY2 + stage * Tr::SMEM_C;
         if (KEYS) {
@@ -286,8 +261,7 @@ __global__ void __launch_bounds__(Tr::THREADS, Tr::MIN_BLOCKS) flash_bwd_kernel(
     // ---- Main loop over (head, column block) steps. ----------------------------------------------------
     for (int s = 0; s < steps; ++s) {
         const int stage = s % Tr::STAGES;
-        const int head = head_lo + s / c_blocks;
-        const int c0 = (cb_lo + s % c_blocks) * Tr::BLOCK_C;
+        const int head = blk.head_of(s), c0 = blk.c0_of(s);
         cp_async_wait<0>();  // this step's tiles (and the row tiles) landed
         __syncthreads();     // ... for every thread, and every warp is done with the other stage
         if (s + 1 < steps) load_step(s + 1);
@@ -328,15 +302,10 @@ __global__ void __launch_bounds__(Tr::THREADS, Tr::MIN_BLOCKS) flash_bwd_kernel(
             }
         }
 
-        // P and dS in place of C1 and C2 (masked pairs are zeroed after). The tile needs a mask unless every (query, key) pair in it is
-        // visible (corners decide) and it ends inside seqlen_k: a zero-filled key past it would get a
-        // nonzero P (and dS, which KEYS_DQ multiplies by that key's zero row: inf * 0 if P overflowed).
-        const int r_end = r0 + Tr::BLOCK_R - 1, c_end = c0 + Tr::BLOCK_C - 1;
-        const int key_first = KEYS ? r0 : c0, key_last = KEYS ? r_end : c_end;
-        const int query_first = KEYS ? c0 : r0, query_last = KEYS ? c_end : r_end;
-        const bool need_mask = key_last >= p.seqlen_k ||
-                               key_first - query_last - offset < -p.window_left ||
-                               key_last - query_first - offset > p.window_right;
+        // P and dS in place of C1 and C2 (masked pairs are zeroed after: unmasked, a zero-filled key past
+        // seqlen_k would get a nonzero P, and dS, which KEYS_DQ multiplies by that key's zero row: inf * 0
+        // if P overflowed).
+        const bool need_mask = blk.needs_mask(p, c0);
         // (query, key) of score e of n-tile ct in m-tile mt.
         auto query_key = [&](int mt, int ct, int e) {
             const int row = row_of(mt, e / 2), col = c0 + ct * 8 + 2 * (lane % 4) + e % 2;
@@ -509,13 +478,20 @@ cudaError_t launch_bwd_pass(const FlashBwdParams& bp, cudaStream_t stream) {
 
 // D first (every pass reads it). By default the KEYS and QUERIES passes, independent of each other; with
 // dq_atomics: dq_accum zeroed, the KEYS_DQ pass, then dq from dq_accum.
-template <typename T, typename Config>
-cudaError_t launch_bwd(const FlashBwdParams& bp, cudaStream_t stream) {
+template <typename T>
+cudaError_t launch_bwd_delta(const FlashBwdParams& bp, cudaStream_t stream) {
     const FlashFwdParams& p = bp.fwd;
     const int64_t rows = int64_t(p.batch) * p.seqlen_q * p.heads_q;
     constexpr int WARPS = 8;
     bwd_delta_kernel<T><<<unsigned((rows + WARPS - 1) / WARPS), WARPS * 32, 0, stream>>>(bp);
-    cudaError_t err = cudaGetLastError();
+    return cudaGetLastError();
+}
+
+template <typename T, typename Config>
+cudaError_t launch_bwd(const FlashBwdParams& bp, cudaStream_t stream) {
+    const FlashFwdParams& p = bp.fwd;
+    const int64_t rows = int64_t(p.batch) * p.seqlen_q * p.heads_q;
+    cudaError_t err = launch_bwd_delta<T>(bp, stream);
     if (err != cudaSuccess) return err;
     if (!bp.dq_atomics) {
         err = launch_bwd_pass<typename Config::template Keys<BwdPass::KEYS>>(bp, stream);

@@ -8,16 +8,15 @@
 // loop (BENCHMARKS.md, v2). P stays in registers as wgmma's A operand.
 //
 // Shared memory: Q, two K buffers and two V buffers (the software pipeline in the kernel says who reads
-// which). Every tile is stored as HEAD_DIM/64 panels of [rows][64] elements (128-byte rows) in the 128-byte
-// swizzle that wgmma's descriptors name: the 16-byte chunk c of row r sits in slot c ^ (r % 8), which also
-// spreads an 8-row column of chunks over all banks. K is read K-major (S = Q K^T) and V MN-major (O += P V,
-// trans-b), so one layout and one loader serve both.
+// which), in the swizzled panel layout of sm90_common.cuh; K is read K-major (S = Q K^T) and V MN-major
+// (O += P V, trans-b), so one layout and one loader serve both.
 #pragma once
 #include <math.h>
 
 #include "flash_params.h"
 #include "fwd_block.cuh"
 #include "ptx.cuh"
+#include "sm90_common.cuh"
 #include "wgmma.cuh"
 
 namespace fa2 {
@@ -30,7 +29,6 @@ struct Sm90Traits {
     static constexpr int THREADS = 128 * NUM_WG;
     static constexpr int BLOCK_M = 64 * NUM_WG;
     static constexpr int BLOCK_N = BLOCK_N_;
-    static constexpr int PANEL_BYTES_PER_ROW = 128;  // 64 elements: the width of the 128-byte swizzle
     static constexpr int Q_BYTES = BLOCK_M * HEAD_DIM * 2;
     static constexpr int KV_BYTES = BLOCK_N * HEAD_DIM * 2;
     // +1024: the dynamic shared-memory base is rounded up to the swizzle's 1024-byte period.
@@ -43,64 +41,6 @@ struct Sm90Traits {
     static_assert(SMEM_BYTES <= 227 * 1024, "shared memory per block on sm_90");
 };
 
-// Matrix descriptor of a 128-byte-swizzled tile at shared address `addr` (1024-byte aligned atoms):
-// 8-row groups 1024 bytes apart (stride byte offset); `lbo`: bytes between 64-column panels, used only when
-// the instruction's N spans panels of an MN-major operand (K-major operands read within one panel).
-__device__ __forceinline__ uint64_t swizzle128_desc(uint32_t addr, uint32_t lbo) {
-    return uint64_t((addr & 0x3FFFF) >> 4) | uint64_t((lbo >> 4) & 0x3FFF) << 16 | uint64_t(1024 >> 4) << 32 |
-           uint64_t(1) << 62;
-}
-
-// Global -> shared copies of ROWS x HEAD_DIM tiles into the swizzled panel layout, 16 bytes per cp.async.
-// As TileLoader: each thread owns one column chunk and every ROWS_PER_PASS-th row from its first; rows >=
-// rows_valid and columns >= head_dim are zero-filled. ROWS_PER_PASS is a multiple of 8, so a thread's rows
-// share one swizzle slot and its destination advances by a constant.
-template <typename Tr>
-struct SwizzledTileLoader {
-    using T = typename Tr::T;
-    static constexpr int CHUNKS = Tr::HEAD_DIM / 8;
-    static constexpr int ROWS_PER_PASS = Tr::THREADS / CHUNKS;
-    static_assert(Tr::THREADS % CHUNKS == 0 && ROWS_PER_PASS % 8 == 0, "a thread's rows share a swizzle slot");
-
-    int row0, col;
-    uint32_t dst_offset;  // of row0 within a tile, before adding the tile's panel stride
-    int panel;
-    bool col_valid;
-
-    __device__ __forceinline__ explicit SwizzledTileLoader(int head_dim) {
-        row0 = threadIdx.x / CHUNKS;
-        const int chunk = threadIdx.x % CHUNKS;
-        col = chunk * 8;
-        col_valid = col < head_dim;
-        panel = chunk / 8;
-        dst_offset = row0 * Tr::PANEL_BYTES_PER_ROW + (((chunk % 8) ^ (row0 % 8)) * 16);
-    }
-
-    template <int ROWS>
-    __device__ __forceinline__ void load(uint32_t smem, const T* gmem, int64_t row_stride, int rows_valid) const {
-        static_assert(ROWS % ROWS_PER_PASS == 0, "tile rows are whole passes");
-        const T* src = gmem + row0 * row_stride + col;
-        const uint32_t dst = smem + panel * ROWS * Tr::PANEL_BYTES_PER_ROW + dst_offset;
-        const int64_t pass_stride = ROWS_PER_PASS * row_stride;
-#pragma unroll
-        for (int i = 0; i < ROWS / ROWS_PER_PASS; ++i) {
-            cp_async_16(dst + i * ROWS_PER_PASS * Tr::PANEL_BYTES_PER_ROW, src,
-                        col_valid && row0 + i * ROWS_PER_PASS < rows_valid);
-            src += pass_stride;
-        }
-    }
-};
-
-// Waits for this thread's cp.async groups but the most recent MORE, then publishes shared memory to every
-// thread of the block and to the tensor cores (cp.async writes through the generic proxy, wgmma reads
-// through the async one).
-template <int MORE>
-__device__ __forceinline__ void publish_smem() {
-    cp_async_wait<MORE>();
-    fence_proxy_async_shared();
-    __syncthreads();
-}
-
 // The plain path only (no softcap, ALiBi or scale <= 0: those run on flash_fwd_kernel's transformed
 // kernel). Masks (causal, windows, partial blocks) are applied here.
 template <typename Tr>
@@ -108,7 +48,6 @@ __global__ void __launch_bounds__(Tr::THREADS, 1) flash_fwd_sm90_kernel(const Fl
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
     using T = typename Tr::T;
     constexpr int NT = Tr::BLOCK_N / 8, DT = Tr::HEAD_DIM / 8;
-    constexpr int ROW = Tr::PANEL_BYTES_PER_ROW;
     extern __shared__ __align__(1024) unsigned char sm90_smem[];
     const uint32_t smem_q = (smem_addr(sm90_smem) + 1023) & ~1023u;
     auto smem_k = [&](int buf) { return smem_q + Tr::Q_BYTES + buf * Tr::KV_BYTES; };
@@ -153,20 +92,16 @@ __global__ void __launch_bounds__(Tr::THREADS, 1) flash_fwd_sm90_kernel(const Fl
     // the caller's wgmma_fence() and the MMA.
     auto issue_qk = [&](int buf) {
 #pragma unroll
-        for (int kk = 0; kk < Tr::HEAD_DIM / 16; ++kk) {
-            const uint32_t k_off = (kk % 4) * 32;  // 32 bytes per k16 step inside a panel
-            const uint64_t desc_q = swizzle128_desc(smem_q + (kk / 4) * Tr::BLOCK_M * ROW + wg * 64 * ROW + k_off, 16);
-            const uint64_t desc_k = swizzle128_desc(smem_k(buf) + (kk / 4) * Tr::BLOCK_N * ROW + k_off, 16);
-            Wgmma<T, Tr::BLOCK_N>::ss(s, desc_q, desc_k, kk > 0);
-        }
+        for (int kk = 0; kk < Tr::HEAD_DIM / 16; ++kk)
+            Wgmma<T, Tr::BLOCK_N>::ss(s, k_major_desc<Tr::BLOCK_M>(smem_q, wg * 64, kk),
+                                      k_major_desc<Tr::BLOCK_N>(smem_k(buf), 0, kk), kk > 0);
         wgmma_commit();
     };
-    // O += P V with V in buffer `buf`, MN-major: 16 key rows (2048 bytes of each panel) per k-step, panels
-    // BLOCK_N rows apart.
+    // O += P V with V in buffer `buf`, MN-major.
     auto issue_pv = [&](int buf) {
 #pragma unroll
         for (int kk = 0; kk < Tr::BLOCK_N / 16; ++kk)
-            Wgmma<T, Tr::HEAD_DIM>::rs(o_acc, pv_a[kk], swizzle128_desc(smem_v(buf) + kk * 16 * ROW, Tr::BLOCK_N * ROW), 1);
+            Wgmma<T, Tr::HEAD_DIM>::rs(o_acc, pv_a[kk], mn_major_desc<Tr::BLOCK_N>(smem_v(buf), kk), 1);
         wgmma_commit();
     };
     // Masks S of key block n_block, updates the running max and sum and turns S into P in place; alpha gets
@@ -203,16 +138,7 @@ __global__ void __launch_bounds__(Tr::THREADS, 1) flash_fwd_sm90_kernel(const Fl
             row_sum[h] = row_sum[h] * alpha[h] + sum;
         }
     };
-    // The S accumulators of n-tiles 2kk, 2kk+1 are the A fragment of k-step kk.
-    auto pack_p = [&] {
-#pragma unroll
-        for (int kk = 0; kk < Tr::BLOCK_N / 16; ++kk) {
-            pv_a[kk][0] = pack2<T>(s[(2 * kk) * 4 + 0], s[(2 * kk) * 4 + 1]);
-            pv_a[kk][1] = pack2<T>(s[(2 * kk) * 4 + 2], s[(2 * kk) * 4 + 3]);
-            pv_a[kk][2] = pack2<T>(s[(2 * kk + 1) * 4 + 0], s[(2 * kk + 1) * 4 + 1]);
-            pv_a[kk][3] = pack2<T>(s[(2 * kk + 1) * 4 + 2], s[(2 * kk + 1) * 4 + 3]);
-        }
-    };
+    auto pack_p = [&] { accumulators_to_a<T, Tr::BLOCK_N>(pv_a, s); };
 
     // Software pipeline (FA3's intra-warpgroup overlap): step i issues S_i = Q K_i and O += P_{i-1} V_{i-1}
     // together, then runs the softmax of S_i while the tensor cores finish P_{i-1} V_{i-1}; O is rescaled
@@ -265,15 +191,8 @@ __global__ void __launch_bounds__(Tr::THREADS, 1) flash_fwd_sm90_kernel(const Fl
         const float sum = quad_sum(row_sum[h]);
         const int row = row_of(h);
         if (row >= p.seqlen_q) continue;
-        const float inv = sum > 0.f ? 1.f / sum : 0.f;
-        T* o_row = blk.o + row * p.o_row_stride;
-#pragma unroll
-        for (int dt = 0; dt < DT; ++dt) {
-            const int col = dt * 8 + 2 * (lane % 4);
-            if (col < p.head_dim)
-                *reinterpret_cast<uint32_t*>(o_row + col) =
-                    pack2<T>(o_acc[dt * 4 + 2 * h] * inv, o_acc[dt * 4 + 2 * h + 1] * inv);
-        }
+        store_accumulator_row<T, Tr::HEAD_DIM>(blk.o + row * p.o_row_stride, o_acc, h, lane, p.head_dim,
+                                               sum > 0.f ? 1.f / sum : 0.f);
         if (lane % 4 == 0) blk.lse[row] = sum > 0.f ? (row_max[h] * sl2 + log2f(sum)) * float(M_LN2) : -INFINITY;
     }
 #elif defined(__CUDA_ARCH__)
