@@ -7,6 +7,7 @@
 // pass splits the gradient columns over warp pairs (D_SPLIT 2) so both fit.
 #pragma once
 #include "flash_bwd_kernel.cuh"
+#include "flash_bwd_sm90.cuh"
 
 namespace fa2 {
 
@@ -73,8 +74,41 @@ template <typename T> struct BwdConfig<T, 256> {
     using Queries = QueriesPass<T, 256, 1, 4, 32, 1, 1>;
 };
 
+// Hopper (sm_90a, wgmma) configurations: Sm90BwdTraits<T, PASS, HEAD_DIM, warpgroups, BLOCK_C, blocks per
+// SM>. Warpgroups own 64 rows each; a KEYS thread holds dK and dV (HEAD_DIM / 2 f32 each) and the two score
+// tiles (BLOCK_C / 2 each), 192 accumulators at d128, so one block of two warpgroups per SM there. The
+// plain path without dQ atomics runs here; the rest and the other head dims run on mma.sync.
 template <typename T, int HEAD_DIM>
-cudaError_t run_bwd(const FlashBwdParams& p, cudaStream_t stream) {
+struct Sm90BwdConfig {
+    static constexpr bool AVAILABLE = false;
+};
+// d64 QUERIES: one warpgroup of 64 queries against 128-key tiles, two blocks per SM (140 -> 220
+// registers, no spills), so one block's P and dS overlap the other's products: +6-9% fwd+bwd from 2k and
+// +3-8% below against two warpgroups with 64-key tiles (BENCHMARKS.md, backward sm90 v2). The KEYS pass
+// with one warpgroup and two blocks per SM won up to 1k and lost from 4k: kept at two.
+template <typename T> struct Sm90BwdConfig<T, 64> {
+    static constexpr bool AVAILABLE = true;
+    using Keys = Sm90BwdTraits<T, BwdPass::KEYS, 64, 2, 64>;
+    using Queries = Sm90BwdTraits<T, BwdPass::QUERIES, 64, 1, 128, 2>;
+};
+template <typename T> struct Sm90BwdConfig<T, 128> {
+    static constexpr bool AVAILABLE = true;
+    using Keys = Sm90BwdTraits<T, BwdPass::KEYS, 128, 2, 64>;
+    using Queries = Sm90BwdTraits<T, BwdPass::QUERIES, 128, 2, 64>;
+};
+
+// sm90a: the device runs sm_90a code (flash_api.cu).
+template <typename T, int HEAD_DIM>
+cudaError_t run_bwd(const FlashBwdParams& p, cudaStream_t stream, bool sm90a) {
+    using Sm90 = Sm90BwdConfig<T, HEAD_DIM>;
+    if constexpr (Sm90::AVAILABLE) {
+        if (sm90a && !p.fwd.transform_logits && !p.dq_atomics) {
+            cudaError_t err = launch_bwd_delta<T>(p, stream);
+            if (err == cudaSuccess) err = launch_bwd_sm90_pass<typename Sm90::Keys>(p, stream);
+            if (err == cudaSuccess) err = launch_bwd_sm90_pass<typename Sm90::Queries>(p, stream);
+            return err;
+        }
+    }
     return launch_bwd<T, BwdConfig<T, HEAD_DIM>>(p, stream);
 }
 

@@ -48,9 +48,10 @@ extern "C" int candle_fa2_fwd(const FlashFwdParams* params, void* stream) {
 extern "C" int candle_fa2_bwd(const FlashBwdParams* params, void* stream) {
     const FlashBwdParams& p = *params;
     auto s = static_cast<cudaStream_t>(stream);
+    const bool sm90a = device_runs_sm90a();
     return dispatch_head_dim(p.fwd.head_dim, [&](auto dim) {
         constexpr int D = decltype(dim)::value;
-        return p.fwd.is_bf16 ? fa2::run_bwd<__nv_bfloat16, D>(p, s) : fa2::run_bwd<__half, D>(p, s);
+        return p.fwd.is_bf16 ? fa2::run_bwd<__nv_bfloat16, D>(p, s, sm90a) : fa2::run_bwd<__half, D>(p, s, sm90a);
     });
 }
 

@@ -10,5 +10,5 @@ namespace fa2 {
 template <typename T, int HEAD_DIM>
 cudaError_t run_fwd(const FlashFwdParams& p, cudaStream_t stream, bool sm90a);
 template <typename T, int HEAD_DIM>
-cudaError_t run_bwd(const FlashBwdParams& p, cudaStream_t stream);
+cudaError_t run_bwd(const FlashBwdParams& p, cudaStream_t stream, bool sm90a);
 }

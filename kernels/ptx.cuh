@@ -22,6 +22,12 @@ __device__ __forceinline__ void cp_async_16(void* dst, const void* src, bool val
     cp_async_16(smem_addr(dst), src, valid);
 }
 
+// 4-byte asynchronous copy (one f32), zero-filled when !valid.
+__device__ __forceinline__ void cp_async_4(uint32_t dst, const void* src, bool valid) {
+    const int src_bytes = valid ? 4 : 0;
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst), "l"(src), "r"(src_bytes));
+}
+
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 
 template <int N>

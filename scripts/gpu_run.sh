@@ -8,6 +8,7 @@
 #   bash .gpu/run.sh variants OUTDIR [ARGS]  every variant built by scripts/gpu_variants.sh, bench ARGS each
 #   bash .gpu/run.sh fwd OUTDIR [ARGS] forward tests on both Hopper paths (wgmma, mma.sync), sanitizer, bench
 #                                      ARGS of both paths and of torch SDPA, comparison
+#   bash .gpu/run.sh bwd OUTDIR [ARGS] the same for the backward (forward + backward TFLOP/s)
 #   bash .gpu/run.sh all OUTDIR        tests, sanitizer, our bench and torch SDPA's (forward, bf16 and fp16,
 #                                      also on the mma.sync path; forward + backward, bf16, head_dim 64 and
 #                                      128), then the comparison
@@ -57,6 +58,9 @@ case "${1:-all}" in
     out=${2:?OUTDIR}; mkdir -p "$out"; status=0
     [ -x "$bins/bin/llama_bench" ] && { "$bins/bin/llama_bench" --random-weights 2>&1 | tee "$out/llama_bench.txt" || status=1; }
     [ -x "$bins/bin/train_gpt" ] && { "$bins/bin/train_gpt" --compare --log-every 25 2>&1 | tee "$out/train_gpt.txt" || status=1; }
+    # head_dim 64: the Hopper (wgmma) backward; the default model's head_dim 32 runs on mma.sync.
+    [ -x "$bins/bin/train_gpt" ] && { "$bins/bin/train_gpt" --compare --log-every 25 --hidden 256 2>&1 |
+      tee "$out/train_gpt-d64.txt" || status=1; }
     [ -x "$bins/bin/gpt2" ] && for attn in flash naive; do
       "$bins/bin/gpt2" --attn "$attn" --temperature 0 --max-tokens 32 2>&1 | tee -a "$out/gpt2.txt" || status=1
     done
@@ -73,22 +77,24 @@ case "${1:-all}" in
       "$exe" "$@" | sed "s/\"impl\": \"candle-fa2/\"impl\": \"$name/" >> "$out/variants.jsonl"
     done
     ;;
-  fwd)
-    # The forward only, for kernel work: its tests on both Hopper paths (wgmma, and mma.sync as an A100
-    # runs it), the sanitizer, then bf16 TFLOP/s of both paths and torch SDPA's in one run.
-    out=${2:-/tmp/candle-fa2-out}; mkdir -p "$out"; shift 2 2>/dev/null || shift
+  fwd | bwd)
+    # One direction, for kernel work: its tests on both Hopper paths (wgmma, and mma.sync as an A100 runs
+    # it), the sanitizer, then bf16 TFLOP/s of both paths and torch SDPA's in one run (bwd: forward +
+    # backward, head_dim 64 and 128 unless ARGS say otherwise).
+    mode=$1; out=${2:-/tmp/candle-fa2-out}; mkdir -p "$out"; shift 2 2>/dev/null || shift
+    if [ "$mode" = fwd ]; then suite=gpu_forward; filter=sanitizer_shapes; bench=()
+    else suite=gpu_backward; filter=grad_sanitizer_shapes; bench=(--modes fwd_bwd --hdims 64,128); fi
     nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader | tee "$out/gpu.txt"
-    { "$bins/bin/wgmma_layout" && "$bins/bin/gpu_forward" && CANDLE_FA2_NO_WGMMA=1 "$bins/bin/gpu_forward"; } \
+    { "$bins/bin/wgmma_layout" && "$bins/bin/$suite" && CANDLE_FA2_NO_WGMMA=1 "$bins/bin/$suite"; } \
       2>&1 | tee "$out/tests.log"; tests=${PIPESTATUS[0]}
     # Both tools' failures count (a for loop's status would be the last one's only).
     { status=0; for tool in memcheck racecheck; do
-        "$sanitizer" --tool "$tool" --error-exitcode 9 "$bins/bin/gpu_forward" sanitizer_shapes --test-threads=1 ||
-          status=1
+        "$sanitizer" --tool "$tool" --error-exitcode 9 "$bins/bin/$suite" "$filter" --test-threads=1 || status=1
       done; exit $status; } 2>&1 | tail -n 20 | tee "$out/sanitizer.log"; san=${PIPESTATUS[0]}
-    "$bins/bin/gpu_attention" "$@" --out "$out/bench.jsonl" >/dev/null
-    CANDLE_FA2_NO_WGMMA=1 "$bins/bin/gpu_attention" "$@" | sed 's/"impl": "candle-fa2"/"impl": "candle-fa2-mma"/' \
-      >> "$out/bench.jsonl"
-    PYTHONUNBUFFERED=1 python3 "$repo/scripts/bench_torch_sdpa.py" "$@" --out "$out/bench.jsonl" >/dev/null
+    "$bins/bin/gpu_attention" "${bench[@]}" "$@" --out "$out/bench.jsonl" >/dev/null
+    CANDLE_FA2_NO_WGMMA=1 "$bins/bin/gpu_attention" "${bench[@]}" "$@" |
+      sed 's/"impl": "candle-fa2"/"impl": "candle-fa2-mma"/' >> "$out/bench.jsonl"
+    PYTHONUNBUFFERED=1 python3 "$repo/scripts/bench_torch_sdpa.py" "${bench[@]}" "$@" --out "$out/bench.jsonl" >/dev/null
     python3 "$repo/scripts/compare.py" "$out/bench.jsonl" --markdown "$out/compare.md" --svg "$out/fwd.svg"
     python3 "$repo/scripts/compare.py" "$out/bench.jsonl" --ours candle-fa2-mma --markdown "$out/compare-mma.md" \
       >/dev/null
@@ -97,8 +103,9 @@ case "${1:-all}" in
   all)
     out=${2:-/tmp/candle-fa2-out}; mkdir -p "$out"
     nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader | tee "$out/gpu.txt"
-    # The forward suite again on the mma.sync path (run either way, failures of both count).
-    { run_tests; a=$?; CANDLE_FA2_NO_WGMMA=1 "$bins/bin/gpu_forward"; exit $(( a | $? )); } 2>&1 |
+    # The forward and backward suites again on the mma.sync path (run either way, failures of all count).
+    { run_tests; a=$?; CANDLE_FA2_NO_WGMMA=1 "$bins/bin/gpu_forward"; b=$?; CANDLE_FA2_NO_WGMMA=1 "$bins/bin/gpu_backward"
+      exit $(( a | b | $? )); } 2>&1 |
       tee "$out/tests.log"; tests=${PIPESTATUS[0]}
     sanitize 2>&1 | tail -n 40 | tee "$out/sanitizer.log"; san=${PIPESTATUS[0]}
     "$bins/bin/gpu_attention" --dtypes bf16,fp16 --out "$out/bench.jsonl" >/dev/null
@@ -106,6 +113,8 @@ case "${1:-all}" in
     CANDLE_FA2_NO_WGMMA=1 "$bins/bin/gpu_attention" --dtypes bf16,fp16 |
       sed 's/"impl": "candle-fa2"/"impl": "candle-fa2-mma"/' >> "$out/bench.jsonl"
     "$bins/bin/gpu_attention" --modes fwd_bwd --hdims 64,128 --out "$out/bench.jsonl" >/dev/null
+    CANDLE_FA2_NO_WGMMA=1 "$bins/bin/gpu_attention" --modes fwd_bwd --hdims 64,128 |
+      sed 's/"impl": "candle-fa2"/"impl": "candle-fa2-mma"/' >> "$out/bench.jsonl"
     "$bins/bin/gpu_attention" --memory --out "$out/bench.jsonl" >/dev/null
     PYTHONUNBUFFERED=1 python3 "$repo/scripts/bench_torch_sdpa.py" --dtypes bf16,fp16 --out "$out/bench.jsonl" >/dev/null
     PYTHONUNBUFFERED=1 python3 "$repo/scripts/bench_torch_sdpa.py" --modes fwd_bwd --hdims 64,128 \
@@ -116,5 +125,5 @@ case "${1:-all}" in
       >/dev/null
     echo "tests: exit $tests, sanitizer: exit $san"
     ;;
-  *) sed -n '2,9p' "$0"; exit 2 ;;
+  *) sed -n '2,13p' "$0"; exit 2 ;;
 esac

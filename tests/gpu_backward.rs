@@ -188,6 +188,7 @@ fn grad_sanitizer_shapes() -> Result<()> {
         let variants = [
             AttnOptions::default(),
             AttnOptions::causal(),
+            AttnOptions::default().with_window(Some(7), Some(3)),
             AttnOptions::default().with_window(Some(7), Some(3)).with_softcap(4.0),
             AttnOptions::causal().with_alibi_slopes(Tensor::new(&slopes, &dev)?),
             AttnOptions::default().with_dq_atomics(true),
