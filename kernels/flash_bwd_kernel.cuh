@@ -73,34 +73,39 @@ struct BwdTraits {
     static_assert(SMEM_BYTES <= 227 * 1024, "shared memory per block on sm_90");
 };
 
-// D_i = dO_i · O_i in f32, one warp per (batch, row, head), 16-byte loads.
-template <typename T>
+// D_i = dO_i · O_i in f32: ROW_LANES lanes per (batch, row, head), 16-byte loads each, so a warp reads
+// whole rows at every head_dim (a warp per row left 3/4 of its lanes idle at d64 and took twice the time
+// of FA2's kernel: results/h200-2026-11-30-ncu).
+template <typename T, int ROW_LANES>
 __global__ void bwd_delta_kernel(const FlashBwdParams bp) {
     const FlashFwdParams& p = bp.fwd;
-    const int64_t w = int64_t(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
-    const int lane = threadIdx.x % 32;
-    if (w >= int64_t(p.batch) * p.seqlen_q * p.heads_q) return;
+    const int64_t w = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / ROW_LANES;
+    const int lane = threadIdx.x % ROW_LANES;
+    // No early return: every lane of the warp takes part in the shuffles below.
+    const bool valid = w < int64_t(p.batch) * p.seqlen_q * p.heads_q;
     const int head = int(w % p.heads_q);
     const int row = int((w / p.heads_q) % p.seqlen_q);
     const int batch = int(w / (int64_t(p.heads_q) * p.seqlen_q));
-    const T* o = reinterpret_cast<const T*>(p.o) + batch * p.o_batch_stride + row * p.o_row_stride +
-                 head * p.o_head_stride;
-    const T* d_o = reinterpret_cast<const T*>(bp.d_o) + batch * bp.do_batch_stride + row * bp.do_row_stride +
-                   head * bp.do_head_stride;
     float acc = 0.f;
-    for (int col = lane * 8; col < p.head_dim; col += 256) {
-        const uint4 a = *reinterpret_cast<const uint4*>(o + col);
-        const uint4 b = *reinterpret_cast<const uint4*>(d_o + col);
-        const uint32_t aw[4] = {a.x, a.y, a.z, a.w}, bw[4] = {b.x, b.y, b.z, b.w};
+    if (valid) {
+        const T* o = reinterpret_cast<const T*>(p.o) + batch * p.o_batch_stride + row * p.o_row_stride +
+                     head * p.o_head_stride;
+        const T* d_o = reinterpret_cast<const T*>(bp.d_o) + batch * bp.do_batch_stride + row * bp.do_row_stride +
+                       head * bp.do_head_stride;
+        for (int col = lane * 8; col < p.head_dim; col += ROW_LANES * 8) {
+            const uint4 a = *reinterpret_cast<const uint4*>(o + col);
+            const uint4 b = *reinterpret_cast<const uint4*>(d_o + col);
+            const uint32_t aw[4] = {a.x, a.y, a.z, a.w}, bw[4] = {b.x, b.y, b.z, b.w};
 #pragma unroll
-        for (int i = 0; i < 4; ++i) {
-            const float2 x = unpack2<T>(aw[i]), y = unpack2<T>(bw[i]);
-            acc = fmaf(x.x, y.x, fmaf(x.y, y.y, acc));
+            for (int i = 0; i < 4; ++i) {
+                const float2 x = unpack2<T>(aw[i]), y = unpack2<T>(bw[i]);
+                acc = fmaf(x.x, y.x, fmaf(x.y, y.y, acc));
+            }
         }
     }
 #pragma unroll
-    for (int s = 16; s > 0; s /= 2) acc += __shfl_xor_sync(0xffffffff, acc, s);
-    if (lane == 0) bp.delta[(int64_t(batch) * p.heads_q + head) * p.seqlen_q + row] = acc;
+    for (int s = ROW_LANES / 2; s > 0; s /= 2) acc += __shfl_xor_sync(0xffffffff, acc, s);
+    if (valid && lane == 0) bp.delta[(int64_t(batch) * p.heads_q + head) * p.seqlen_q + row] = acc;
 }
 
 // KEYS_DQ: dQ[c0 + m, :] += sum over the block's keys of dS[m, key] K[key, :], for this warp's query
@@ -482,9 +487,16 @@ template <typename T>
 cudaError_t launch_bwd_delta(const FlashBwdParams& bp, cudaStream_t stream) {
     const FlashFwdParams& p = bp.fwd;
     const int64_t rows = int64_t(p.batch) * p.seqlen_q * p.heads_q;
-    constexpr int WARPS = 8;
-    bwd_delta_kernel<T><<<unsigned((rows + WARPS - 1) / WARPS), WARPS * 32, 0, stream>>>(bp);
-    return cudaGetLastError();
+    constexpr int THREADS = 256;
+    auto launch = [&](auto kernel, int row_lanes) {
+        kernel<<<unsigned((rows * row_lanes + THREADS - 1) / THREADS), THREADS, 0, stream>>>(bp);
+        return cudaGetLastError();
+    };
+    // One 16-byte chunk per lane and row where head_dim allows it.
+    if (p.head_dim <= 32) return launch(bwd_delta_kernel<T, 4>, 4);
+    if (p.head_dim <= 64) return launch(bwd_delta_kernel<T, 8>, 8);
+    if (p.head_dim <= 128) return launch(bwd_delta_kernel<T, 16>, 16);
+    return launch(bwd_delta_kernel<T, 32>, 32);
 }
 
 template <typename T, typename Config>
