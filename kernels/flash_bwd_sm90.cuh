@@ -50,7 +50,9 @@ struct Sm90BwdTraits {
     static_assert(PASS == BwdPass::KEYS || PASS == BwdPass::QUERIES, "no dQ atomics on this path");
     static_assert(HEAD_DIM % 64 == 0 && HEAD_DIM <= 256, "whole swizzle panels; wgmma n of a gradient");
     static_assert(BLOCK_C % 64 == 0 && BLOCK_C <= 256, "whole loader passes and k16 steps; wgmma n of S");
-    static_assert(SMEM_BYTES * MIN_BLOCKS <= 227 * 1024, "shared memory per SM on sm_90");
+    static_assert(SMEM_BYTES <= 227 * 1024, "shared memory per block on sm_90");
+    // The driver reserves 1 KiB per block out of the SM's 228 KiB.
+    static_assert((SMEM_BYTES + 1024) * MIN_BLOCKS <= 228 * 1024, "MIN_BLOCKS blocks fit an SM's shared memory");
 };
 
 template <typename Tr>
