@@ -481,8 +481,6 @@ cudaError_t launch_bwd_pass(const FlashBwdParams& bp, cudaStream_t stream) {
     return cudaGetLastError();
 }
 
-// D first (every pass reads it). By default the KEYS and QUERIES passes, independent of each other; with
-// dq_atomics: dq_accum zeroed, the KEYS_DQ pass, then dq from dq_accum.
 template <typename T>
 cudaError_t launch_bwd_delta(const FlashBwdParams& bp, cudaStream_t stream) {
     const FlashFwdParams& p = bp.fwd;
@@ -499,6 +497,8 @@ cudaError_t launch_bwd_delta(const FlashBwdParams& bp, cudaStream_t stream) {
     return launch(bwd_delta_kernel<T, 32>, 32);
 }
 
+// D first (every pass reads it). By default the KEYS and QUERIES passes, independent of each other; with
+// dq_atomics: dq_accum zeroed, the KEYS_DQ pass, then dq from dq_accum.
 template <typename T, typename Config>
 cudaError_t launch_bwd(const FlashBwdParams& bp, cudaStream_t stream) {
     const FlashFwdParams& p = bp.fwd;
