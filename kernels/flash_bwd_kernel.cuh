@@ -197,25 +197,17 @@ __global__ void __launch_bounds__(Tr::THREADS, Tr::MIN_BLOCKS) flash_bwd_kernel(
     // QUERIES reverses it, as the forward.
     const BwdBlock<T, KEYS, Tr::BLOCK_R, Tr::BLOCK_C> blk(bp, KEYS ? blockIdx.x : gridDim.x - 1 - blockIdx.x,
                                                           blockIdx.y, blockIdx.z);
-    const int batch = blk.batch, head_lo = blk.head_lo, kv_head = blk.kv_head;
-    const int n_rows = blk.n_rows, n_cols = blk.n_cols, r0 = blk.r0, rows_valid = blk.rows_valid;
-    const int offset = blk.offset, steps = blk.steps;
-    auto q_of = [&](int h) { return blk.q_of(bp, h); };
-    auto do_of = [&](int h) { return blk.do_of(bp, h); };
-    const T* k_base = blk.k;
-    const T* v_base = blk.v;
-    auto lse_of = [&](int h) { return blk.lse_of(bp, h); };
-    auto delta_of = [&](int h) { return blk.delta_of(bp, h); };
+    const int batch = blk.batch, head_lo = blk.head_lo, r0 = blk.r0, n_cols = blk.n_cols;
 
     const TileLoader<Tr> loader(p.head_dim);
     if (KEYS) {
-        loader.template load<Tr::BLOCK_R>(sX1, k_base + int64_t(r0) * p.k_row_stride, p.k_row_stride, rows_valid);
-        loader.template load<Tr::BLOCK_R>(sX2, v_base + int64_t(r0) * p.v_row_stride, p.v_row_stride, rows_valid);
+        loader.template load<Tr::BLOCK_R>(sX1, blk.k + int64_t(r0) * p.k_row_stride, p.k_row_stride, blk.rows_valid);
+        loader.template load<Tr::BLOCK_R>(sX2, blk.v + int64_t(r0) * p.v_row_stride, p.v_row_stride, blk.rows_valid);
     } else {
-        loader.template load<Tr::BLOCK_R>(sX1, q_of(head_lo) + int64_t(r0) * p.q_row_stride, p.q_row_stride,
-                                          rows_valid);
-        loader.template load<Tr::BLOCK_R>(sX2, do_of(head_lo) + int64_t(r0) * bp.do_row_stride, bp.do_row_stride,
-                                          rows_valid);
+        loader.template load<Tr::BLOCK_R>(sX1, blk.q_of(bp, head_lo) + int64_t(r0) * p.q_row_stride, p.q_row_stride,
+                                          blk.rows_valid);
+        loader.template load<Tr::BLOCK_R>(sX2, blk.do_of(bp, head_lo) + int64_t(r0) * bp.do_row_stride,
+                                          bp.do_row_stride, blk.rows_valid);
     }
     auto load_step = [&](int s) {
         const int stage = s % Tr::STAGES;
@@ -223,21 +215,22 @@ __global__ void __launch_bounds__(Tr::THREADS, Tr::MIN_BLOCKS) flash_bwd_kernel(
         T* y1 = sY1 + stage * Tr::SMEM_C;
         T* y2 = sY2 + stage * Tr::SMEM_C;
         if (KEYS) {
-            loader.template load<Tr::BLOCK_C>(y1, q_of(h) + int64_t(c0) * p.q_row_stride, p.q_row_stride, n_cols - c0);
-            loader.template load<Tr::BLOCK_C>(y2, do_of(h) + int64_t(c0) * bp.do_row_stride, bp.do_row_stride,
+            loader.template load<Tr::BLOCK_C>(y1, blk.q_of(bp, h) + int64_t(c0) * p.q_row_stride, p.q_row_stride,
                                               n_cols - c0);
+            loader.template load<Tr::BLOCK_C>(y2, blk.do_of(bp, h) + int64_t(c0) * bp.do_row_stride,
+                                              bp.do_row_stride, n_cols - c0);
             // Queries past seqlen_q get P = 0 through an infinite LSE: no mask needed for them.
             for (int c = threadIdx.x; c < Tr::BLOCK_C; c += Tr::THREADS) {
                 const bool valid = c0 + c < n_cols;
-                sLse2[stage * Tr::BLOCK_C + c] = valid ? lse_base2(lse_of(h)[c0 + c]) : INFINITY;
-                sDelta[stage * Tr::BLOCK_C + c] = valid ? delta_of(h)[c0 + c] : 0.f;
+                sLse2[stage * Tr::BLOCK_C + c] = valid ? lse_base2(blk.lse_of(bp, h)[c0 + c]) : INFINITY;
+                sDelta[stage * Tr::BLOCK_C + c] = valid ? blk.delta_of(bp, h)[c0 + c] : 0.f;
             }
         } else {
-            loader.template load<Tr::BLOCK_C>(y1, k_base + int64_t(c0) * p.k_row_stride, p.k_row_stride, n_cols - c0);
-            loader.template load<Tr::BLOCK_C>(y2, v_base + int64_t(c0) * p.v_row_stride, p.v_row_stride, n_cols - c0);
+            loader.template load<Tr::BLOCK_C>(y1, blk.k + int64_t(c0) * p.k_row_stride, p.k_row_stride, n_cols - c0);
+            loader.template load<Tr::BLOCK_C>(y2, blk.v + int64_t(c0) * p.v_row_stride, p.v_row_stride, n_cols - c0);
         }
     };
-    if (steps > 0) load_step(0);
+    if (blk.steps > 0) load_step(0);
     cp_async_commit();
 
     // This thread's rows: m-tile mt, half h (the C fragment holds rows lane/4 and lane/4 + 8).
@@ -250,8 +243,8 @@ __global__ void __launch_bounds__(Tr::THREADS, Tr::MIN_BLOCKS) flash_bwd_kernel(
         for (int h = 0; h < 2; ++h) {
             const int row = row_of(mt, h);
             const bool valid = !KEYS && row < p.seqlen_q;
-            row_lse2[mt][h] = valid ? lse_base2(lse_of(head_lo)[row]) : INFINITY;
-            row_delta[mt][h] = valid ? delta_of(head_lo)[row] : 0.f;
+            row_lse2[mt][h] = valid ? lse_base2(blk.lse_of(bp, head_lo)[row]) : INFINITY;
+            row_delta[mt][h] = valid ? blk.delta_of(bp, head_lo)[row] : 0.f;
         }
 
     // dV and dK (KEYS) or dQ and nothing (QUERIES), this warp's D_OWN columns.
@@ -264,12 +257,12 @@ __global__ void __launch_bounds__(Tr::THREADS, Tr::MIN_BLOCKS) flash_bwd_kernel(
             for (int e = 0; e < 4; ++e) acc1[mt][ot][e] = 0.f, acc2[mt][ot][e] = 0.f;
 
     // ---- Main loop over (head, column block) steps. ----------------------------------------------------
-    for (int s = 0; s < steps; ++s) {
+    for (int s = 0; s < blk.steps; ++s) {
         const int stage = s % Tr::STAGES;
         const int head = blk.head_of(s), c0 = blk.c0_of(s);
         cp_async_wait<0>();  // this step's tiles (and the row tiles) landed
         __syncthreads();     // ... for every thread, and every warp is done with the other stage
-        if (s + 1 < steps) load_step(s + 1);
+        if (s + 1 < blk.steps) load_step(s + 1);
         cp_async_commit();
         const T* y1 = sY1 + stage * Tr::SMEM_C;
         const T* y2 = sY2 + stage * Tr::SMEM_C;
@@ -335,7 +328,7 @@ __global__ void __launch_bounds__(Tr::THREADS, Tr::MIN_BLOCKS) flash_bwd_kernel(
                             z = p.softcap * t;
                             dz_ds *= 1.f - t * t;
                         }
-                        z -= slope * fabsf(float(qk.y - qk.x - offset));
+                        z -= slope * fabsf(float(qk.y - qk.x - blk.offset));
                         const float prob = exp2f(fmaf(z, float(M_LOG2E), -lse2));
                         c2[mt][ct][e] = prob * (c2[mt][ct][e] - delta) * dz_ds;
                         c1[mt][ct][e] = prob;
@@ -368,12 +361,9 @@ __global__ void __launch_bounds__(Tr::THREADS, Tr::MIN_BLOCKS) flash_bwd_kernel(
 #pragma unroll
                 for (int ct = 0; ct < CT; ++ct)
 #pragma unroll
-                    for (int e = 0; e < 4; ++e) {
-                        const int2 qk = query_key(mt, ct, e);
-                        const int dist = qk.y - qk.x - offset;
-                        if (qk.y >= p.seqlen_k || dist < -p.window_left || dist > p.window_right)
+                    for (int e = 0; e < 4; ++e)
+                        if (!blk.visible(p, row_of(mt, e / 2), c0 + ct * 8 + 2 * (lane % 4) + e % 2))
                             c1[mt][ct][e] = 0.f, c2[mt][ct][e] = 0.f;
-                    }
         }
 
         if (DQ_ATOMIC) {
@@ -448,7 +438,7 @@ __global__ void __launch_bounds__(Tr::THREADS, Tr::MIN_BLOCKS) flash_bwd_kernel(
 #pragma unroll
             for (int h = 0; h < 2; ++h) {
                 const int row = row_of(mt, h);
-                if (row >= n_rows) continue;
+                if (row >= blk.n_rows) continue;
 #pragma unroll
                 for (int ot = 0; ot < OT; ++ot) {
                     const int col = d0 + ot * 8 + 2 * (lane % 4);
@@ -459,8 +449,8 @@ __global__ void __launch_bounds__(Tr::THREADS, Tr::MIN_BLOCKS) flash_bwd_kernel(
             }
     };
     if (KEYS) {
-        store(acc1, 1.f, bp.dv, bp.dv_batch_stride, bp.dv_row_stride, bp.dv_head_stride, kv_head);
-        store(acc2, ds_factor, bp.dk, bp.dk_batch_stride, bp.dk_row_stride, bp.dk_head_stride, kv_head);
+        store(acc1, 1.f, bp.dv, bp.dv_batch_stride, bp.dv_row_stride, bp.dv_head_stride, blk.kv_head);
+        store(acc2, ds_factor, bp.dk, bp.dk_batch_stride, bp.dk_row_stride, bp.dk_head_stride, blk.kv_head);
     } else {
         store(acc1, ds_factor, bp.dq, bp.dq_batch_stride, bp.dq_row_stride, bp.dq_head_stride, head_lo);
     }
