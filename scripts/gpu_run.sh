@@ -37,15 +37,23 @@ run_tests() {
   return $status
 }
 
+# sanitize [SUITE:FILTER ...]: memcheck and racecheck on each suite's small-shape test (default: both);
+# every failure counts.
 sanitize() {
-  local status=0
+  local status=0 suites=("$@")
+  [ $# -eq 0 ] && suites=(gpu_forward:sanitizer_shapes gpu_backward:grad_sanitizer_shapes)
   for tool in memcheck racecheck; do
     echo "== compute-sanitizer --tool $tool"
-    "$sanitizer" --tool "$tool" --error-exitcode 9 "$bins/bin/gpu_forward" sanitizer_shapes --test-threads=1 || status=1
-    "$sanitizer" --tool "$tool" --error-exitcode 9 "$bins/bin/gpu_backward" grad_sanitizer_shapes --test-threads=1 ||
-      status=1
+    for s in "${suites[@]}"; do
+      "$sanitizer" --tool "$tool" --error-exitcode 9 "$bins/bin/${s%%:*}" "${s#*:}" --test-threads=1 || status=1
+    done
   done
   return $status
+}
+
+# The bench on the mma.sync kernels (what an A100 runs) on a Hopper GPU, its lines tagged candle-fa2-mma.
+bench_mma() {
+  CANDLE_FA2_NO_WGMMA=1 "$bins/bin/gpu_attention" "$@" | sed 's/"impl": "candle-fa2"/"impl": "candle-fa2-mma"/'
 }
 
 case "${1:-all}" in
@@ -87,13 +95,9 @@ case "${1:-all}" in
     nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader | tee "$out/gpu.txt"
     { "$bins/bin/wgmma_layout" && "$bins/bin/$suite" && CANDLE_FA2_NO_WGMMA=1 "$bins/bin/$suite"; } \
       2>&1 | tee "$out/tests.log"; tests=${PIPESTATUS[0]}
-    # Both tools' failures count (a for loop's status would be the last one's only).
-    { status=0; for tool in memcheck racecheck; do
-        "$sanitizer" --tool "$tool" --error-exitcode 9 "$bins/bin/$suite" "$filter" --test-threads=1 || status=1
-      done; exit $status; } 2>&1 | tail -n 20 | tee "$out/sanitizer.log"; san=${PIPESTATUS[0]}
+    sanitize "$suite:$filter" 2>&1 | tail -n 20 | tee "$out/sanitizer.log"; san=${PIPESTATUS[0]}
     "$bins/bin/gpu_attention" "${bench[@]}" "$@" --out "$out/bench.jsonl" >/dev/null
-    CANDLE_FA2_NO_WGMMA=1 "$bins/bin/gpu_attention" "${bench[@]}" "$@" |
-      sed 's/"impl": "candle-fa2"/"impl": "candle-fa2-mma"/' >> "$out/bench.jsonl"
+    bench_mma "${bench[@]}" "$@" >> "$out/bench.jsonl"
     PYTHONUNBUFFERED=1 python3 "$repo/scripts/bench_torch_sdpa.py" "${bench[@]}" "$@" --out "$out/bench.jsonl" >/dev/null
     python3 "$repo/scripts/compare.py" "$out/bench.jsonl" --markdown "$out/compare.md" --svg "$out/fwd.svg"
     python3 "$repo/scripts/compare.py" "$out/bench.jsonl" --ours candle-fa2-mma --markdown "$out/compare-mma.md" \
@@ -110,11 +114,9 @@ case "${1:-all}" in
     sanitize 2>&1 | tail -n 40 | tee "$out/sanitizer.log"; san=${PIPESTATUS[0]}
     "$bins/bin/gpu_attention" --dtypes bf16,fp16 --out "$out/bench.jsonl" >/dev/null
     # The mma.sync forward (what an A100 runs) on the same GPU, for the side-by-side table compare-mma.md.
-    CANDLE_FA2_NO_WGMMA=1 "$bins/bin/gpu_attention" --dtypes bf16,fp16 |
-      sed 's/"impl": "candle-fa2"/"impl": "candle-fa2-mma"/' >> "$out/bench.jsonl"
+    bench_mma --dtypes bf16,fp16 >> "$out/bench.jsonl"
     "$bins/bin/gpu_attention" --modes fwd_bwd --hdims 64,128 --out "$out/bench.jsonl" >/dev/null
-    CANDLE_FA2_NO_WGMMA=1 "$bins/bin/gpu_attention" --modes fwd_bwd --hdims 64,128 |
-      sed 's/"impl": "candle-fa2"/"impl": "candle-fa2-mma"/' >> "$out/bench.jsonl"
+    bench_mma --modes fwd_bwd --hdims 64,128 >> "$out/bench.jsonl"
     "$bins/bin/gpu_attention" --memory --out "$out/bench.jsonl" >/dev/null
     PYTHONUNBUFFERED=1 python3 "$repo/scripts/bench_torch_sdpa.py" --dtypes bf16,fp16 --out "$out/bench.jsonl" >/dev/null
     PYTHONUNBUFFERED=1 python3 "$repo/scripts/bench_torch_sdpa.py" --modes fwd_bwd --hdims 64,128 \
