@@ -1,7 +1,7 @@
 //! GPU benchmark of the op, printing one JSON line per configuration in the format of
 //! scripts/bench_torch_sdpa.py, so scripts/compare.py can put both side by side.
 //!
-//!   cargo bench --features cuda --bench gpu_attention -- [--modes fwd,fwd_bwd] [--dtypes bf16,fp16]
+//!   cargo bench --features cuda --bench gpu_attention -- [--modes fwd,fwd_bwd,decode] [--dtypes bf16,fp16]
 //!       [--hdims 64,128,256] [--seqlens 512,...,16384] [--causal both|yes|no] [--out FILE] [--memory]
 //!
 //! Setup of the FlashAttention papers: batch x seqlen = 16k tokens, hidden 2048 (heads = 2048 / hdim).
@@ -9,6 +9,11 @@
 //! backward as 2.5 forwards). fwd_bwd times `flash_attn_with_lse` then `flash_attn_backward` with a fixed
 //! random output gradient, as the torch script times `out.backward(g)`. Time: median over repetitions of a
 //! synchronised loop, after warm-up.
+//!
+//! `decode` runs the rows of [`DECODE_ROWS`] (32 query heads sharing 8 KV heads, bottom-right causal) and
+//! reports GB/s of K and V read once, each call timed alone by CUDA events after the L2 cache is flushed, as
+//! scripts/bench_torch_sdpa.py does: K/V of the small rows fit the H200's 50 MB L2, and back-to-back calls
+//! would read them from there.
 
 use std::io::Write;
 use std::time::Instant;
@@ -19,7 +24,7 @@ use clap::Parser;
 
 #[derive(Parser)]
 struct Args {
-    /// fwd, fwd_bwd or both, comma-separated.
+    /// fwd, fwd_bwd, decode, comma-separated.
     #[arg(long, default_value = "fwd")]
     modes: String,
     #[arg(long, default_value = "bf16")]
@@ -83,6 +88,80 @@ fn time(dev: &Device, mut f: impl FnMut() -> Result<Tensor>) -> Result<f64> {
     }
     samples.sort_by(|a, b| a.total_cmp(b));
     Ok(samples[samples.len() / 2])
+}
+
+/// Decode rows: (batch, kv length, query rows, head_dim); scripts/bench_torch_sdpa.py has the same list.
+const DECODE_ROWS: [(usize, usize, usize, usize); 14] = [
+    (1, 8192, 1, 128),
+    (8, 8192, 1, 128),
+    (32, 4096, 1, 128),
+    (1, 65536, 1, 128),
+    (16, 32768, 1, 128),
+    (64, 2048, 1, 128),
+    (8, 8192, 4, 128),
+    (16, 32768, 4, 128),
+    (1, 65536, 1, 64),
+    (8, 8192, 1, 64),
+    (16, 32768, 1, 64),
+    (1, 65536, 1, 256),
+    (8, 8192, 1, 256),
+    (16, 32768, 1, 256),
+];
+const DECODE_HEADS: (usize, usize) = (32, 8);
+
+fn cuda_err(e: candle_core::cuda_backend::cudarc::driver::DriverError) -> candle_core::Error {
+    candle_core::Error::Cuda(Box::new(e))
+}
+
+/// Median milliseconds of `f` on the GPU: each call between two CUDA events, after a 256 MB write that
+/// evicts its inputs from L2 (not timed).
+fn time_cold(dev: &Device, mut f: impl FnMut() -> Result<Tensor>) -> Result<f64> {
+    use candle_core::cuda_backend::cudarc::driver::sys::CUevent_flags;
+    let stream = dev.as_cuda_device()?.cuda_stream();
+    let flush = |_: ()| Tensor::zeros(64 << 20, DType::F32, dev);
+    for _ in 0..5 {
+        f()?;
+    }
+    let mut samples = Vec::new();
+    for _ in 0..30 {
+        let scratch = flush(())?;
+        let start = stream.record_event(Some(CUevent_flags::CU_EVENT_DEFAULT)).map_err(cuda_err)?;
+        let out = f()?;
+        let end = stream.record_event(Some(CUevent_flags::CU_EVENT_DEFAULT)).map_err(cuda_err)?;
+        samples.push(start.elapsed_ms(&end).map_err(cuda_err)? as f64);
+        drop((scratch, out));
+    }
+    samples.sort_by(|a, b| a.total_cmp(b));
+    Ok(samples[samples.len() / 2])
+}
+
+fn decode(dev: &Device, dtypes: &str, impl_name: &str, out: &mut Option<std::fs::File>) -> Result<()> {
+    let (heads_q, heads_kv) = DECODE_HEADS;
+    for dtype_name in dtypes.split(',') {
+        let dtype = parse_dtype(dtype_name);
+        for (batch, kvlen, sq, hdim) in DECODE_ROWS {
+            let make = |s, h| Tensor::randn(0f32, 1.0, (batch, s, h, hdim), dev)?.to_dtype(dtype);
+            let (q, k, v) = (make(sq, heads_q)?, make(kvlen, heads_kv)?, make(kvlen, heads_kv)?);
+            let ms = time_cold(dev, || flash_attn(&q, &k, &v, &AttnOptions::causal()))?;
+            let bytes = 2 * k.elem_count() * dtype.size_in_bytes();
+            emit(
+                out,
+                format!(
+                    r#"{{"impl": "{impl_name}", "mode": "decode", "dtype": "{dtype_name}", "hdim": {hdim}, "batch": {batch}, "kvlen": {kvlen}, "seqlen_q": {sq}, "heads_q": {heads_q}, "heads_kv": {heads_kv}, "ms": {ms:.4}, "GBps": {:.1}}}"#,
+                    bytes as f64 / (ms * 1e-3) / 1e9
+                ),
+            );
+        }
+    }
+    Ok(())
+}
+
+fn parse_dtype(name: &str) -> DType {
+    match name {
+        "bf16" => DType::BF16,
+        "fp16" | "f16" => DType::F16,
+        other => panic!("unknown dtype {other}"),
+    }
 }
 
 fn free_bytes() -> Result<usize> {
@@ -149,14 +228,14 @@ fn main() -> Result<()> {
         let backward = match mode {
             "fwd" => false,
             "fwd_bwd" => true,
-            other => panic!("unknown mode {other}: fwd or fwd_bwd"),
+            "decode" => {
+                decode(&dev, &args.dtypes, impl_name, &mut out)?;
+                continue;
+            }
+            other => panic!("unknown mode {other}: fwd, fwd_bwd or decode"),
         };
         for dtype_name in args.dtypes.split(',') {
-            let dtype = match dtype_name {
-                "bf16" => DType::BF16,
-                "fp16" | "f16" => DType::F16,
-                other => panic!("unknown dtype {other}"),
-            };
+            let dtype = parse_dtype(dtype_name);
             for hdim in list(&args.hdims) {
                 for &causal in &causals {
                     for seqlen in list(&args.seqlens) {

@@ -8,6 +8,7 @@
 #include <type_traits>
 
 #include "flash_api.h"
+#include "flash_decode_kernel.cuh"  // DECODE_MAX_SPLITS
 
 // Calls run(std::integral_constant<int, D>) for the smallest instantiated head_dim D >= head_dim.
 template <typename Run>
@@ -55,6 +56,29 @@ extern "C" int candle_fa2_bwd(const FlashBwdParams* params, void* stream) {
     });
 }
 
+extern "C" int candle_fa2_decode(const FlashDecodeParams* params, void* stream) {
+    const FlashDecodeParams& p = *params;
+    if (p.num_splits < 1 || p.num_splits > fa2::DECODE_MAX_SPLITS) return cudaErrorInvalidValue;
+    auto s = static_cast<cudaStream_t>(stream);
+    return dispatch_head_dim(p.fwd.head_dim, [&](auto dim) {
+        constexpr int D = decltype(dim)::value;
+        return p.fwd.is_bf16 ? fa2::run_decode<__nv_bfloat16, D>(p, s) : fa2::run_decode<__half, D>(p, s);
+    });
+}
+
+// The split count the decode heuristic picks (kernels/flash_decode_kernel.cuh), for the caller to size the
+// scratch; 1 when the device cannot be queried.
+extern "C" int candle_fa2_decode_num_splits(const FlashFwdParams* params) {
+    const FlashFwdParams& p = *params;
+    int splits = 1;
+    dispatch_head_dim(p.head_dim, [&](auto dim) {
+        constexpr int D = decltype(dim)::value;
+        splits = p.is_bf16 ? fa2::decode_num_splits<__nv_bfloat16, D>(p) : fa2::decode_num_splits<__half, D>(p);
+        return cudaSuccess;
+    });
+    return splits;
+}
+
 extern "C" const char* candle_fa2_error_string(int code) {
     return cudaGetErrorString(static_cast<cudaError_t>(code));
 }
@@ -93,6 +117,16 @@ extern "C" int candle_fa2_bwd_params_layout(int64_t* out, int n) {
         FIELD(dk_batch_stride), FIELD(dk_row_stride), FIELD(dk_head_stride),
         FIELD(dv_batch_stride), FIELD(dv_row_stride), FIELD(dv_head_stride), FIELD(dq_atomics),
         int64_t(sizeof(FlashBwdParams)),
+    };
+    return write_layout(layout, out, n);
+}
+#undef FIELD
+
+#define FIELD(name) int64_t(offsetof(FlashDecodeParams, name))
+extern "C" int candle_fa2_decode_params_layout(int64_t* out, int n) {
+    const int64_t layout[] = {
+        FIELD(fwd), FIELD(seqlens_k), FIELD(o_partial), FIELD(lse_partial), FIELD(num_splits), FIELD(reserved),
+        int64_t(sizeof(FlashDecodeParams)),
     };
     return write_layout(layout, out, n);
 }

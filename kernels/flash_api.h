@@ -1,5 +1,5 @@
-// Host entry points of the kernels, one per (dtype, instantiated head_dim); defined in fwd_hdim*.cu and
-// bwd_hdim*.cu.
+// Host entry points of the kernels, one per (dtype, instantiated head_dim); defined in fwd_hdim*.cu,
+// bwd_hdim*.cu and decode_hdim*.cu.
 #pragma once
 #include <cuda_runtime.h>
 
@@ -11,4 +11,9 @@ template <typename T, int HEAD_DIM>
 cudaError_t run_fwd(const FlashFwdParams& p, cudaStream_t stream, bool sm90a);
 template <typename T, int HEAD_DIM>
 cudaError_t run_bwd(const FlashBwdParams& p, cudaStream_t stream, bool sm90a);
+// The split-KV decode (decode_hdim*.cu) and the split count its heuristic picks for these params.
+template <typename T, int HEAD_DIM>
+cudaError_t run_decode(const FlashDecodeParams& p, cudaStream_t stream);
+template <typename T, int HEAD_DIM>
+int decode_num_splits(const FlashFwdParams& p);
 }

@@ -59,3 +59,19 @@ struct FlashBwdParams {
     // 0: two passes, each writing only rows it owns (bitwise repeatable); 1: one pass, dQ by f32 atomics.
     int32_t dq_atomics;
 };
+
+// The split-KV decode (kernels/flash_decode_kernel.cuh): the forward's params plus per-sequence key counts and
+// the splits' scratch. Mirrored by `FlashDecodeParams` in src/cuda/ffi.rs.
+struct FlashDecodeParams {
+    FlashFwdParams fwd;
+    // (batch,) u32: keys of each sequence (its first seqlens_k[b] rows of K/V; values above fwd.seqlen_k,
+    // the cache's capacity, are clamped to it); null: every sequence has fwd.seqlen_k keys.
+    const uint32_t* seqlens_k;
+    // num_splits > 1: (num_splits, batch, heads_q, seqlen_q, head_dim) and (num_splits, batch, heads_q,
+    // seqlen_q) f32, each split's normalised O and its LSE, merged by the combine kernel. Unused at 1.
+    float* o_partial;
+    float* lse_partial;
+    // Key ranges per block; from the heuristic of candle_fa2_decode_num_splits unless the caller forces one.
+    int32_t num_splits;
+    int32_t reserved;  // keeps the size a multiple of 8 on every ABI
+};

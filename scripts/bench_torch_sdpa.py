@@ -11,8 +11,13 @@ preceded by a header {"device", "torch", "date"}. Configurations a backend
 rejects (or that run out of memory) produce the same keys minus ms/tflops plus
 "error" instead of aborting the sweep.
 
+Mode "decode" times instead the rows of DECODE_ROWS (32 query heads sharing 8
+KV heads, enable_gqa) and reports GB/s of K and V read once:
+  {"impl", "mode": "decode", "dtype", "hdim", "batch", "kvlen", "seqlen_q", "heads_q", "heads_kv", "ms", "GBps"}
+
 Examples:
   python3 scripts/bench_torch_sdpa.py --modes fwd,fwd_bwd --dtypes bf16,fp16 --out torch.jsonl
+  python3 scripts/bench_torch_sdpa.py --modes decode --dtypes bf16,fp16 --out torch.jsonl
   python3 scripts/bench_torch_sdpa.py --memory --out torch.jsonl
 """
 
@@ -161,6 +166,42 @@ def run_one(impl, backend, dtype_name, hdim, causal, seqlen, mode):
     return rec
 
 
+# (batch, kv length, query rows, head_dim): the same list as DECODE_ROWS in benches/gpu_attention.rs.
+DECODE_ROWS = [
+    (1, 8192, 1, 128), (8, 8192, 1, 128), (32, 4096, 1, 128), (1, 65536, 1, 128), (16, 32768, 1, 128),
+    (64, 2048, 1, 128), (8, 8192, 4, 128), (16, 32768, 4, 128),
+    (1, 65536, 1, 64), (8, 8192, 1, 64), (16, 32768, 1, 64),
+    (1, 65536, 1, 256), (8, 8192, 1, 256), (16, 32768, 1, 256),
+]
+DECODE_HEADS = (32, 8)
+
+
+def run_decode(impl, backend, dtype_name, batch, kvlen, seqlen_q, hdim):
+    """One decode row: new query rows against a KV cache, GQA through enable_gqa.
+
+    torch's is_causal aligns the mask top-left, so it is off here: with one
+    query row that is the same attention as bottom-right causal; with a few
+    rows it reads the same K/V (the measure here) with a few more keys visible.
+    """
+    heads_q, heads_kv = DECODE_HEADS
+    rec = {"impl": impl, "mode": "decode", "dtype": dtype_name, "hdim": hdim, "batch": batch,
+           "kvlen": kvlen, "seqlen_q": seqlen_q, "heads_q": heads_q, "heads_kv": heads_kv}
+    dtype = DTYPES[dtype_name]
+    try:
+        q = torch.randn(batch, heads_q, seqlen_q, hdim, dtype=dtype, device="cuda")
+        k, v = (torch.randn(batch, heads_kv, kvlen, hdim, dtype=dtype, device="cuda") for _ in range(2))
+        with sdpa_kernel([backend]):
+            def fn():
+                with torch.no_grad():
+                    F.scaled_dot_product_attention(q, k, v, enable_gqa=True)
+            ms = bench_ms(fn)
+        rec["ms"] = round(ms, 4)
+        rec["GBps"] = round(2 * k.numel() * k.element_size() / (ms * 1e-3) / 1e9, 1)
+    except Exception as exc:  # noqa: BLE001
+        rec["error"] = short_error(exc)
+    return rec
+
+
 def naive_attention(q, k, v):
     """softmax(q k^T * scale + causal mask) v, materialising the N x N scores.
 
@@ -238,8 +279,8 @@ def str_list(choices):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--modes", type=str_list({"fwd", "fwd_bwd"}), default=["fwd"],
-                    help="comma list of fwd,fwd_bwd (default fwd)")
+    ap.add_argument("--modes", type=str_list({"fwd", "fwd_bwd", "decode"}), default=["fwd"],
+                    help="comma list of fwd,fwd_bwd,decode (default fwd)")
     ap.add_argument("--dtypes", type=str_list(set(DTYPES)), default=["bf16"],
                     help="comma list of bf16,fp16 (default bf16)")
     ap.add_argument("--hdims", type=int_list, default=[64, 128, 256])
@@ -262,6 +303,14 @@ def main():
             measure_memory(out_file)
             return
         for mode in args.modes:
+            if mode == "decode":
+                for dtype_name in args.dtypes:
+                    for row in DECODE_ROWS:
+                        for name in args.backends:
+                            impl, backend = BACKENDS[name]
+                            emit(run_decode(impl, backend, dtype_name, *row), out_file)
+                            torch.cuda.empty_cache()
+                continue
             for dtype_name in args.dtypes:
                 for hdim in args.hdims:
                     for causal in (False, True):

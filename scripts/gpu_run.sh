@@ -9,6 +9,8 @@
 #   bash .gpu/run.sh fwd OUTDIR [ARGS] forward tests on both Hopper paths (wgmma, mma.sync), sanitizer, bench
 #                                      ARGS of both paths and of torch SDPA, comparison
 #   bash .gpu/run.sh bwd OUTDIR [ARGS] the same for the backward (forward + backward TFLOP/s)
+#   bash .gpu/run.sh decode OUTDIR     the decode suite, its sanitizer run, the decode bench (ours, the prefill
+#                                      kernel on the same rows, torch SDPA), the table and plot
 #   bash .gpu/run.sh all OUTDIR        tests, sanitizer, our bench and torch SDPA's (forward, bf16 and fp16,
 #                                      also on the mma.sync path; forward + backward, bf16, head_dim 64 and
 #                                      128), then the comparison
@@ -41,7 +43,7 @@ run_tests() {
 # every failure counts.
 sanitize() {
   local status=0 suites=("$@")
-  [ $# -eq 0 ] && suites=(gpu_forward:sanitizer_shapes gpu_backward:grad_sanitizer_shapes)
+  [ $# -eq 0 ] && suites=(gpu_forward:sanitizer_shapes gpu_backward:grad_sanitizer_shapes gpu_decode:decode_sanitizer_shapes)
   for tool in memcheck racecheck; do
     echo "== compute-sanitizer --tool $tool"
     for s in "${suites[@]}"; do
@@ -103,6 +105,30 @@ case "${1:-all}" in
     python3 "$repo/scripts/compare.py" "$out/bench.jsonl" --ours candle-fa2-mma --markdown "$out/compare-mma.md" \
       >/dev/null
     echo "tests: exit $tests, sanitizer: exit $san"
+    ;;
+  decode)
+    # The split-KV decode: its suite, GB/s of ours, of the prefill kernel on the same rows
+    # (CANDLE_FA2_NO_DECODE) and of torch SDPA's flash and cuDNN backends in one run, then the forward
+    # suite (its short-query cases run the decode kernel too) and the sanitizer on the decode's small shapes.
+    # Every step has its own time limit and writes its log under OUTDIR as it goes.
+    out=${2:-/tmp/candle-fa2-out}; mkdir -p "$out"; shift 2 2>/dev/null || shift
+    nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader | tee "$out/gpu.txt"
+    timeout 240 "$bins/bin/gpu_decode" > "$out/tests.log" 2>&1; tests=$?
+    tail -n 5 "$out/tests.log"
+    timeout 120 "$bins/bin/gpu_attention" --modes decode --dtypes bf16,fp16 "$@" --out "$out/bench.jsonl" >/dev/null
+    CANDLE_FA2_NO_DECODE=1 timeout 60 "$bins/bin/gpu_attention" --modes decode "$@" |
+      sed 's/"impl": "candle-fa2"/"impl": "candle-fa2-prefill-kernel"/' >> "$out/bench.jsonl"
+    PYTHONUNBUFFERED=1 timeout 150 python3 "$repo/scripts/bench_torch_sdpa.py" --modes decode --dtypes bf16,fp16 \
+      --out "$out/bench.jsonl" >/dev/null
+    python3 "$repo/scripts/decode_table.py" "$out/bench.jsonl" --markdown "$out/decode.md" --svg "$out/decode.svg"
+    timeout 200 "$bins/bin/gpu_forward" >> "$out/tests.log" 2>&1; fwd=$?
+    san=0
+    for tool in memcheck racecheck; do
+      timeout 150 "$sanitizer" --tool "$tool" --error-exitcode 9 "$bins/bin/gpu_decode" decode_sanitizer_shapes \
+        --test-threads=1 2>&1 | tail -n 8 >> "$out/sanitizer.log"; [ "${PIPESTATUS[0]}" = 0 ] || san=1
+    done
+    cat "$out/sanitizer.log"
+    echo "decode tests: exit $tests, forward tests: exit $fwd, sanitizer: exit $san"
     ;;
   all)
     out=${2:-/tmp/candle-fa2-out}; mkdir -p "$out"

@@ -31,7 +31,7 @@ fn options(
         window_right: window_size_right.map(|w| w as i64),
         softcap,
         alibi_slopes: alibi_slopes.cloned(),
-        dq_atomics: false,
+        ..AttnOptions::default()
     }
 }
 

@@ -63,16 +63,29 @@ pub fn flash_attn(q: &Tensor, k: &Tensor, v: &Tensor, opts: &AttnOptions) -> Res
 /// (batch, heads_q, seqlen_q) in f32; `-inf` for a row that sees no key.
 pub fn flash_attn_with_lse(q: &Tensor, k: &Tensor, v: &Tensor, opts: &AttnOptions) -> Result<(Tensor, Tensor)> {
     let spec = validate::validate(q, k, v, opts)?;
-    let dims = spec.dims;
+    if let Some(empty) = empty_result(q, &spec.dims)? {
+        return Ok(empty);
+    }
+    run_op(q, k, v, spec)
+}
+
+/// The result of a call with nothing to compute: no output row (an empty output), or no key (zeros, LSE
+/// `-inf`); `None` otherwise.
+fn empty_result(q: &Tensor, dims: &AttnDims) -> Result<Option<(Tensor, Tensor)>> {
     if dims.batch == 0 || dims.seqlen_q == 0 || dims.heads_q == 0 {
         let out = Tensor::zeros(dims.out_shape(), q.dtype(), q.device())?;
-        return Ok((out, Tensor::zeros(dims.lse_shape(), DType::F32, q.device())?));
+        return Ok(Some((out, Tensor::zeros(dims.lse_shape(), DType::F32, q.device())?)));
     }
     if dims.seqlen_k == 0 {
         let out = Tensor::zeros(dims.out_shape(), q.dtype(), q.device())?;
-        let lse = Tensor::full(f32::NEG_INFINITY, dims.lse_shape(), q.device())?;
-        return Ok((out, lse));
+        return Ok(Some((out, Tensor::full(f32::NEG_INFINITY, dims.lse_shape(), q.device())?)));
     }
+    Ok(None)
+}
+
+/// Runs the op on a checked, non-empty call; returns the output and the LSE (kept for the backward).
+fn run_op(q: &Tensor, k: &Tensor, v: &Tensor, spec: validate::AttnSpec) -> Result<(Tensor, Tensor)> {
+    let dims = spec.dims;
     let (q, k, v) = (kernel_readable(q)?, kernel_readable(k)?, kernel_readable(v)?);
     let lse_slot = op::LseSlot::default();
     let out = q.apply_op3(&k, &v, op::FlashAttnOp { spec, lse: Arc::clone(&lse_slot) })?;
@@ -84,6 +97,131 @@ pub fn flash_attn_with_lse(q: &Tensor, k: &Tensor, v: &Tensor, opts: &AttnOption
     // The backward pass reads it from here (a fresh slot per call, so this set always succeeds).
     let _ = lse_slot.tensor.set(lse.clone());
     Ok((out, lse))
+}
+
+/// Attention of new query rows against a KV cache whose sequences hold different numbers of keys: one
+/// launch for the whole batch, with the counts read on the device (no host synchronisation).
+///
+/// - `q`: (batch, seqlen_q, heads_q, head_dim), the newest `seqlen_q` tokens of each sequence (one for
+///   plain decode, a few for speculative decoding or a chunked append).
+/// - `k_cache`, `v_cache`: (batch, capacity, heads_kv, head_dim); sequence `b` owns rows
+///   `0..seqlens_k[b]`, the new tokens' keys and values already written at their end. Views narrowed from a
+///   larger buffer (as `candle_nn::kv_cache::KvCache` hands out) are read in place.
+/// - `seqlens_k`: (batch,) u32 on q's device. Each query row `i` sits at position `seqlens_k[b] - seqlen_q
+///   + i`: `causal`, windows and ALiBi distances are measured from there (bottom-right per sequence). A row
+///   that sees no key (a count of 0) gets zeros and LSE `-inf`.
+/// - On the CPU a count above `capacity` is an error; on CUDA, where checking it would need a read-back,
+///   the kernel clamps it to `capacity` and never reads outside the cache.
+/// - On CUDA this always runs the split-KV decode kernel (tuned for `seqlen_q <= 16`; longer chunks are
+///   correct but slower than the prefill kernel). Inference only: the result records no gradient.
+pub fn flash_attn_kvcache(
+    q: &Tensor,
+    k_cache: &Tensor,
+    v_cache: &Tensor,
+    seqlens_k: &Tensor,
+    opts: &AttnOptions,
+) -> Result<Tensor> {
+    Ok(flash_attn_kvcache_with_lse(q, k_cache, v_cache, seqlens_k, opts)?.0)
+}
+
+/// [`flash_attn_kvcache`], also returning the LSE, (batch, heads_q, seqlen_q) f32, as
+/// [`flash_attn_with_lse`] does (for [`merge_attn_states`]: a shared prefix attended separately, say).
+pub fn flash_attn_kvcache_with_lse(
+    q: &Tensor,
+    k_cache: &Tensor,
+    v_cache: &Tensor,
+    seqlens_k: &Tensor,
+    opts: &AttnOptions,
+) -> Result<(Tensor, Tensor)> {
+    let mut spec = validate::validate(q, k_cache, v_cache, opts)?;
+    let lens = validate::validate_seqlens_k(seqlens_k, q, &spec.dims)?;
+    if let Some(empty) = empty_result(q, &spec.dims)? {
+        return Ok(empty);
+    }
+    let Some(lens) = lens else {
+        spec.seqlens_k = Some(seqlens_k.contiguous()?);
+        let (out, lse) = run_op(q, k_cache, v_cache, spec)?;
+        return Ok((out.detach(), lse));
+    };
+    // CPU: the counts are already on the host; each sequence runs over its own keys.
+    let mut outs = Vec::with_capacity(lens.len());
+    let mut lses = Vec::with_capacity(lens.len());
+    for (b, &len) in lens.iter().enumerate() {
+        let (len, q_b) = (len as usize, q.narrow(0, b, 1)?);
+        let band = validate::Band { offset: len as i64 - spec.dims.seqlen_q as i64, ..spec.band };
+        let (out, lse) = if band.key_range(0..spec.dims.seqlen_q, len).is_empty() {
+            let dims = AttnDims { batch: 1, seqlen_k: 0, ..spec.dims };
+            empty_result(&q_b, &dims)?.expect("seqlen_k 0 gives an empty result")
+        } else {
+            let (k_b, v_b) = (k_cache.narrow(0, b, 1)?.narrow(1, 0, len)?, v_cache.narrow(0, b, 1)?.narrow(1, 0, len)?);
+            flash_attn_with_lse(&q_b, &k_b, &v_b, opts)?
+        };
+        outs.push(out.detach());
+        lses.push(lse.detach());
+    }
+    Ok((Tensor::cat(&outs, 0)?, Tensor::cat(&lses, 0)?))
+}
+
+/// Merges attention results computed over disjoint sets of keys into the attention over their union:
+/// `LSE = log Σ exp(LSE_i)`, `O = Σ exp(LSE_i - LSE) O_i`. What split-KV, a shared prefix attended once
+/// for many sequences (cascade attention) and context-parallel attention need.
+///
+/// Each part is an (out, lse) pair as [`flash_attn_with_lse`] returns them: out (batch, seqlen_q, heads,
+/// head_dim) in any float dtype, lse (batch, heads, seqlen_q) f32, every part with the same shapes, dtype
+/// and device. A part whose row saw no key (LSE `-inf`) adds nothing; a row no part saw gets zeros and
+/// `-inf`. Computed in f32 with candle's ops (CPU and CUDA); returns out in the parts' dtype and the LSE.
+pub fn merge_attn_states(parts: &[(Tensor, Tensor)]) -> Result<(Tensor, Tensor)> {
+    let Some((out0, _)) = parts.first() else { candle_core::bail!("merge_attn_states: no parts to merge") };
+    let (b, sq, h, _) = match out0.dims() {
+        &[b, sq, h, d] => (b, sq, h, d),
+        dims => candle_core::bail!(
+            "merge_attn_states: out of part 0 must be (batch, seqlen_q, heads, head_dim), got {dims:?}"
+        ),
+    };
+    for (i, (out, lse)) in parts.iter().enumerate() {
+        if out.dims() != out0.dims() || out.dtype() != out0.dtype() {
+            candle_core::bail!(
+                "merge_attn_states: out of part {i} is {:?} {:?}, part 0's is {:?} {:?}",
+                out.dims(),
+                out.dtype(),
+                out0.dims(),
+                out0.dtype()
+            )
+        }
+        if lse.dims() != [b, h, sq] || lse.dtype() != DType::F32 {
+            candle_core::bail!(
+                "merge_attn_states: lse of part {i} must be f32 of shape {:?}, got {:?} {:?}",
+                (b, h, sq),
+                lse.dims(),
+                lse.dtype()
+            )
+        }
+        for (name, t) in [("out", out), ("lse", lse)] {
+            if !t.device().same_device(out0.device()) {
+                candle_core::bail!(
+                    "merge_attn_states: {name} of part {i} is on {:?}, part 0's out on {:?}",
+                    t.device().location(),
+                    out0.device().location()
+                )
+            }
+        }
+    }
+    let lses = Tensor::stack(&parts.iter().map(|(_, l)| l.clone()).collect::<Vec<_>>(), 0)?; // (n, b, h, sq)
+    let max = lses.max_keepdim(0)?;
+    // Rows no part saw: subtract 0 instead of -inf (every weight is then exp(-inf) = 0, not NaN).
+    let max = max.ne(f32::NEG_INFINITY)?.where_cond(&max, &max.zeros_like()?)?;
+    let weights = lses.broadcast_sub(&max)?.exp()?;
+    let sum = weights.sum_keepdim(0)?;
+    let lse = (max + sum.log()?)?.squeeze(0)?;
+    let seen = sum.gt(0f32)?;
+    let inv = seen.where_cond(&sum.recip()?, &sum.zeros_like()?)?;
+    let weights = weights.broadcast_mul(&inv)?; // (n, b, h, sq), each row's weights summing to 1 (or all 0)
+    let mut out = Tensor::zeros(out0.dims(), DType::F32, out0.device())?;
+    for (i, (o, _)) in parts.iter().enumerate() {
+        let w = weights.get(i)?.transpose(1, 2)?.unsqueeze(3)?; // (b, sq, h, 1)
+        out = (out + o.to_dtype(DType::F32)?.broadcast_mul(&w)?)?;
+    }
+    Ok((out.to_dtype(out0.dtype())?, lse))
 }
 
 /// On CUDA, a layout the kernels cannot read in place (head_dim not contiguous, or strides not aligned to 16

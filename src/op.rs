@@ -43,6 +43,9 @@ impl CustomOp3 for FlashAttnOp {
         v: &CpuStorage,
         v_l: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
+        if self.spec.seqlens_k.is_some() {
+            bail!("flash_attn_kvcache: per-sequence key counts reach the CPU op only through flash_attn_kvcache")
+        }
         let (out, lse) = crate::cpu::forward(&self.spec, (q, q_l), (k, k_l), (v, v_l))?;
         self.keep_lse(Storage::Cpu(lse));
         Ok((out, self.spec.dims.out_shape().into()))
@@ -71,6 +74,9 @@ impl CustomOp3 for FlashAttnOp {
         out: &Tensor,
         grad_out: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        if self.spec.seqlens_k.is_some() {
+            bail!("flash_attn_kvcache has no backward (inference only); use flash_attn to train")
+        }
         let Some(lse) = self.lse.tensor.get() else {
             bail!("flash_attn backward: the forward's log-sum-exp is missing")
         };

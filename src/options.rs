@@ -39,6 +39,10 @@ pub struct AttnOptions {
     /// within 2% at 128 from 4k, up to 18% slower on shorter sequences (BENCHMARKS.md); the order of the
     /// atomic adds varies, so dQ is not bitwise repeatable. Off by default: both backwards, CPU and CUDA, are deterministic.
     pub dq_atomics: bool,
+    /// The split-KV decode only (CUDA, `seqlen_q <= 16` or [`crate::flash_attn_kvcache`]): cut each
+    /// sequence's keys into this many ranges, one thread block each, merged by LSE. `None`: a heuristic from
+    /// the GPU's SM count, batch, heads and length. 1 to 128; for tests and benchmarks.
+    pub num_splits: Option<usize>,
 }
 
 impl AttnOptions {
@@ -76,6 +80,11 @@ impl AttnOptions {
 
     pub fn with_dq_atomics(mut self, dq_atomics: bool) -> Self {
         self.dq_atomics = dq_atomics;
+        self
+    }
+
+    pub fn with_num_splits(mut self, num_splits: usize) -> Self {
+        self.num_splits = Some(num_splits);
         self
     }
 

@@ -80,7 +80,16 @@ pub struct AttnSpec {
     /// Read by the CUDA backward only.
     #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
     pub dq_atomics: bool,
+    /// Split count forced on the CUDA decode path (1..=[`MAX_SPLITS`]); `None`: the heuristic's.
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    pub num_splits: Option<usize>,
+    /// [`crate::flash_attn_kvcache`]: (batch,) u32 key counts on q's device, checked by
+    /// [`validate_seqlens_k`]; `dims.seqlen_k` is then the cache's capacity.
+    pub seqlens_k: Option<Tensor>,
 }
+
+/// The most key ranges the split-KV decode may cut a sequence into (kernels/flash_decode_kernel.cuh).
+pub const MAX_SPLITS: usize = 128;
 
 /// Two `Device::new_cuda(0)` calls give two distinct devices at one location, whose tensors cannot be
 /// mixed: say so rather than print two equal locations.
@@ -189,6 +198,12 @@ pub fn validate(q: &Tensor, k: &Tensor, v: &Tensor, opts: &AttnOptions) -> Resul
         }
     }
 
+    if let Some(n) = opts.num_splits {
+        if !(1..=MAX_SPLITS).contains(&n) {
+            bail!("flash_attn: num_splits must be between 1 and {MAX_SPLITS}, got {n}")
+        }
+    }
+
     Ok(AttnSpec {
         dims: AttnDims { batch, seqlen_q, seqlen_k, heads_q, heads_kv, head_dim },
         dtype,
@@ -197,7 +212,39 @@ pub fn validate(q: &Tensor, k: &Tensor, v: &Tensor, opts: &AttnOptions) -> Resul
         band,
         alibi_slopes: opts.alibi_slopes.clone(),
         dq_atomics: opts.dq_atomics,
+        num_splits: opts.num_splits,
+        seqlens_k: None,
     })
+}
+
+/// Checks the per-sequence key counts of [`crate::flash_attn_kvcache`]: a u32 vector of length `batch` on q's
+/// device. On the CPU each value is also held to the cache's capacity; on a GPU that would need a read-back,
+/// so the kernel clamps instead (it never reads past the cache).
+pub fn validate_seqlens_k(seqlens_k: &Tensor, q: &Tensor, dims: &AttnDims) -> Result<Option<Vec<u32>>> {
+    if seqlens_k.dims() != [dims.batch] {
+        bail!(
+            "flash_attn_kvcache: seqlens_k must have shape ({},) (one per sequence), got {:?}",
+            dims.batch,
+            seqlens_k.dims()
+        )
+    }
+    if seqlens_k.dtype() != DType::U32 {
+        bail!("flash_attn_kvcache: seqlens_k must be u32, got {:?}", seqlens_k.dtype())
+    }
+    if !seqlens_k.device().same_device(q.device()) {
+        return Err(device_mismatch("seqlens_k", seqlens_k.device(), q.device()));
+    }
+    if !seqlens_k.device().is_cpu() {
+        return Ok(None);
+    }
+    let lens = seqlens_k.to_vec1::<u32>()?;
+    if let Some((b, &len)) = lens.iter().enumerate().find(|(_, &l)| l as usize > dims.seqlen_k) {
+        bail!(
+            "flash_attn_kvcache: seqlens_k[{b}] = {len} exceeds the cache's capacity {} (k_cache dim 1)",
+            dims.seqlen_k
+        )
+    }
+    Ok(Some(lens))
 }
 
 #[cfg(test)]

@@ -71,7 +71,26 @@ pub struct FlashBwdParams {
     pub dq_atomics: i32,
 }
 
+/// The split-KV decode: the forward's params plus per-sequence key counts and the splits' scratch.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct FlashDecodeParams {
+    pub fwd: FlashFwdParams,
+    /// (batch,) u32 key counts, or null (every sequence has `fwd.seqlen_k` keys).
+    pub seqlens_k: *const u32,
+    /// (num_splits, batch, heads_q, seqlen_q, head_dim) f32, used when `num_splits > 1`.
+    pub o_partial: *mut f32,
+    /// (num_splits, batch, heads_q, seqlen_q) f32, used when `num_splits > 1`.
+    pub lse_partial: *mut f32,
+    pub num_splits: i32,
+    pub reserved: i32,
+}
+
 extern "C" {
+    /// Launches the split-KV decode kernel (and the combine kernel when `num_splits > 1`) on `stream`.
+    pub fn candle_fa2_decode(params: *const FlashDecodeParams, stream: *mut c_void) -> i32;
+    /// The split count the decode heuristic picks for these sizes on the current device.
+    pub fn candle_fa2_decode_num_splits(params: *const FlashFwdParams) -> i32;
     /// Launches the forward kernel on `stream`; returns a `cudaError_t` (0: success).
     pub fn candle_fa2_fwd(params: *const FlashFwdParams, stream: *mut c_void) -> i32;
     /// Launches the backward kernels (D, then the KEYS and QUERIES passes) on `stream`.
@@ -83,6 +102,8 @@ extern "C" {
     pub fn candle_fa2_params_layout(out: *mut i64, n: i32) -> i32;
     #[cfg(test)]
     pub fn candle_fa2_bwd_params_layout(out: *mut i64, n: i32) -> i32;
+    #[cfg(test)]
+    pub fn candle_fa2_decode_params_layout(out: *mut i64, n: i32) -> i32;
 }
 
 /// `offset_of!` of every field, in declaration order, then `size_of`: what the C side must report.
@@ -159,6 +180,23 @@ pub fn rust_bwd_params_layout() -> Vec<i64> {
     offsets.iter().map(|&x| x as i64).collect()
 }
 
+/// The same for `FlashDecodeParams`.
+#[cfg(test)]
+pub fn rust_decode_params_layout() -> Vec<i64> {
+    use std::mem::offset_of;
+    type P = FlashDecodeParams;
+    let offsets = [
+        offset_of!(P, fwd),
+        offset_of!(P, seqlens_k),
+        offset_of!(P, o_partial),
+        offset_of!(P, lse_partial),
+        offset_of!(P, num_splits),
+        offset_of!(P, reserved),
+        std::mem::size_of::<P>(),
+    ];
+    offsets.iter().map(|&x| x as i64).collect()
+}
+
 #[cfg(test)]
 mod tests {
     fn c_layout(write: unsafe extern "C" fn(*mut i64, i32) -> i32, len: usize) -> Vec<i64> {
@@ -177,5 +215,8 @@ mod tests {
         let want = super::rust_bwd_params_layout();
         let got = c_layout(super::candle_fa2_bwd_params_layout, want.len());
         assert_eq!(got, want, "FlashBwdParams: kernels/flash_params.h and src/cuda/ffi.rs disagree");
+        let want = super::rust_decode_params_layout();
+        let got = c_layout(super::candle_fa2_decode_params_layout, want.len());
+        assert_eq!(got, want, "FlashDecodeParams: kernels/flash_params.h and src/cuda/ffi.rs disagree");
     }
 }

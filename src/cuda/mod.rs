@@ -12,7 +12,7 @@ use candle_core::op::BackpropOp;
 use candle_core::{bail, DType, Layout, Result, Storage, Tensor};
 use half::{bf16, f16};
 
-use crate::validate::AttnSpec;
+use crate::validate::{AttnSpec, MAX_SPLITS};
 
 /// The largest head_dim with a kernel instantiation (kernels/fwd_configs.cuh).
 pub const MAX_HEAD_DIM: usize = 256;
@@ -181,11 +181,69 @@ fn launch<T: CudaDType + DeviceRepr>(
     )?;
     // The runtime API launches into the current context: make it candle's.
     stream.context().bind_to_thread().map_err(|e| candle_core::Error::Cuda(Box::new(e)))?;
-    // SAFETY: every pointer in `params` is a live device allocation of the size its dims and strides
-    // describe (checked by `validate` and above); the guards keep them alive until the launch is queued.
-    check_launch(unsafe { ffi::candle_fa2_fwd(&params, stream.cu_stream() as *mut c_void) }, "forward kernel")?;
+    if runs_decode(spec) {
+        launch_decode(spec, params, &dev, &stream)?;
+    } else {
+        // SAFETY: every pointer in `params` is a live device allocation of the size its dims and strides
+        // describe (checked by `validate` and above); the guards keep them alive until the launch is queued.
+        check_launch(unsafe { ffi::candle_fa2_fwd(&params, stream.cu_stream() as *mut c_void) }, "forward kernel")?;
+    }
     drop((_q_guard, _k_guard, _v_guard, _o_guard, _lse_guard, slopes_ptr));
     Ok((T::wrap_cuda_slice(out, dev.clone()), f32::wrap_cuda_slice(lse, dev)))
+}
+
+/// Query rows up to which the forward runs the split-KV decode kernel instead of the prefill one.
+pub const DECODE_MAX_SEQLEN_Q: usize = 16;
+
+/// Whether this call runs the split-KV decode kernel: always with per-sequence key counts, and for short
+/// queries (decode, speculative decoding, small appends) unless `CANDLE_FA2_NO_DECODE` is set (any value;
+/// for timing the prefill kernel on the same shapes).
+fn runs_decode(spec: &AttnSpec) -> bool {
+    static DISABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let disabled = *DISABLED.get_or_init(|| std::env::var_os("CANDLE_FA2_NO_DECODE").is_some());
+    spec.seqlens_k.is_some() || (spec.dims.seqlen_q <= DECODE_MAX_SEQLEN_Q && !disabled)
+}
+
+/// The split-KV decode: picks the split count (the caller's, or the heuristic's for this GPU), allocates the
+/// splits' f32 scratch and launches the decode and combine kernels on candle's stream.
+fn launch_decode(
+    spec: &AttnSpec,
+    fwd: ffi::FlashFwdParams,
+    dev: &candle_core::CudaDevice,
+    stream: &std::sync::Arc<candle_core::cuda_backend::cudarc::driver::CudaStream>,
+) -> Result<()> {
+    let seqlens_guard = spec.seqlens_k.as_ref().map(|t| t.storage_and_layout());
+    let seqlens = match seqlens_guard.as_ref().map(|(s, l)| (&**s, *l)) {
+        Some((Storage::Cuda(s), l)) if l.is_contiguous() => Some(s.as_cuda_slice::<u32>()?.slice(l.start_offset()..)),
+        Some(_) => bail!("flash_attn_kvcache: seqlens_k must be a contiguous u32 tensor on q's device"),
+        None => None,
+    };
+    let seqlens_ptr = seqlens.as_ref().map(|s| s.device_ptr(stream));
+    let num_splits = match spec.num_splits {
+        Some(n) => n,
+        // SAFETY: reads the sizes in `fwd` and queries the current device; launches nothing.
+        None => unsafe { ffi::candle_fa2_decode_num_splits(&fwd) }.clamp(1, MAX_SPLITS as i32) as usize,
+    };
+    let (b, sq, hq, d) = spec.dims.out_shape();
+    let part_rows = if num_splits > 1 { num_splits * b * hq * sq } else { 1 };
+    // SAFETY: with several splits, each split's block writes every row of its part (zeros and -inf where it
+    // saw no key) before the combine kernel reads it; with one split they are not touched.
+    let mut o_partial = unsafe { dev.alloc::<f32>(part_rows * d)? };
+    let mut lse_partial = unsafe { dev.alloc::<f32>(part_rows)? };
+    let (o_partial_ptr, _o_partial_guard) = o_partial.device_ptr_mut(stream);
+    let (lse_partial_ptr, _lse_partial_guard) = lse_partial.device_ptr_mut(stream);
+    let params = ffi::FlashDecodeParams {
+        fwd,
+        seqlens_k: seqlens_ptr.as_ref().map_or(std::ptr::null(), |(p, _)| *p as *const u32),
+        o_partial: o_partial_ptr as *mut f32,
+        lse_partial: lse_partial_ptr as *mut f32,
+        num_splits: num_splits as i32,
+        reserved: 0,
+    };
+    // SAFETY: as for the forward; the scratch holds num_splits x rows entries, the counts one per sequence.
+    check_launch(unsafe { ffi::candle_fa2_decode(&params, stream.cu_stream() as *mut c_void) }, "decode kernel")?;
+    drop((seqlens_ptr, _o_partial_guard, _lse_partial_guard));
+    Ok(())
 }
 
 /// Gradients for q, k and v (each in its input's dtype, contiguous) from the forward's output and LSE, with

@@ -178,3 +178,66 @@ pub fn differentiable_attention(q: &Tensor, k: &Tensor, v: &Tensor, opts: &AttnO
     let p = candle_nn::ops::softmax(&visible.where_cond(&s, &neg_inf)?, D::Minus1)?;
     p.matmul(&v)?.transpose(1, 2)
 }
+
+/// One device for a whole GPU suite: tensors of two `Device::new_cuda(0)` instances cannot be mixed.
+#[cfg(feature = "cuda")]
+pub fn gpu() -> Device {
+    static GPU: std::sync::OnceLock<Device> = std::sync::OnceLock::new();
+    GPU.get_or_init(|| Device::new_cuda(0).expect("a CUDA device")).clone()
+}
+
+/// Leaves NaN-filled memory in the device's pool, so an output element a kernel forgets to write shows up
+/// as NaN (the checks reject non-finite outputs).
+pub fn poison_pool(dev: &Device, elems: usize) -> Result<()> {
+    let poison = Tensor::full(f32::NAN, elems, dev)?;
+    dev.synchronize()?;
+    drop(poison);
+    Ok(())
+}
+
+/// [`candle_fa2::flash_attn_kvcache_with_lse`] held to the reference sequence by sequence (each over its
+/// own `lens[b]` keys) with the rule of [`check`]; a sequence without keys must give zeros and LSE -inf.
+/// Returns the largest error seen.
+pub fn check_kvcache(
+    q: &Tensor,
+    k_cache: &Tensor,
+    v_cache: &Tensor,
+    lens: &[u32],
+    opts: &AttnOptions,
+    what: &str,
+) -> Result<f64> {
+    let seqlens = Tensor::new(lens, q.device())?;
+    let (out, lse) = candle_fa2::flash_attn_kvcache_with_lse(q, k_cache, v_cache, &seqlens, opts)?;
+    assert_eq!(out.dims(), q.dims(), "{what}: output shape");
+    let mut worst = 0f64;
+    for (b, &len) in lens.iter().enumerate() {
+        let what = format!("{what} sequence {b} ({len} keys)");
+        let got = out.narrow(0, b, 1)?.to_device(&Device::Cpu)?.to_dtype(DType::F64)?;
+        let got_lse = lse.narrow(0, b, 1)?.to_device(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?;
+        if len == 0 {
+            let values = got.flatten_all()?.to_vec1::<f64>()?;
+            assert!(values.iter().all(|&x| x == 0.0), "{what}: rows without keys are not zero");
+            assert!(got_lse.iter().all(|&x| x == f32::NEG_INFINITY), "{what}: lse of rows without keys");
+            continue;
+        }
+        let q_b = q.narrow(0, b, 1)?;
+        let k_b = k_cache.narrow(0, b, 1)?.narrow(1, 0, len as usize)?;
+        let v_b = v_cache.narrow(0, b, 1)?.narrow(1, 0, len as usize)?;
+        let (want, want_lse) = reference::attention(&q_b, &k_b, &v_b, opts)?;
+        let values = got.flatten_all()?.to_vec1::<f64>()?;
+        assert!(values.iter().all(|x| x.is_finite()), "{what}: non-finite output");
+        let ours = reference::max_abs_diff(&got, &want)?;
+        let naive_err = reference::max_abs_diff(&naive::attention(&q_b, &k_b, &v_b, opts)?, &want)?;
+        let bound = 2.0 * naive_err + floor(q.dtype());
+        assert!(ours <= bound, "{what}: error {ours:.3e} > bound {bound:.3e} (naive {naive_err:.3e})");
+        for (i, (a, w)) in got_lse.iter().zip(want_lse.flatten_all()?.to_vec1::<f64>()?).enumerate() {
+            if w.is_infinite() {
+                assert_eq!(*a as f64, w, "{what}: lse[{i}]");
+            } else {
+                assert!((*a as f64 - w).abs() <= 1e-3, "{what}: lse[{i}] {a} vs {w}");
+            }
+        }
+        worst = worst.max(ours);
+    }
+    Ok(worst)
+}
