@@ -43,6 +43,13 @@ struct Args {
     /// "candle-fa2-dq-atomics" (scripts/compare.py --ours candle-fa2-dq-atomics).
     #[arg(long)]
     dq_atomics: bool,
+    /// decode: K/V stored (batch, kvlen, heads_kv, hdim) rather than (batch, heads_kv, kvlen, hdim); the
+    /// lines are tagged "candle-fa2-bshd".
+    #[arg(long)]
+    decode_bshd: bool,
+    /// decode: force this split count (AttnOptions::num_splits) instead of the heuristic's.
+    #[arg(long)]
+    num_splits: Option<usize>,
     /// Peak device memory of the op and of the softmax-matmul path at 32k and 64k tokens instead.
     #[arg(long)]
     memory: bool,
@@ -135,14 +142,33 @@ fn time_cold(dev: &Device, mut f: impl FnMut() -> Result<Tensor>) -> Result<f64>
     Ok(samples[samples.len() / 2])
 }
 
-fn decode(dev: &Device, dtypes: &str, impl_name: &str, out: &mut Option<std::fs::File>) -> Result<()> {
+fn decode(
+    dev: &Device,
+    dtypes: &str,
+    (bshd, num_splits): (bool, Option<usize>),
+    impl_name: &str,
+    out: &mut Option<std::fs::File>,
+) -> Result<()> {
+    let impl_name = if bshd { format!("{impl_name}-bshd") } else { impl_name.to_string() };
     let (heads_q, heads_kv) = DECODE_HEADS;
     for dtype_name in dtypes.split(',') {
         let dtype = parse_dtype(dtype_name);
         for (batch, kvlen, sq, hdim) in DECODE_ROWS {
-            let make = |s, h| Tensor::randn(0f32, 1.0, (batch, s, h, hdim), dev)?.to_dtype(dtype);
-            let (q, k, v) = (make(sq, heads_q)?, make(kvlen, heads_kv)?, make(kvlen, heads_kv)?);
-            let ms = time_cold(dev, || flash_attn(&q, &k, &v, &AttnOptions::causal()))?;
+            // K/V stored (batch, heads_kv, kvlen, hdim), as torch's and candle-transformers' caches are, and
+            // read through the (batch, kvlen, heads_kv, hdim) view the op takes; --decode-bshd stores them
+            // in that order instead (rows of all heads interleaved).
+            let make = |s, h| -> Result<Tensor> {
+                if bshd {
+                    Tensor::randn(0f32, 1.0, (batch, s, h, hdim), dev)?.to_dtype(dtype)
+                } else {
+                    Tensor::randn(0f32, 1.0, (batch, h, s, hdim), dev)?.to_dtype(dtype)?.transpose(1, 2)
+                }
+            };
+            let q = Tensor::randn(0f32, 1.0, (batch, sq, heads_q, hdim), dev)?.to_dtype(dtype)?;
+            let (k, v) = (make(kvlen, heads_kv)?, make(kvlen, heads_kv)?);
+            let mut opts = AttnOptions::causal();
+            opts.num_splits = num_splits;
+            let ms = time_cold(dev, || flash_attn(&q, &k, &v, &opts))?;
             let bytes = 2 * k.elem_count() * dtype.size_in_bytes();
             emit(
                 out,
@@ -229,7 +255,7 @@ fn main() -> Result<()> {
             "fwd" => false,
             "fwd_bwd" => true,
             "decode" => {
-                decode(&dev, &args.dtypes, impl_name, &mut out)?;
+                decode(&dev, &args.dtypes, (args.decode_bshd, args.num_splits), impl_name, &mut out)?;
                 continue;
             }
             other => panic!("unknown mode {other}: fwd, fwd_bwd or decode"),

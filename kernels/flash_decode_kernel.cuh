@@ -21,6 +21,8 @@
 #pragma once
 #include <math.h>
 
+#include <stdlib.h>
+
 #include <atomic>
 
 #include "flash_params.h"
@@ -32,7 +34,7 @@ namespace fa2 {
 // The most splits a launch may have (the combine kernel caches one weight per split in shared memory).
 constexpr int DECODE_MAX_SPLITS = 128;
 
-template <typename T_, int HEAD_DIM_, int NUM_WARPS_, int STAGES_>
+template <typename T_, int HEAD_DIM_, int NUM_WARPS_, int STAGES_, bool VIA_L1_>
 struct DecodeTraits {
     using T = T_;
     static constexpr int HEAD_DIM = HEAD_DIM_;
@@ -42,6 +44,7 @@ struct DecodeTraits {
     static constexpr int WARP_N = 16;   // keys per warp and tile: one k16 step of P V
     static constexpr int BLOCK_N = WARP_N * NUM_WARPS;
     static constexpr int STAGES = STAGES_;
+    static constexpr bool VIA_L1 = VIA_L1_;  // K/V copies by cp.async.ca rather than .cg
     static constexpr int PITCH = HEAD_DIM + 8;  // 16 extra bytes: ldmatrix rows in distinct bank groups
     static constexpr int SMEM_Q = BLOCK_M * PITCH;
     static constexpr int SMEM_KV = BLOCK_N * PITCH;  // one K or one V tile
@@ -54,8 +57,7 @@ struct DecodeTraits {
     static_assert(HEAD_DIM % 16 == 0, "head_dim tiles are k16 steps of Q K^T");
     static_assert(STAGES >= 2, "a stage loads while another is read");
     static_assert(SMEM_MERGE <= 2 * STAGES * SMEM_KV * int(sizeof(T)), "the merge fits in the K/V stages");
-    // 99 KB: the most a block may have on sm_86 / sm_89 / sm_120 (RTX 30xx/40xx/50xx, L4, L40S).
-    static_assert(SMEM_BYTES <= 101376, "decode fits the shared memory of consumer GPUs");
+    static_assert(SMEM_BYTES <= 227 * 1024, "shared memory per block on sm_90");
 };
 
 // Where one block's rows and keys are: packed rows [r0, r0 + 16) of one KV head and the key tiles of one
@@ -127,9 +129,10 @@ __global__ void __launch_bounds__(Tr::THREADS) flash_decode_kernel(const FlashDe
         const int n0 = blk.key_lo + (blk.tile_begin + t) * Tr::BLOCK_N;
         T* sK = sKV + (2 * (t % Tr::STAGES)) * Tr::SMEM_KV;
         // Keys past key_hi are no row's: zero-filled, not read (and masked below).
-        loader.template load<Tr::BLOCK_N>(sK, k_base + int64_t(n0) * p.k_row_stride, p.k_row_stride, blk.key_hi - n0);
-        loader.template load<Tr::BLOCK_N>(sK + Tr::SMEM_KV, v_base + int64_t(n0) * p.v_row_stride, p.v_row_stride,
-                                          blk.key_hi - n0);
+        loader.template load<Tr::BLOCK_N, Tr::VIA_L1>(sK, k_base + int64_t(n0) * p.k_row_stride, p.k_row_stride,
+                                                      blk.key_hi - n0);
+        loader.template load<Tr::BLOCK_N, Tr::VIA_L1>(sK + Tr::SMEM_KV, v_base + int64_t(n0) * p.v_row_stride,
+                                                      p.v_row_stride, blk.key_hi - n0);
     };
 #pragma unroll
     for (int t = 0; t < Tr::STAGES - 1; ++t) {
@@ -281,45 +284,93 @@ __global__ void __launch_bounds__(Tr::THREADS) flash_decode_kernel(const FlashDe
     }
 }
 
-// Merges the splits' (O, LSE) of each query row: one warp per row, the weights exp(LSE_s - LSE) computed
-// once per split into shared memory. Splits that saw no key have LSE -inf and weight 0; a row that no
-// split saw gets zeros and LSE -inf.
-template <typename T, int WARPS>
-__global__ void __launch_bounds__(WARPS * 32) decode_combine_kernel(const FlashDecodeParams dp) {
+// Merges the splits' (O, LSE) of one query row per block: LSE = log sum_s exp(LSE_s), O = sum_s
+// exp(LSE_s - LSE) O_s. Thread s first takes split s's LSE (two block reductions, the weights into shared
+// memory); then the threads form groups of head_dim / 4, each thread one float4 of columns and the splits
+// of its group (s = group, group + GROUPS, ...), so every thread has several independent loads in flight
+// (one warp walking every split in turn waited on L2 once per split: 30 us at 49 splits). Splits that saw
+// no key have LSE -inf and weight 0; a row no split saw gets zeros and LSE -inf.
+template <typename T, int THREADS>
+__global__ void __launch_bounds__(THREADS) decode_combine_kernel(const FlashDecodeParams dp) {
+    static_assert(THREADS >= DECODE_MAX_SPLITS, "one thread per split");
     const FlashFwdParams& p = dp.fwd;
-    __shared__ float weights[WARPS][DECODE_MAX_SPLITS];
+    __shared__ float weights[DECODE_MAX_SPLITS];
+    __shared__ float reduce[THREADS / 32];
+    __shared__ float4 partial_sums[THREADS];
     const int rows_total = p.batch * p.heads_q * p.seqlen_q;
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    const int row = blockIdx.x * WARPS + warp;  // (batch, head, query row), the LSE's layout
-    if (row >= rows_total) return;
-    const int splits = dp.num_splits;
-    const float* lse_s = dp.lse_partial + row;  // split s at s * rows_total
+    const int row = blockIdx.x;  // (batch, head, query row): the LSE's layout
+    const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, splits = dp.num_splits;
 
-    float m = -INFINITY;
-    for (int s = lane; s < splits; s += 32) m = fmaxf(m, lse_s[int64_t(s) * rows_total]);
+    // LSE over the splits: block max, then block sum of exp(LSE_s - max).
+    const float lse_s = tid < splits ? dp.lse_partial[int64_t(tid) * rows_total + row] : -INFINITY;
+    float m = lse_s;
 #pragma unroll
     for (int x = 16; x > 0; x /= 2) m = fmaxf(m, __shfl_xor_sync(0xffffffff, m, x));
+    if (lane == 0) reduce[warp] = m;
+    __syncthreads();
+    m = reduce[0];
+#pragma unroll
+    for (int w = 1; w < THREADS / 32; ++w) m = fmaxf(m, reduce[w]);
     const float m_ref = m == -INFINITY ? 0.f : m;
-    float sum = 0.f;
-    for (int s = lane; s < splits; s += 32) sum += expf(lse_s[int64_t(s) * rows_total] - m_ref);
+    float sum = expf(lse_s - m_ref);  // 0 for -inf
 #pragma unroll
     for (int x = 16; x > 0; x /= 2) sum += __shfl_xor_sync(0xffffffff, sum, x);
+    __syncthreads();  // every thread has read reduce[] above
+    if (lane == 0) reduce[warp] = sum;
+    __syncthreads();
+    sum = 0.f;
+#pragma unroll
+    for (int w = 0; w < THREADS / 32; ++w) sum += reduce[w];
     const float lse = sum > 0.f ? m_ref + logf(sum) : -INFINITY;
-    for (int s = lane; s < splits; s += 32) weights[warp][s] = sum > 0.f ? expf(lse_s[int64_t(s) * rows_total] - lse) : 0.f;
-    __syncwarp();
+    if (tid < splits) weights[tid] = sum > 0.f ? expf(lse_s - lse) : 0.f;
+    __syncthreads();
 
-    const int i = row % p.seqlen_q, head = (row / p.seqlen_q) % p.heads_q, batch = row / (p.seqlen_q * p.heads_q);
-    T* o = reinterpret_cast<T*>(p.o) + batch * p.o_batch_stride + int64_t(i) * p.o_row_stride + head * p.o_head_stride;
-    for (int col = 2 * lane; col < p.head_dim; col += 64) {
-        float o0 = 0.f, o1 = 0.f;
-        for (int s = 0; s < splits; ++s) {
-            const float2 part =
-                *reinterpret_cast<const float2*>(dp.o_partial + (int64_t(s) * rows_total + row) * p.head_dim + col);
-            o0 += weights[warp][s] * part.x, o1 += weights[warp][s] * part.y;
+    // O: groups of head_dim / 4 threads, each group a share of the splits.
+    const int quads = p.head_dim / 4, groups = THREADS / quads;
+    const int group = tid / quads, col = (tid % quads) * 4;
+    float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
+    if (group < groups) {
+        const float* o_s = dp.o_partial + int64_t(row) * p.head_dim + col;
+        const int64_t split_stride = int64_t(rows_total) * p.head_dim;
+#pragma unroll 4
+        for (int s = group; s < splits; s += groups) {
+            const float4 part = *reinterpret_cast<const float4*>(o_s + s * split_stride);
+            const float w = weights[s];
+            acc.x += w * part.x, acc.y += w * part.y, acc.z += w * part.z, acc.w += w * part.w;
         }
-        *reinterpret_cast<uint32_t*>(o + col) = pack2<T>(o0, o1);
     }
-    if (lane == 0) p.lse[row] = lse;
+    partial_sums[tid] = acc;
+    __syncthreads();
+    if (group == 0) {
+        for (int g = 1; g < groups; ++g) {
+            const float4 other = partial_sums[g * quads + tid];
+            acc.x += other.x, acc.y += other.y, acc.z += other.z, acc.w += other.w;
+        }
+        const int i = row % p.seqlen_q, head = (row / p.seqlen_q) % p.heads_q, batch = row / (p.seqlen_q * p.heads_q);
+        T* o = reinterpret_cast<T*>(p.o) + batch * p.o_batch_stride + int64_t(i) * p.o_row_stride +
+               head * p.o_head_stride + col;
+        *reinterpret_cast<uint2*>(o) = make_uint2(pack2<T>(acc.x, acc.y), pack2<T>(acc.z, acc.w));
+    }
+    if (tid == 0) p.lse[row] = lse;
+}
+
+// The shared memory a block of the current device may opt in to (cudaDevAttrMaxSharedMemoryPerBlockOptin),
+// asked once per device; CANDLE_FA2_MAX_SMEM=BYTES caps it, so that the configurations of GPUs with less
+// (99 KB on sm_86/89/120) can be run and tested on an A100 or H100. 0 when the device cannot be queried.
+inline int decode_smem_optin() {
+    constexpr int MAX_DEVICES = 64;
+    static std::atomic<int> cached[MAX_DEVICES];
+    static const int cap = [] {
+        const char* env = getenv("CANDLE_FA2_MAX_SMEM");
+        return env ? atoi(env) : 0;
+    }();
+    int dev = 0, bytes = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess || dev < 0) return 0;
+    if (dev < MAX_DEVICES && cached[dev].load(std::memory_order_relaxed) > 0) return cached[dev].load(std::memory_order_relaxed);
+    if (cudaDeviceGetAttribute(&bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess) return 0;
+    if (cap > 0) bytes = min(bytes, cap);
+    if (dev < MAX_DEVICES) cached[dev].store(bytes, std::memory_order_relaxed);
+    return bytes;
 }
 
 template <typename Tr>
@@ -379,9 +430,8 @@ struct DecodeLaunch {
         flash_decode_kernel<Tr><<<grid, Tr::THREADS, Tr::SMEM_BYTES, stream>>>(dp);
         err = cudaGetLastError();
         if (err != cudaSuccess || dp.num_splits == 1) return err;
-        constexpr int WARPS = 4;
         const int rows = p.batch * p.heads_q * p.seqlen_q;
-        decode_combine_kernel<typename Tr::T, WARPS><<<(rows + WARPS - 1) / WARPS, WARPS * 32, 0, stream>>>(dp);
+        decode_combine_kernel<typename Tr::T, 128><<<rows, 128, 0, stream>>>(dp);
         return cudaGetLastError();
     }
 };

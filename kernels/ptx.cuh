@@ -22,6 +22,19 @@ __device__ __forceinline__ void cp_async_16(void* dst, const void* src, bool val
     cp_async_16(smem_addr(dst), src, valid);
 }
 
+// cp_async_16 through L1 (.ca) or around it (.cg, cp_async_16). A stream read once gains nothing from L1,
+// but on the H200 the decode's K/V tiles at head_dim 64-128 arrive 5-15% faster by .ca (its L2 requests
+// differ: BENCHMARKS.md, decode v3).
+template <bool VIA_L1>
+__device__ __forceinline__ void cp_async_16_via(void* dst, const void* src, bool valid) {
+    if constexpr (VIA_L1) {
+        const int src_bytes = valid ? 16 : 0;
+        asm volatile("cp.async.ca.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)), "l"(src), "r"(src_bytes));
+    } else {
+        cp_async_16(dst, src, valid);
+    }
+}
+
 // 4-byte asynchronous copy (one f32), zero-filled when !valid.
 __device__ __forceinline__ void cp_async_4(uint32_t dst, const void* src, bool valid) {
     const int src_bytes = valid ? 4 : 0;

@@ -32,7 +32,8 @@ struct TileLoader {
         col_valid = col < head_dim;
     }
 
-    template <int ROWS>
+    // VIA_L1: copy through L1 (cp.async.ca) rather than around it (see cp_async_16_via).
+    template <int ROWS, bool VIA_L1 = false>
     __device__ __forceinline__ void load(T* smem, const T* gmem, int64_t row_stride, int rows_valid) const {
         static_assert(ROWS % ROWS_PER_PASS == 0, "tile rows are whole passes");
         if (!in_tile) return;
@@ -42,7 +43,8 @@ struct TileLoader {
 #pragma unroll
         for (int i = 0; i < ROWS / ROWS_PER_PASS; ++i) {
             // An invalid chunk reads nothing (src-size 0), so its address need not be inside the tensor.
-            cp_async_16(dst + i * ROWS_PER_PASS * Tr::PITCH, src, col_valid && row0 + i * ROWS_PER_PASS < rows_valid);
+            cp_async_16_via<VIA_L1>(dst + i * ROWS_PER_PASS * Tr::PITCH, src,
+                                    col_valid && row0 + i * ROWS_PER_PASS < rows_valid);
             src += pass_stride;
         }
     }

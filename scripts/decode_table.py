@@ -57,7 +57,7 @@ def svg(perf, dtype, copy_gbps):
     keys = [k for k in sorted(perf) if k[0] == dtype]
     impls = [i for i in IMPLS if any(i in perf[k] for k in keys)]
     group_w, bar_w, left, top, height = 24 + 14 * len(impls), 14, 60, 40, 260
-    width = left + group_w * len(keys) + 20
+    width = left + group_w * len(keys) + 80
     ymax = max([copy_gbps] + [v for k in keys for v in perf[k].values()]) * 1.05
     y = lambda v: top + height - v / ymax * height  # noqa: E731
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{top + height + 150}" '

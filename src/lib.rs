@@ -19,6 +19,10 @@
 //! # Ok(()) }
 //! ```
 //!
+//! Decode against a KV cache: [`flash_attn`] with `seqlen_q <= 16` runs a split-KV decode kernel on CUDA;
+//! [`flash_attn_kvcache`] takes per-sequence key counts on the device; [`merge_attn_states`] merges results
+//! over disjoint key sets.
+//!
 //! Modules: [`compat`] mirrors `candle-flash-attn`'s functions; [`reference`] is the f64 oracle the tests
 //! use; [`naive`] is candle's softmax-matmul attention (what the benchmarks and examples compare against).
 

@@ -35,9 +35,12 @@ pub struct AttnOptions {
     /// ALiBi: one f32 slope per query head, shape `(heads_q,)`, on the same device as `q`.
     pub alibi_slopes: Option<Tensor>,
     /// Backward on CUDA only: accumulate dQ with f32 atomics inside the pass over key blocks (FA2's scheme)
-    /// instead of a second pass over query blocks. On the H100: 2-5% faster at head_dim 64 from 2k tokens,
-    /// within 2% at 128 from 4k, up to 18% slower on shorter sequences (BENCHMARKS.md); the order of the
-    /// atomic adds varies, so dQ is not bitwise repeatable. Off by default: both backwards, CPU and CUDA, are deterministic.
+    /// instead of a second pass over query blocks. It has no wgmma kernel: on an H100/H200, where the default
+    /// backward runs on wgmma, it is slower (0.74-0.99x torch flash against 1.07-1.35x, BENCHMARKS.md); against
+    /// the two-pass mma.sync backward (what an A100 runs) it measured 2-5% faster at head_dim 64 from 2k
+    /// tokens, up to 18% slower on short sequences (H100).
+    /// The order of the atomic adds varies, so dQ is not bitwise repeatable. Off by default: both
+    /// backwards, CPU and CUDA, are deterministic.
     pub dq_atomics: bool,
     /// The split-KV decode only (CUDA, `seqlen_q <= 16` or [`crate::flash_attn_kvcache`]): cut each
     /// sequence's keys into this many ranges, one thread block each, merged by LSE. `None`: a heuristic from

@@ -6,22 +6,7 @@ mod common;
 
 use candle_core::{DType, Device, Result, Tensor, Var};
 use candle_fa2::{flash_attn, reference, AttnOptions};
-use common::{differentiable_attention, Case, Rng};
-
-/// One device for the whole suite: tensors of two `Device::new_cuda(0)` instances cannot be mixed.
-fn gpu() -> Device {
-    static GPU: std::sync::OnceLock<Device> = std::sync::OnceLock::new();
-    GPU.get_or_init(|| Device::new_cuda(0).expect("a CUDA device")).clone()
-}
-
-/// Leaves NaN-filled memory in the device's pool, so a gradient element the kernels forget to write shows
-/// up as NaN.
-fn poison_pool(dev: &Device, elems: usize) -> Result<()> {
-    let poison = Tensor::full(f32::NAN, elems, dev)?;
-    dev.synchronize()?;
-    drop(poison);
-    Ok(())
-}
+use common::{differentiable_attention, gpu, poison_pool, Case, Rng};
 
 type Attention<'a> = &'a dyn Fn(&Tensor, &Tensor, &Tensor) -> Result<Tensor>;
 

@@ -5,13 +5,7 @@ mod common;
 
 use candle_core::{DType, Device, Result, Tensor};
 use candle_fa2::{flash_attn, flash_attn_with_lse, reference, AttnOptions};
-use common::{check, Case, Rng};
-
-/// One device for the whole suite: tensors of two `Device::new_cuda(0)` instances cannot be mixed.
-fn gpu() -> Device {
-    static GPU: std::sync::OnceLock<Device> = std::sync::OnceLock::new();
-    GPU.get_or_init(|| Device::new_cuda(0).expect("a CUDA device")).clone()
-}
+use common::{check, gpu, poison_pool, Case, Rng};
 
 fn run(case: Case, dtype: DType, opts: &AttnOptions, transposed: bool, seed: u64) -> Result<()> {
     let dev = gpu();
@@ -20,15 +14,6 @@ fn run(case: Case, dtype: DType, opts: &AttnOptions, transposed: bool, seed: u64
     let what = format!("{case:?} {dtype:?} causal={} transposed={transposed}", opts.causal);
     let e = check(&q, &k, &v, opts, &what)?;
     eprintln!("{what}: ours {:.2e} naive {:.2e} lse {:.2e}", e.ours, e.naive, e.lse);
-    Ok(())
-}
-
-/// Leaves NaN-filled memory in the device's pool, so an output element the kernel forgets to write shows up
-/// as NaN (the checks reject non-finite outputs).
-fn poison_pool(dev: &Device, elems: usize) -> Result<()> {
-    let poison = Tensor::full(f32::NAN, elems, dev)?;
-    dev.synchronize()?;
-    drop(poison);
     Ok(())
 }
 
