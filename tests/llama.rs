@@ -221,3 +221,19 @@ fn cached_decode_matches_a_full_prefill() {
     let err = model.forward(&Tensor::new(&[1u32, 2], &Device::Cpu).unwrap().unsqueeze(0).unwrap()).unwrap_err();
     assert!(err.to_string().contains("exceed"), "{err}");
 }
+
+/// A cache filled with random positions (the decode benchmark's stand-in for a long prefill) is context like
+/// any other: the next step runs for each sequence of the batch, and the model's position limit still holds.
+#[test]
+fn random_cache_fill_then_decode() {
+    let m = smollm2_f32();
+    let mut model = m.model(AttnImpl::Flash, 8);
+    model.fill_cache_random(2, 10).unwrap();
+    let ids = Tensor::new(&[[5u32], [6]], &Device::Cpu).unwrap();
+    let logits = model.forward(&ids).unwrap();
+    assert_eq!(logits.dims(), [2, 49152]);
+    let values: Vec<f32> = logits.flatten_all().unwrap().to_vec1().unwrap();
+    assert!(values.iter().all(|x| x.is_finite()), "non-finite logits after a random fill");
+    let err = model.fill_cache_random(2, m.prompt.len()).unwrap_err();
+    assert!(err.to_string().contains("exceed"), "{err}");
+}

@@ -76,6 +76,26 @@ impl Llama {
         self.lm_head.forward(&last)?.squeeze(1)?.to_dtype(DType::F32)
     }
 
+    /// Fills every layer's KV cache with `len` positions of random keys and values for `batch` sequences, as
+    /// if a prompt of that length had been run: decode can then be timed at long contexts without a
+    /// prefill (which candle's softmax-matmul attention could not run there).
+    pub fn fill_cache_random(&mut self, batch: usize, len: usize) -> Result<()> {
+        if self.seq_len + len > self.max_seq_len {
+            bail!("{} cached + {len} positions exceed the {} this model was loaded for", self.seq_len, self.max_seq_len)
+        }
+        for layer in &mut self.layers {
+            let attn = &mut layer.self_attn;
+            let shape = (batch, len, attn.kv_heads, attn.head_dim);
+            let dtype = attn.q_proj.weight().dtype();
+            let device = attn.q_proj.weight().device().clone();
+            let k = Tensor::randn(0f32, 1.0, shape, &device)?.to_dtype(dtype)?;
+            let v = Tensor::randn(0f32, 1.0, shape, &device)?.to_dtype(dtype)?;
+            attn.cache.append(&k, &v)?;
+        }
+        self.seq_len += len;
+        Ok(())
+    }
+
     pub fn clear_cache(&mut self) {
         self.seq_len = 0;
         for layer in &mut self.layers {

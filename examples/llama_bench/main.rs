@@ -6,6 +6,14 @@
 //!
 //! `--random-weights` uses a seeded random initialisation with SmolLM2-135M's configuration instead of the
 //! GGUF (for machines without the file: the timings are the same, the generated tokens are meaningless).
+//!
+//! Decode at long contexts and batches, a Llama-3-8B-shaped model (random weights drawn on the device):
+//!
+//!   cargo run --release --features cuda --example llama_bench -- --shape llama3-8b --fill-cache \
+//!       --contexts 8192,32768 --batch 16
+//!
+//! `--fill-cache` fills the KV cache with random keys and values instead of running the prefill (which the
+//! softmax-matmul attention cannot run at these sizes), then times decode.
 //! The context is made of seeded random token ids; decode feeds back the greedy token. Contexts may exceed the
 //! model's trained 8192 positions: the rotary tables extend, which changes nothing for timing.
 
@@ -54,6 +62,31 @@ struct Args {
     random_weights: bool,
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// smollm2-135m, or llama3-8b (random weights only, drawn on the device: unseeded).
+    #[arg(long, default_value = "smollm2-135m")]
+    shape: String,
+    /// Sequences decoded together.
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+    /// Fill the KV cache with random keys/values of each context length instead of timing a prefill.
+    #[arg(long)]
+    fill_cache: bool,
+}
+
+/// Llama-3-8B's shape: 32 layers, 32 query / 8 KV heads of head_dim 128, hidden 4096.
+fn llama3_8b() -> LlamaConfig {
+    LlamaConfig {
+        vocab_size: 128_256,
+        hidden_size: 4096,
+        intermediate_size: 14_336,
+        num_hidden_layers: 32,
+        num_attention_heads: 32,
+        num_key_value_heads: 8,
+        rope_theta: 500_000.0,
+        rms_norm_eps: 1e-5,
+        max_position_embeddings: 131_072,
+        tie_word_embeddings: false,
+    }
 }
 
 /// Wall time, and on the CPU also the process's CPU time (all threads): other jobs on a shared machine
@@ -108,17 +141,25 @@ struct Timing {
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    if args.contexts.is_empty() || args.contexts.contains(&0) || args.decode_tokens == 0 {
+    if args.contexts.is_empty() || args.contexts.contains(&0) || args.decode_tokens == 0 || args.batch == 0 {
         bail!(
-            "--contexts must list positive lengths and --decode-tokens must be positive, got {:?} and {}",
+            "--contexts must list positive lengths, --decode-tokens and --batch must be positive, got {:?}, {} \
+             and {}",
             args.contexts,
-            args.decode_tokens
+            args.decode_tokens,
+            args.batch
         )
     }
     let device = device::pick_device(args.cpu);
     let dtype = args.dtype.unwrap_or(device::default_dtype(&device));
 
-    let (cfg, weights, source) = if args.random_weights {
+    let (cfg, weights, source) = if args.shape == "llama3-8b" {
+        let cfg = llama3_8b();
+        let weights = device_random_weights(&cfg, dtype, &device)?;
+        (cfg, weights, "RANDOM WEIGHTS (drawn on the device) with Llama-3-8B's shape".to_string())
+    } else if args.shape != "smollm2-135m" {
+        bail!("unknown --shape '{}': expected smollm2-135m or llama3-8b", args.shape)
+    } else if args.random_weights {
         let cfg = LlamaConfig::smollm2_135m();
         let weights = random_weights(&cfg, args.seed, dtype, &device)?;
         (cfg, weights, format!("SEEDED RANDOM WEIGHTS (seed {}) with SmolLM2-135M's configuration", args.seed))
@@ -131,17 +172,20 @@ fn main() -> Result<()> {
     let vb = candle_nn::VarBuilder::from_tensors(weights, dtype, &device);
     println!("# llama_bench: {source}");
     println!(
-        "# {:?}, {dtype:?}, {} threads, batch 1, {} decode steps per context, {} layers, {} query / {} KV heads, head_dim {}",
+        "# {:?}, {dtype:?}, {} threads, batch {}, {} decode steps per context, {} layers, {} query / {} KV heads, head_dim {}{}",
         device.location(),
         candle_core::utils::get_num_threads(),
+        args.batch,
         args.decode_tokens,
         cfg.num_hidden_layers,
         cfg.num_attention_heads,
         cfg.num_key_value_heads,
-        cfg.head_dim()
+        cfg.head_dim(),
+        if args.fill_cache { ", cache filled with random keys/values (no prefill timed)" } else { "" }
     );
     println!();
-    println!("wall: elapsed seconds; cpu: this process's CPU seconds, all threads (CPU runs only)");
+    println!("wall: elapsed seconds; cpu: this process's CPU seconds, all threads (CPU runs only); decode tokens/s");
+    println!("counts the tokens of every sequence of the batch");
     println!();
     println!("| context | attn | prefill wall (s) | prefill cpu (s) | prefill tokens/s | decode tokens/s | decode cpu (ms/token) |");
     println!("|---:|:---|---:|---:|---:|---:|---:|");
@@ -150,22 +194,28 @@ fn main() -> Result<()> {
     let mut results: Vec<(usize, AttnImpl, Timing)> = Vec::new();
     for &context in &args.contexts {
         // Ids past the 17 control tokens, as text would give.
-        let ids: Vec<u32> = (0..context).map(|_| rng.random_range(17..cfg.vocab_size as u32)).collect();
-        let ids = Tensor::new(ids.as_slice(), &device)?.unsqueeze(0)?;
+        let ids: Vec<u32> = (0..context * args.batch).map(|_| rng.random_range(17..cfg.vocab_size as u32)).collect();
+        let ids = Tensor::from_vec(ids, (args.batch, context), &device)?;
         for &attn in &args.attn {
             let mut llama = model::Llama::load(vb.clone(), &cfg, attn, context + args.decode_tokens)?;
             // Kernel loading, allocator growth and cuBLAS handles are paid before the clock starts.
             llama.forward(&ids.narrow(1, 0, context.min(16))?)?;
             llama.clear_cache();
-            match time_one(&mut llama, &ids, args.decode_tokens, &device) {
+            let timing = if args.fill_cache {
+                time_decode_after_fill(&mut llama, &ids, args.decode_tokens, &device)
+            } else {
+                time_one(&mut llama, &ids, args.decode_tokens, &device)
+            };
+            match timing {
                 Ok(t) => {
                     let per_token_ms = t.decode.cpu_s.map(|c| c * 1e3 / args.decode_tokens as f64);
+                    let prefill_tokens_s = (args.batch * context) as f64 / t.prefill.wall_s;
                     println!(
-                        "| {context} | {attn} | {:.3} | {} | {:.0} | {:.1} | {} |",
-                        t.prefill.wall_s,
+                        "| {context} | {attn} | {} | {} | {} | {:.1} | {} |",
+                        if args.fill_cache { "-".to_string() } else { format!("{:.3}", t.prefill.wall_s) },
                         optional(t.prefill.cpu_s, 3),
-                        context as f64 / t.prefill.wall_s,
-                        args.decode_tokens as f64 / t.decode.wall_s,
+                        if args.fill_cache { "-".to_string() } else { format!("{prefill_tokens_s:.0}") },
+                        (args.batch * args.decode_tokens) as f64 / t.decode.wall_s,
                         optional(per_token_ms, 1)
                     );
                     results.push((context, attn, t));
@@ -184,7 +234,8 @@ fn main() -> Result<()> {
         for &context in &args.contexts {
             let find = |attn| results.iter().find(|r| r.0 == context && r.1 == attn).map(|r| &r.2);
             if let (Some(a), Some(b)) = (find(first), find(second)) {
-                println!("| {context} | {} | {} |", speedup(a.prefill, b.prefill), speedup(a.decode, b.decode));
+                let prefill = if args.fill_cache { "-".to_string() } else { speedup(a.prefill, b.prefill) };
+                println!("| {context} | {prefill} | {} |", speedup(a.decode, b.decode));
             }
         }
     }
@@ -209,12 +260,65 @@ fn time_one(llama: &mut model::Llama, ids: &Tensor, decode_tokens: usize, device
     let logits = llama.forward(ids)?;
     let prefill = clock.stop(device)?;
 
-    let mut next = logits.argmax(D::Minus1)?.unsqueeze(0)?;
+    let next = logits.argmax(D::Minus1)?.unsqueeze(1)?;
+    Ok(Timing { prefill, decode: time_decode(llama, next, decode_tokens, device)? })
+}
+
+/// Greedy decode steps from `next` (batch, 1), each token fed back.
+fn time_decode(llama: &mut model::Llama, mut next: Tensor, decode_tokens: usize, device: &Device) -> Result<Span> {
     let clock = Stopwatch::start(device)?;
     for _ in 0..decode_tokens {
-        next = llama.forward(&next)?.argmax(D::Minus1)?.unsqueeze(0)?;
+        next = llama.forward(&next)?.argmax(D::Minus1)?.unsqueeze(1)?;
     }
-    Ok(Timing { prefill, decode: clock.stop(device)? })
+    Ok(clock.stop(device)?)
+}
+
+/// Decode after a cache filled with `ids.dim(1)` random positions per sequence (no prefill; its span is 0).
+fn time_decode_after_fill(
+    llama: &mut model::Llama,
+    ids: &Tensor,
+    decode_tokens: usize,
+    device: &Device,
+) -> Result<Timing> {
+    let (batch, context) = ids.dims2()?;
+    llama.fill_cache_random(batch, context - 1)?;
+    let logits = llama.forward(&ids.narrow(1, context - 1, 1)?)?;
+    let next = logits.argmax(D::Minus1)?.unsqueeze(1)?;
+    let prefill = Span { wall_s: 0.0, cpu_s: None };
+    Ok(Timing { prefill, decode: time_decode(llama, next, decode_tokens, device)? })
+}
+
+/// Weights with Llama's initialisation scale (normal, standard deviation 0.02) drawn by candle on `device`
+/// (unseeded: fast for billions of values; timings do not depend on the values), unit norm scales.
+fn device_random_weights(cfg: &LlamaConfig, dtype: DType, device: &Device) -> Result<HashMap<String, Tensor>> {
+    let (hidden, inter, head_dim) = (cfg.hidden_size, cfg.intermediate_size, cfg.head_dim());
+    let (q_out, kv_out) = (cfg.num_attention_heads * head_dim, cfg.num_key_value_heads * head_dim);
+    let normal =
+        |shape: (usize, usize)| -> Result<Tensor> { Ok(Tensor::randn(0f32, 0.02, shape, device)?.to_dtype(dtype)?) };
+    let ones = || -> Result<Tensor> { Ok(Tensor::ones(hidden, dtype, device)?) };
+    let mut weights = HashMap::new();
+    weights.insert("model.embed_tokens.weight".to_string(), normal((cfg.vocab_size, hidden))?);
+    weights.insert("model.norm.weight".to_string(), ones()?);
+    if !cfg.tie_word_embeddings {
+        weights.insert("lm_head.weight".to_string(), normal((cfg.vocab_size, hidden))?);
+    }
+    for i in 0..cfg.num_hidden_layers {
+        let layer = |name: &str| format!("model.layers.{i}.{name}.weight");
+        weights.insert(layer("input_layernorm"), ones()?);
+        weights.insert(layer("post_attention_layernorm"), ones()?);
+        for (name, shape) in [
+            ("self_attn.q_proj", (q_out, hidden)),
+            ("self_attn.k_proj", (kv_out, hidden)),
+            ("self_attn.v_proj", (kv_out, hidden)),
+            ("self_attn.o_proj", (hidden, q_out)),
+            ("mlp.gate_proj", (inter, hidden)),
+            ("mlp.up_proj", (inter, hidden)),
+            ("mlp.down_proj", (hidden, inter)),
+        ] {
+            weights.insert(layer(name), normal(shape)?);
+        }
+    }
+    Ok(weights)
 }
 
 /// Matrices uniform in ±0.02·√3 (standard deviation 0.02, as Llama's initialisation) and unit norm scales,
