@@ -5,7 +5,7 @@ mod common;
 
 use candle_core::{DType, Device, Result, Tensor};
 use candle_fa2::{flash_attn, flash_attn_with_lse, reference, AttnOptions};
-use common::{check, gpu, poison_pool, Case, Rng};
+use common::{check, gpu, gpu_matches_cpu_and_repeats, poison_pool, Case, Rng};
 
 fn run(case: Case, dtype: DType, opts: &AttnOptions, transposed: bool, seed: u64) -> Result<()> {
     let dev = gpu();
@@ -134,18 +134,9 @@ fn rows_without_keys_are_zero() -> Result<()> {
 
 #[test]
 fn cpu_and_cuda_agree_and_runs_are_bitwise_equal() -> Result<()> {
-    let dev = gpu();
     let mut rng = Rng::new(500);
     let (q, k, v) = Case::new(2, 333, 517, 8, 2, 128).inputs(&mut rng, DType::BF16, &Device::Cpu, false)?;
-    let opts = AttnOptions::causal();
-    let on_cpu = flash_attn(&q, &k, &v, &opts)?;
-    let (qg, kg, vg) = (q.to_device(&dev)?, k.to_device(&dev)?, v.to_device(&dev)?);
-    let first = flash_attn(&qg, &kg, &vg, &opts)?;
-    let second = flash_attn(&qg, &kg, &vg, &opts)?;
-    assert_eq!(reference::max_abs_diff(&first, &second)?, 0.0, "two runs differ");
-    let diff = reference::max_abs_diff(&first, &on_cpu)?;
-    // Both round an f32 result to bf16 (one ulp at |o| < 1 is 2^-8); P is rounded to bf16 on the GPU only.
-    assert!(diff < 1.6e-2, "cpu vs cuda: {diff}");
+    gpu_matches_cpu_and_repeats(&q, &k, &v, &AttnOptions::causal())?;
     Ok(())
 }
 

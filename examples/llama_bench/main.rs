@@ -288,19 +288,21 @@ fn time_decode_after_fill(
     Ok(Timing { prefill, decode: time_decode(llama, next, decode_tokens, device)? })
 }
 
-/// Weights with Llama's initialisation scale (normal, standard deviation 0.02) drawn by candle on `device`
-/// (unseeded: fast for billions of values; timings do not depend on the values), unit norm scales.
-fn device_random_weights(cfg: &LlamaConfig, dtype: DType, device: &Device) -> Result<HashMap<String, Tensor>> {
+/// Llama's weights under Hugging Face's names: matrices from `matrix` (rows, cols), unit norm scales.
+fn llama_weights(
+    cfg: &LlamaConfig,
+    dtype: DType,
+    device: &Device,
+    mut matrix: impl FnMut((usize, usize)) -> Result<Tensor>,
+) -> Result<HashMap<String, Tensor>> {
     let (hidden, inter, head_dim) = (cfg.hidden_size, cfg.intermediate_size, cfg.head_dim());
     let (q_out, kv_out) = (cfg.num_attention_heads * head_dim, cfg.num_key_value_heads * head_dim);
-    let normal =
-        |shape: (usize, usize)| -> Result<Tensor> { Ok(Tensor::randn(0f32, 0.02, shape, device)?.to_dtype(dtype)?) };
     let ones = || -> Result<Tensor> { Ok(Tensor::ones(hidden, dtype, device)?) };
     let mut weights = HashMap::new();
-    weights.insert("model.embed_tokens.weight".to_string(), normal((cfg.vocab_size, hidden))?);
+    weights.insert("model.embed_tokens.weight".to_string(), matrix((cfg.vocab_size, hidden))?);
     weights.insert("model.norm.weight".to_string(), ones()?);
     if !cfg.tie_word_embeddings {
-        weights.insert("lm_head.weight".to_string(), normal((cfg.vocab_size, hidden))?);
+        weights.insert("lm_head.weight".to_string(), matrix((cfg.vocab_size, hidden))?);
     }
     for i in 0..cfg.num_hidden_layers {
         let layer = |name: &str| format!("model.layers.{i}.{name}.weight");
@@ -315,42 +317,25 @@ fn device_random_weights(cfg: &LlamaConfig, dtype: DType, device: &Device) -> Re
             ("mlp.up_proj", (inter, hidden)),
             ("mlp.down_proj", (hidden, inter)),
         ] {
-            weights.insert(layer(name), normal(shape)?);
+            weights.insert(layer(name), matrix(shape)?);
         }
     }
     Ok(weights)
 }
 
-/// Matrices uniform in ±0.02·√3 (standard deviation 0.02, as Llama's initialisation) and unit norm scales,
-/// under Hugging Face's names. Drawn on the CPU from `seed` (candle cannot seed its CPU generator), so every
-/// device gets the same weights.
+/// Normal with standard deviation 0.02 (Llama's initialisation scale), drawn by candle on `device`: unseeded,
+/// but fast for billions of values, and timings do not depend on the values.
+fn device_random_weights(cfg: &LlamaConfig, dtype: DType, device: &Device) -> Result<HashMap<String, Tensor>> {
+    llama_weights(cfg, dtype, device, |shape| Ok(Tensor::randn(0f32, 0.02, shape, device)?.to_dtype(dtype)?))
+}
+
+/// Uniform in ±0.02·√3 (standard deviation 0.02), drawn on the CPU from `seed` (candle cannot seed its CPU
+/// generator), so every device gets the same weights.
 fn random_weights(cfg: &LlamaConfig, seed: u64, dtype: DType, device: &Device) -> Result<HashMap<String, Tensor>> {
     let mut rng = StdRng::seed_from_u64(seed);
-    let (hidden, inter, head_dim) = (cfg.hidden_size, cfg.intermediate_size, cfg.head_dim());
-    let (q_out, kv_out) = (cfg.num_attention_heads * head_dim, cfg.num_key_value_heads * head_dim);
     let bound = 0.02 * 3f32.sqrt();
-    let mut uniform = |(rows, cols): (usize, usize)| -> Result<Tensor> {
+    llama_weights(cfg, dtype, device, |(rows, cols)| {
         let values: Vec<f32> = (0..rows * cols).map(|_| rng.random_range(-bound..bound)).collect();
         Ok(Tensor::from_vec(values, (rows, cols), &Device::Cpu)?.to_dtype(dtype)?.to_device(device)?)
-    };
-    let ones = || -> Result<Tensor> { Ok(Tensor::ones(hidden, dtype, device)?) };
-    let mut weights = HashMap::new();
-    weights.insert("model.embed_tokens.weight".to_string(), uniform((cfg.vocab_size, hidden))?);
-    weights.insert("model.norm.weight".to_string(), ones()?);
-    if !cfg.tie_word_embeddings {
-        weights.insert("lm_head.weight".to_string(), uniform((cfg.vocab_size, hidden))?);
-    }
-    for i in 0..cfg.num_hidden_layers {
-        let layer = |name: &str| format!("model.layers.{i}.{name}.weight");
-        weights.insert(layer("input_layernorm"), ones()?);
-        weights.insert(layer("post_attention_layernorm"), ones()?);
-        weights.insert(layer("self_attn.q_proj"), uniform((q_out, hidden))?);
-        weights.insert(layer("self_attn.k_proj"), uniform((kv_out, hidden))?);
-        weights.insert(layer("self_attn.v_proj"), uniform((kv_out, hidden))?);
-        weights.insert(layer("self_attn.o_proj"), uniform((hidden, q_out))?);
-        weights.insert(layer("mlp.gate_proj"), uniform((inter, hidden))?);
-        weights.insert(layer("mlp.up_proj"), uniform((inter, hidden))?);
-        weights.insert(layer("mlp.down_proj"), uniform((hidden, inter))?);
-    }
-    Ok(weights)
+    })
 }

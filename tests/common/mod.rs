@@ -186,6 +186,22 @@ pub fn gpu() -> Device {
     GPU.get_or_init(|| Device::new_cuda(0).expect("a CUDA device")).clone()
 }
 
+/// The op on the GPU against the CPU op on the same (CPU) inputs, and two GPU runs against each other,
+/// which must be bitwise equal. Returns the inputs on the GPU.
+#[cfg(feature = "cuda")]
+pub fn gpu_matches_cpu_and_repeats(q: &Tensor, k: &Tensor, v: &Tensor, opts: &AttnOptions) -> Result<[Tensor; 3]> {
+    let dev = gpu();
+    let on_cpu = candle_fa2::flash_attn(q, k, v, opts)?;
+    let (qg, kg, vg) = (q.to_device(&dev)?, k.to_device(&dev)?, v.to_device(&dev)?);
+    let first = candle_fa2::flash_attn(&qg, &kg, &vg, opts)?;
+    let second = candle_fa2::flash_attn(&qg, &kg, &vg, opts)?;
+    assert_eq!(reference::max_abs_diff(&first, &second)?, 0.0, "two runs differ");
+    let diff = reference::max_abs_diff(&first, &on_cpu)?;
+    // Both round an f32 result to bf16 (one ulp at |o| < 1 is 2^-8); P is rounded to bf16 on the GPU only.
+    assert!(diff < 1.6e-2, "cpu vs cuda: {diff}");
+    Ok([qg, kg, vg])
+}
+
 /// Leaves NaN-filled memory in the device's pool, so an output element a kernel forgets to write shows up
 /// as NaN (the checks reject non-finite outputs).
 pub fn poison_pool(dev: &Device, elems: usize) -> Result<()> {
