@@ -20,7 +20,6 @@
 // extra instructions are free, and one kernel serves every option.
 #pragma once
 #include <math.h>
-
 #include <stdlib.h>
 
 #include <atomic>
