@@ -77,7 +77,7 @@ struct DecodeBlock {
         packed_rows = p.seqlen_q * p.group_size;
         // A count above the cache is clamped to it, so no key outside K/V is ever read (the host checks
         // what it can; on the device nothing else can stop a bad value).
-        seqlen_k = dp.seqlens_k ? min(int(min(dp.seqlens_k[batch], uint32_t(p.seqlen_k))), p.seqlen_k) : p.seqlen_k;
+        seqlen_k = dp.seqlens_k ? int(min(dp.seqlens_k[batch], uint32_t(p.seqlen_k))) : p.seqlen_k;
         offset = seqlen_k - p.seqlen_q;
         const int i_lo = r0 / p.group_size, i_hi = (min(r0 + 16, packed_rows) - 1) / p.group_size;
         key_lo = max(0, i_lo + offset - p.window_left);

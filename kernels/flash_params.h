@@ -68,7 +68,7 @@ struct FlashDecodeParams {
     // the cache's capacity, are clamped to it); null: every sequence has fwd.seqlen_k keys.
     const uint32_t* seqlens_k;
     // num_splits > 1: (num_splits, batch, heads_q, seqlen_q, head_dim) and (num_splits, batch, heads_q,
-    // seqlen_q) f32, each split's normalised O and its LSE, merged by the combine kernel. Unused at 1.
+    // seqlen_q) f32, each split's normalised O and its LSE, merged by the combine kernel. Null at 1.
     float* o_partial;
     float* lse_partial;
     // Key ranges per block; from the heuristic of candle_fa2_decode_num_splits unless the caller forces one.

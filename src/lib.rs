@@ -81,10 +81,15 @@ fn empty_result(q: &Tensor, dims: &AttnDims) -> Result<Option<(Tensor, Tensor)>>
         return Ok(Some((out, Tensor::zeros(dims.lse_shape(), DType::F32, q.device())?)));
     }
     if dims.seqlen_k == 0 {
-        let out = Tensor::zeros(dims.out_shape(), q.dtype(), q.device())?;
-        return Ok(Some((out, Tensor::full(f32::NEG_INFINITY, dims.lse_shape(), q.device())?)));
+        return Ok(Some(no_keys(q, dims)?));
     }
     Ok(None)
+}
+
+/// Rows that see no key: zeros and LSE `-inf`.
+fn no_keys(q: &Tensor, dims: &AttnDims) -> Result<(Tensor, Tensor)> {
+    let out = Tensor::zeros(dims.out_shape(), q.dtype(), q.device())?;
+    Ok((out, Tensor::full(f32::NEG_INFINITY, dims.lse_shape(), q.device())?))
 }
 
 /// Runs the op on a checked, non-empty call; returns the output and the LSE (kept for the backward).
@@ -154,8 +159,7 @@ pub fn flash_attn_kvcache_with_lse(
         let (len, q_b) = (len as usize, q.narrow(0, b, 1)?);
         let band = validate::Band { offset: len as i64 - spec.dims.seqlen_q as i64, ..spec.band };
         let (out, lse) = if band.key_range(0..spec.dims.seqlen_q, len).is_empty() {
-            let dims = AttnDims { batch: 1, seqlen_k: 0, ..spec.dims };
-            empty_result(&q_b, &dims)?.expect("seqlen_k 0 gives an empty result")
+            no_keys(&q_b, &AttnDims { batch: 1, ..spec.dims })?
         } else {
             let (k_b, v_b) = (k_cache.narrow(0, b, 1)?.narrow(1, 0, len)?, v_cache.narrow(0, b, 1)?.narrow(1, 0, len)?);
             flash_attn_with_lse(&q_b, &k_b, &v_b, opts)?

@@ -78,9 +78,9 @@ pub struct FlashDecodeParams {
     pub fwd: FlashFwdParams,
     /// (batch,) u32 key counts, or null (every sequence has `fwd.seqlen_k` keys).
     pub seqlens_k: *const u32,
-    /// (num_splits, batch, heads_q, seqlen_q, head_dim) f32, used when `num_splits > 1`.
+    /// (num_splits, batch, heads_q, seqlen_q, head_dim) f32 when `num_splits > 1`, else null.
     pub o_partial: *mut f32,
-    /// (num_splits, batch, heads_q, seqlen_q) f32, used when `num_splits > 1`.
+    /// (num_splits, batch, heads_q, seqlen_q) f32 when `num_splits > 1`, else null.
     pub lse_partial: *mut f32,
     pub num_splits: i32,
     pub reserved: i32,

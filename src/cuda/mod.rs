@@ -225,24 +225,27 @@ fn launch_decode(
         None => unsafe { ffi::candle_fa2_decode_num_splits(&fwd) }.clamp(1, MAX_SPLITS as i32) as usize,
     };
     let (b, sq, hq, d) = spec.dims.out_shape();
-    let part_rows = if num_splits > 1 { num_splits * b * hq * sq } else { 1 };
-    // SAFETY: with several splits, each split's block writes every row of its part (zeros and -inf where it
-    // saw no key) before the combine kernel reads it; with one split they are not touched.
-    let mut o_partial = unsafe { dev.alloc::<f32>(part_rows * d)? };
-    let mut lse_partial = unsafe { dev.alloc::<f32>(part_rows)? };
-    let (o_partial_ptr, _o_partial_guard) = o_partial.device_ptr_mut(stream);
-    let (lse_partial_ptr, _lse_partial_guard) = lse_partial.device_ptr_mut(stream);
+    // The splits' scratch, only with several splits (one split writes O and the LSE directly). SAFETY: each
+    // split's block writes every row of its part (zeros and -inf where it saw no key) before the combine
+    // kernel reads it.
+    let mut scratch = if num_splits > 1 {
+        let rows = num_splits * b * hq * sq;
+        Some(unsafe { (dev.alloc::<f32>(rows * d)?, dev.alloc::<f32>(rows)?) })
+    } else {
+        None
+    };
+    let scratch_ptrs = scratch.as_mut().map(|(o, lse)| (o.device_ptr_mut(stream), lse.device_ptr_mut(stream)));
     let params = ffi::FlashDecodeParams {
         fwd,
         seqlens_k: seqlens_ptr.as_ref().map_or(std::ptr::null(), |(p, _)| *p as *const u32),
-        o_partial: o_partial_ptr as *mut f32,
-        lse_partial: lse_partial_ptr as *mut f32,
+        o_partial: scratch_ptrs.as_ref().map_or(std::ptr::null_mut(), |((p, _), _)| *p as *mut f32),
+        lse_partial: scratch_ptrs.as_ref().map_or(std::ptr::null_mut(), |(_, (p, _))| *p as *mut f32),
         num_splits: num_splits as i32,
         reserved: 0,
     };
     // SAFETY: as for the forward; the scratch holds num_splits x rows entries, the counts one per sequence.
     check_launch(unsafe { ffi::candle_fa2_decode(&params, stream.cu_stream() as *mut c_void) }, "decode kernel")?;
-    drop((seqlens_ptr, _o_partial_guard, _lse_partial_guard));
+    drop((seqlens_ptr, scratch_ptrs));
     Ok(())
 }
 
