@@ -1,7 +1,7 @@
 //! GPU benchmark of the op, printing one JSON line per configuration in the format of
 //! scripts/bench_torch_sdpa.py, so scripts/compare.py can put both side by side.
 //!
-//!   cargo bench --features cuda --bench gpu_attention -- [--modes fwd,fwd_bwd,decode] [--dtypes bf16,fp16]
+//!   cargo bench --features cuda --bench gpu_attention -- [--modes fwd,fwd_bwd,decode,serving] [--dtypes bf16,fp16]
 //!       [--hdims 64,128,256] [--seqlens 512,...,16384] [--causal both|yes|no] [--out FILE] [--memory]
 //!
 //! Setup of the FlashAttention papers: batch x seqlen = 16k tokens, hidden 2048 (heads = 2048 / hdim).
@@ -14,12 +14,20 @@
 //! reports GB/s of K and V read once, each call timed alone by CUDA events after the L2 cache is flushed, as
 //! scripts/bench_torch_sdpa.py does: K/V of the small rows fit the H200's 50 MB L2, and back-to-back calls
 //! would read them from there.
+//!
+//! `serving` (bf16, head_dim 128, 16 query heads; 32 sharing 8 KV heads for decode): varlen prefill of a
+//! batch against the dense batch of the same sequences (TFLOP/s over each sequence's own causal FLOPs,
+//! forward and forward + backward), and decode from a paged cache at page sizes 16 to 256 against the same
+//! cache stored contiguously (`flash_attn_kvcache`), GB/s of K/V read as `decode`.
 
 use std::io::Write;
 use std::time::Instant;
 
 use candle_core::{DType, Device, Result, Tensor};
-use candle_fa2::{flash_attn, flash_attn_backward, flash_attn_with_lse, naive, AttnOptions};
+use candle_fa2::{
+    flash_attn, flash_attn_backward, flash_attn_kvcache, flash_attn_paged, flash_attn_varlen, flash_attn_with_lse,
+    naive, AttnOptions, PagedKv,
+};
 use clap::Parser;
 
 #[derive(Parser)]
@@ -182,6 +190,126 @@ fn decode(
     Ok(())
 }
 
+/// The `serving` rows: varlen prefill against a dense batch, paged decode against a contiguous cache.
+fn serving(dev: &Device, out: &mut Option<std::fs::File>) -> Result<()> {
+    let (dtype, hdim) = (DType::BF16, 128);
+    let causal = AttnOptions::causal();
+    // Prefill: 16 query heads (hidden 2048); the same sequences dense (equal lengths only) and varlen.
+    let heads = 16;
+    let batches: [(&str, Vec<usize>); 3] = [
+        ("equal", vec![4096; 8]),
+        ("equal", vec![1024; 32]),
+        ("ragged", vec![8192, 256, 3000, 5000, 1024, 7000, 4096, 512, 3712]),
+    ];
+    for (kind, lens) in batches {
+        let total: usize = lens.iter().sum();
+        let flops: f64 = lens.iter().map(|&l| 4.0 * (heads * l * l * hdim) as f64 / 2.0).sum();
+        let max = *lens.iter().max().unwrap();
+        let cu: Vec<u32> = std::iter::once(0)
+            .chain(lens.iter().scan(0u32, |a, &l| {
+                *a += l as u32;
+                Some(*a)
+            }))
+            .collect();
+        let cu = Tensor::new(cu.as_slice(), dev)?;
+        let make = || Tensor::randn(0f32, 1.0, (total, heads, hdim), dev)?.to_dtype(dtype);
+        let (q, k, v) = (make()?, make()?, make()?);
+        let emit_row = |out: &mut Option<std::fs::File>, name: &str, mode: &str, secs: f64| {
+            let f = if mode == "fwd" { flops } else { 3.5 * flops };
+            emit(
+                out,
+                format!(
+                    r#"{{"impl": "{name}", "mode": "serving_{mode}", "batch_kind": "{kind}", "sequences": {}, "tokens": {total}, "hdim": {hdim}, "heads": {heads}, "ms": {:.4}, "tflops": {:.1}}}"#,
+                    lens.len(),
+                    secs * 1e3,
+                    f / secs / 1e12
+                ),
+            )
+        };
+        // Forward + backward through autograd for both layouts (the output's gradient is ones), so both
+        // carry the same overhead around the kernels.
+        let vars = |q: &Tensor, k: &Tensor, v: &Tensor| -> Result<[candle_core::Var; 3]> {
+            Ok([
+                candle_core::Var::from_tensor(q)?,
+                candle_core::Var::from_tensor(k)?,
+                candle_core::Var::from_tensor(v)?,
+            ])
+        };
+        let grad_of_q =
+            |out: Tensor, q: &candle_core::Var| -> Result<Tensor> { Ok(out.backward()?.get(q).expect("dq").clone()) };
+        emit_row(
+            out,
+            "candle-fa2-varlen",
+            "fwd",
+            time(dev, || flash_attn_varlen(&q, &k, &v, &cu, &cu, max, max, &causal))?,
+        );
+        let [qv, kv, vv] = vars(&q, &k, &v)?;
+        let secs = time(dev, || grad_of_q(flash_attn_varlen(&qv, &kv, &vv, &cu, &cu, max, max, &causal)?, &qv))?;
+        emit_row(out, "candle-fa2-varlen", "fwd_bwd", secs);
+        if kind == "equal" {
+            let b = lens.len();
+            let dense = |t: &Tensor| t.reshape((b, max, heads, hdim));
+            let (qd, kd, vd) = (dense(&q)?, dense(&k)?, dense(&v)?);
+            emit_row(out, "candle-fa2-dense", "fwd", time(dev, || flash_attn(&qd, &kd, &vd, &causal))?);
+            let [qv, kv, vv] = vars(&qd, &kd, &vd)?;
+            let secs = time(dev, || grad_of_q(flash_attn(&qv, &kv, &vv, &causal)?, &qv))?;
+            emit_row(out, "candle-fa2-dense", "fwd_bwd", secs);
+        }
+    }
+    // Decode: the same keys in a contiguous (batch, kvlen, heads_kv, hdim) cache and in pages (a shuffled
+    // page order, as a server's allocator leaves them).
+    let (heads_q, heads_kv) = DECODE_HEADS;
+    for (batch, kvlen) in [(16usize, 8192usize), (32, 4096), (1, 65536), (64, 2048)] {
+        let q = Tensor::randn(0f32, 1.0, (batch, 1, heads_q, hdim), dev)?.to_dtype(dtype)?;
+        let k = Tensor::randn(0f32, 1.0, (batch, kvlen, heads_kv, hdim), dev)?.to_dtype(dtype)?;
+        let v = Tensor::randn(0f32, 1.0, (batch, kvlen, heads_kv, hdim), dev)?.to_dtype(dtype)?;
+        let seqlens = Tensor::new(vec![kvlen as u32; batch].as_slice(), dev)?;
+        let bytes = 2 * k.elem_count() * dtype.size_in_bytes();
+        let emit_row = |out: &mut Option<std::fs::File>, name: &str, page: usize, ms: f64| {
+            emit(
+                out,
+                format!(
+                    r#"{{"impl": "{name}", "mode": "serving_decode", "page_size": {page}, "batch": {batch}, "kvlen": {kvlen}, "hdim": {hdim}, "heads_q": {heads_q}, "heads_kv": {heads_kv}, "ms": {ms:.4}, "GBps": {:.1}}}"#,
+                    bytes as f64 / (ms * 1e-3) / 1e9
+                ),
+            )
+        };
+        let ms = time_cold(dev, || flash_attn_kvcache(&q, &k, &v, &seqlens, &causal))?;
+        emit_row(out, "candle-fa2-contiguous", 0, ms);
+        // (page size, scattered): pages in a shuffled order, as a server's allocator leaves them; the
+        // in-order row (each sequence's pages back to back) separates the cost of the scatter from ours.
+        for (page, scattered) in [(16usize, false), (16, true), (32, true), (64, true), (128, true), (256, true)] {
+            let per_seq = kvlen / page;
+            let pages = batch * per_seq;
+            // Page i of sequence b is physical page perm(b * per_seq + i): a fixed odd stride scatters them.
+            let stride = (pages / 2 + 1) | 1;
+            let stride = if scattered && gcd(stride, pages) == 1 { stride } else { 1 };
+            let table: Vec<u32> = (0..pages).map(|i| ((i * stride) % pages) as u32).collect();
+            let block_table = Tensor::from_vec(table.clone(), (batch, per_seq), dev)?;
+            // Physical page p holds logical page table^-1(p): scatter the contiguous cache's pages there.
+            let mut inverse = vec![0u32; pages];
+            for (logical, &p) in table.iter().enumerate() {
+                inverse[p as usize] = logical as u32;
+            }
+            let inverse = Tensor::new(inverse.as_slice(), dev)?;
+            let paged = |t: &Tensor| t.reshape((pages, page, heads_kv, hdim))?.index_select(&inverse, 0);
+            let (k_pages, v_pages) = (paged(&k)?, paged(&v)?);
+            let kv = PagedKv { k_pages: &k_pages, v_pages: &v_pages, block_table: &block_table };
+            let ms = time_cold(dev, || flash_attn_paged(&q, &kv, &seqlens, &causal))?;
+            emit_row(out, if scattered { "candle-fa2-paged" } else { "candle-fa2-paged-in-order" }, page, ms);
+        }
+    }
+    Ok(())
+}
+
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
+
 fn parse_dtype(name: &str) -> DType {
     match name {
         "bf16" => DType::BF16,
@@ -258,7 +386,11 @@ fn main() -> Result<()> {
                 decode(&dev, &args.dtypes, (args.decode_bshd, args.num_splits), impl_name, &mut out)?;
                 continue;
             }
-            other => panic!("unknown mode {other}: fwd, fwd_bwd or decode"),
+            "serving" => {
+                serving(&dev, &mut out)?;
+                continue;
+            }
+            other => panic!("unknown mode {other}: fwd, fwd_bwd, decode or serving"),
         };
         for dtype_name in args.dtypes.split(',') {
             let dtype = parse_dtype(dtype_name);

@@ -1,11 +1,13 @@
 // What one backward thread block works on, shared by the mma.sync (flash_bwd_kernel.cuh) and wgmma
 // (flash_bwd_sm90.cuh) backwards. "Rows" are what the block owns (keys in a KEYS pass, queries in a
 // QUERIES pass), "columns" what streams past them, one (query head, column block) step at a time: a KEYS
-// block of a GQA/MQA KV head visits the column blocks of every query head that reads it.
+// block of a GQA/MQA KV head visits the column blocks of every query head that reads it. `bp` is the block's
+// sequence view (bwd_sequence_view below): pointers at its sequence, seqlen_q and seqlen_k its own.
 #pragma once
 #include <math.h>
 
 #include "flash_params.h"
+#include "seq_view.cuh"
 
 namespace fa2 {
 
@@ -15,7 +17,6 @@ enum class BwdPass { KEYS, KEYS_DQ, QUERIES };
 
 template <typename T, bool KEYS, int BLOCK_R, int BLOCK_C>
 struct BwdBlock {
-    int batch;
     int head_lo, heads;    // the query heads the block serves: one (QUERIES) or a KV head's group (KEYS)
     int kv_head;
     int n_rows, n_cols;    // seqlen_k, seqlen_q (KEYS) or seqlen_q, seqlen_k
@@ -26,8 +27,7 @@ struct BwdBlock {
     const T* k;            // key 0 of kv_head
     const T* v;
 
-    __device__ __forceinline__ BwdBlock(const FlashBwdParams& bp, int r_block, int head_or_kv_head, int batch_)
-        : batch(batch_) {
+    __device__ __forceinline__ BwdBlock(const FlashBwdParams& bp, int r_block, int head_or_kv_head) {
         const FlashFwdParams& p = bp.fwd;
         head_lo = KEYS ? head_or_kv_head * p.group_size : head_or_kv_head;
         heads = KEYS ? p.group_size : 1;
@@ -45,25 +45,28 @@ struct BwdBlock {
         cb_lo = c_lo / BLOCK_C;
         c_blocks = c_hi > c_lo ? (c_hi + BLOCK_C - 1) / BLOCK_C - cb_lo : 0;
         steps = c_blocks * heads;
-        k = reinterpret_cast<const T*>(p.k) + batch * p.k_batch_stride + kv_head * p.k_head_stride;
-        v = reinterpret_cast<const T*>(p.v) + batch * p.v_batch_stride + kv_head * p.v_head_stride;
+        k = reinterpret_cast<const T*>(p.k) + kv_head * p.k_head_stride;
+        v = reinterpret_cast<const T*>(p.v) + kv_head * p.v_head_stride;
     }
+
+    // A variable-length batch's grid covers its longest sequence: blocks past this one's end do nothing.
+    __device__ __forceinline__ bool past_end() const { return rows_valid <= 0; }
 
     // Step s covers query head head_of(s) and the column block starting at c0_of(s).
     __device__ __forceinline__ int head_of(int s) const { return head_lo + s / c_blocks; }
     __device__ __forceinline__ int c0_of(int s) const { return (cb_lo + s % c_blocks) * BLOCK_C; }
 
     __device__ __forceinline__ const T* q_of(const FlashBwdParams& bp, int h) const {
-        return reinterpret_cast<const T*>(bp.fwd.q) + batch * bp.fwd.q_batch_stride + h * bp.fwd.q_head_stride;
+        return reinterpret_cast<const T*>(bp.fwd.q) + h * bp.fwd.q_head_stride;
     }
     __device__ __forceinline__ const T* do_of(const FlashBwdParams& bp, int h) const {
-        return reinterpret_cast<const T*>(bp.d_o) + batch * bp.do_batch_stride + h * bp.do_head_stride;
+        return reinterpret_cast<const T*>(bp.d_o) + h * bp.do_head_stride;
     }
     __device__ __forceinline__ const float* lse_of(const FlashBwdParams& bp, int h) const {
-        return bp.fwd.lse + (int64_t(batch) * bp.fwd.heads_q + h) * bp.fwd.seqlen_q;
+        return bp.fwd.lse + h * bp.fwd.lse_head_stride;
     }
     __device__ __forceinline__ const float* delta_of(const FlashBwdParams& bp, int h) const {
-        return bp.delta + (int64_t(batch) * bp.fwd.heads_q + h) * bp.fwd.seqlen_q;
+        return bp.delta + h * bp.fwd.lse_head_stride;
     }
 
     // Whether the tile of the owned rows against the column block at c0 needs a mask: unless every (query,
@@ -84,6 +87,37 @@ struct BwdBlock {
         return key < p.seqlen_k && dist >= -p.window_left && dist <= p.window_right;
     }
 };
+
+// Sequence b's backward params: the forward's view (seq_view.cuh) and dO, dQ, dK, dV, D and the dQ
+// accumulator at the sequence's first row. Paged K/V has no backward (the host refuses it).
+template <typename T>
+__device__ __forceinline__ FlashBwdParams bwd_sequence_view(const FlashBwdParams& bp, int b) {
+    FlashBwdParams s = bp;
+    const FlashFwdParams& p = bp.fwd;
+    s.fwd = sequence_view<T>(p, b);
+    const int64_t dq_accum_row = int64_t(p.heads_q) * p.head_dim;
+    if (p.cu_seqlens_q) {
+        const int q0 = cumulative_range(p.cu_seqlens_q, b, p.total_q).x;
+        s.d_o = advance<T>(bp.d_o, q0 * bp.do_row_stride);
+        s.dq = advance<T>(bp.dq, q0 * bp.dq_row_stride);
+        s.delta = bp.delta + q0;
+        if (bp.dq_accum) s.dq_accum = bp.dq_accum + q0 * dq_accum_row;
+    } else {
+        s.d_o = advance<T>(bp.d_o, b * bp.do_batch_stride);
+        s.dq = advance<T>(bp.dq, b * bp.dq_batch_stride);
+        s.delta = bp.delta + int64_t(b) * p.heads_q * p.lse_head_stride;
+        if (bp.dq_accum) s.dq_accum = bp.dq_accum + int64_t(b) * p.seqlen_q * dq_accum_row;
+    }
+    if (p.cu_seqlens_k) {
+        const int k0 = cumulative_range(p.cu_seqlens_k, b, p.total_k).x;
+        s.dk = advance<T>(bp.dk, k0 * bp.dk_row_stride);
+        s.dv = advance<T>(bp.dv, k0 * bp.dv_row_stride);
+    } else {
+        s.dk = advance<T>(bp.dk, b * bp.dk_batch_stride);
+        s.dv = advance<T>(bp.dv, b * bp.dv_batch_stride);
+    }
+    return s;
+}
 
 // The forward's LSE of one query in base 2; a row that saw no key (LSE -inf) gets +inf, so its P is
 // exp2(x - inf) = 0 rather than NaN.

@@ -24,6 +24,8 @@ struct DecodeConfig {
     // Where the GPU has the shared memory (A100, H100, H200): 128-key tiles of 8 warps at d96/d128 (143 KB
     // at d128, one block per SM), with copies through L1: 0.94-1.01x cuDNN on the d128 rows against
     // 0.82-0.99x for Small. At d64 8 warps were slower; above d128 there is no register room for them.
+    // Three stages (213 KB) measured 15-20% slower on every d128 row, contiguous and paged alike
+    // (results/h200-2026-11-30-serving/decode-stages-variants.jsonl).
     using Large = std::conditional_t<HEAD_DIM == 96 || HEAD_DIM == 128, DecodeTraits<T, HEAD_DIM, 8, 2, true>, Small>;
 };
 

@@ -40,10 +40,11 @@ extern "C" int candle_fa2_fwd(const FlashFwdParams* params, void* stream) {
     const FlashFwdParams& p = *params;
     auto s = static_cast<cudaStream_t>(stream);
     const bool sm90a = device_runs_sm90a();
-    return dispatch_head_dim(p.head_dim, [&](auto dim) {
+    const cudaError_t err = dispatch_head_dim(p.head_dim, [&](auto dim) {
         constexpr int D = decltype(dim)::value;
         return p.is_bf16 ? fa2::run_fwd<__nv_bfloat16, D>(p, s, sm90a) : fa2::run_fwd<__half, D>(p, s, sm90a);
     });
+    return err != cudaSuccess ? err : fa2::fill_uncovered_rows(p, s);
 }
 
 extern "C" int candle_fa2_bwd(const FlashBwdParams* params, void* stream) {
@@ -60,10 +61,11 @@ extern "C" int candle_fa2_decode(const FlashDecodeParams* params, void* stream) 
     const FlashDecodeParams& p = *params;
     if (p.num_splits < 1 || p.num_splits > fa2::DECODE_MAX_SPLITS) return cudaErrorInvalidValue;
     auto s = static_cast<cudaStream_t>(stream);
-    return dispatch_head_dim(p.fwd.head_dim, [&](auto dim) {
+    const cudaError_t err = dispatch_head_dim(p.fwd.head_dim, [&](auto dim) {
         constexpr int D = decltype(dim)::value;
         return p.fwd.is_bf16 ? fa2::run_decode<__nv_bfloat16, D>(p, s) : fa2::run_decode<__half, D>(p, s);
     });
+    return err != cudaSuccess ? err : fa2::fill_uncovered_rows(p.fwd, s);
 }
 
 // The split count the decode heuristic picks (kernels/flash_decode_kernel.cuh), for the caller to size the
@@ -102,6 +104,8 @@ extern "C" int candle_fa2_params_layout(int64_t* out, int n) {
         FIELD(batch), FIELD(seqlen_q), FIELD(seqlen_k), FIELD(heads_q), FIELD(heads_kv), FIELD(head_dim),
         FIELD(group_size), FIELD(window_left), FIELD(window_right),
         FIELD(softmax_scale), FIELD(scale_log2), FIELD(softcap), FIELD(transform_logits), FIELD(is_bf16),
+        FIELD(cu_seqlens_q), FIELD(cu_seqlens_k), FIELD(seqused_k), FIELD(block_table), FIELD(block_table_stride),
+        FIELD(lse_head_stride), FIELD(total_q), FIELD(total_k), FIELD(page_size), FIELD(num_pages),
         int64_t(sizeof(FlashFwdParams)),
     };
     return write_layout(layout, out, n);
@@ -125,8 +129,20 @@ extern "C" int candle_fa2_bwd_params_layout(int64_t* out, int n) {
 #define FIELD(name) int64_t(offsetof(FlashDecodeParams, name))
 extern "C" int candle_fa2_decode_params_layout(int64_t* out, int n) {
     const int64_t layout[] = {
-        FIELD(fwd), FIELD(seqlens_k), FIELD(o_partial), FIELD(lse_partial), FIELD(num_splits), FIELD(reserved),
+        FIELD(fwd), FIELD(o_partial), FIELD(lse_partial), FIELD(num_splits), FIELD(reserved),
         int64_t(sizeof(FlashDecodeParams)),
+    };
+    return write_layout(layout, out, n);
+}
+#undef FIELD
+
+#define FIELD(name) int64_t(offsetof(CacheWriteParams, name))
+extern "C" int candle_fa2_cache_write_params_layout(int64_t* out, int n) {
+    const int64_t layout[] = {
+        FIELD(src), FIELD(cache), FIELD(slots), FIELD(src_row_stride), FIELD(src_head_stride),
+        FIELD(cache_page_stride), FIELD(cache_row_stride), FIELD(cache_head_stride), FIELD(tokens), FIELD(heads),
+        FIELD(row_bytes), FIELD(page_size), FIELD(num_pages), FIELD(reserved),
+        int64_t(sizeof(CacheWriteParams)),
     };
     return write_layout(layout, out, n);
 }

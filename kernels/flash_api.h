@@ -1,5 +1,5 @@
 // Host entry points of the kernels, one per (dtype, instantiated head_dim); defined in fwd_hdim*.cu,
-// bwd_hdim*.cu and decode_hdim*.cu.
+// bwd_hdim*.cu, decode_hdim*.cu and varlen_fill.cu.
 #pragma once
 #include <cuda_runtime.h>
 
@@ -16,4 +16,7 @@ template <typename T, int HEAD_DIM>
 cudaError_t run_decode(const FlashDecodeParams& p, cudaStream_t stream);
 template <typename T, int HEAD_DIM>
 int decode_num_splits(const FlashFwdParams& p);
+// Varlen calls: zeros and LSE -inf for the output rows no sequence owns (varlen_fill.cu), after the
+// attention kernels.
+cudaError_t fill_uncovered_rows(const FlashFwdParams& p, cudaStream_t stream);
 }

@@ -82,10 +82,12 @@ __global__ void bwd_delta_kernel(const FlashBwdParams bp) {
     const int64_t w = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / ROW_LANES;
     const int lane = threadIdx.x % ROW_LANES;
     // No early return: every lane of the warp takes part in the shuffles below.
-    const bool valid = w < int64_t(p.batch) * p.seqlen_q * p.heads_q;
+    // A variable-length batch is one batch of total_q rows here: D is per row, whatever its sequence.
+    const int rows = p.cu_seqlens_q ? p.total_q : p.seqlen_q;
+    const bool valid = w < lse_rows(p);
     const int head = int(w % p.heads_q);
-    const int row = int((w / p.heads_q) % p.seqlen_q);
-    const int batch = int(w / (int64_t(p.heads_q) * p.seqlen_q));
+    const int row = int((w / p.heads_q) % rows);
+    const int batch = int(w / (int64_t(p.heads_q) * rows));
     float acc = 0.f;
     if (valid) {
         const T* o = reinterpret_cast<const T*>(p.o) + batch * p.o_batch_stride + row * p.o_row_stride +
@@ -105,15 +107,14 @@ __global__ void bwd_delta_kernel(const FlashBwdParams bp) {
     }
 #pragma unroll
     for (int s = ROW_LANES / 2; s > 0; s /= 2) acc += __shfl_xor_sync(0xffffffff, acc, s);
-    if (valid && lane == 0) bp.delta[(int64_t(batch) * p.heads_q + head) * p.seqlen_q + row] = acc;
+    if (valid && lane == 0) bp.delta[(int64_t(batch) * p.heads_q + head) * p.lse_head_stride + row] = acc;
 }
 
 // KEYS_DQ: dQ[c0 + m, :] += sum over the block's keys of dS[m, key] K[key, :], for this warp's query
-// m-tile and column pairs; f32 atomics into bp.dq_accum (batch, seqlen_q, heads_q, head_dim).
+// m-tile and column pairs; f32 atomics into bp.dq_accum (the sequence's rows of (.., heads_q, head_dim)).
 template <typename Tr>
 __device__ __forceinline__ void add_dq_partial(const FlashBwdParams& bp, const typename Tr::T* sDs,
-                                               const typename Tr::T* sK, int batch, int head, int c0, int lane,
-                                               int warp) {
+                                               const typename Tr::T* sK, int head, int c0, int lane, int warp) {
     using T = typename Tr::T;
     const FlashFwdParams& p = bp.fwd;
     constexpr int PAIRS = Tr::DQ_PAIRS;
@@ -142,7 +143,7 @@ __device__ __forceinline__ void add_dq_partial(const FlashBwdParams& bp, const t
             mma_16816<T>(acc[i][1], a, b[2], b[3]);
         }
     }
-    float* dq = bp.dq_accum + (int64_t(batch) * p.seqlen_q * p.heads_q + head) * p.head_dim;
+    float* dq = bp.dq_accum + head * p.head_dim;
     const int64_t row_stride = int64_t(p.heads_q) * p.head_dim;
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
@@ -174,10 +175,11 @@ __global__ void bwd_dq_convert_kernel(const FlashBwdParams bp, float factor, int
 }
 
 template <typename Tr>
-__global__ void __launch_bounds__(Tr::THREADS, Tr::MIN_BLOCKS) flash_bwd_kernel(const FlashBwdParams bp) {
+__global__ void __launch_bounds__(Tr::THREADS, Tr::MIN_BLOCKS) flash_bwd_kernel(const FlashBwdParams params) {
     using T = typename Tr::T;
     constexpr bool KEYS = Tr::OWNS_KEYS, DQ_ATOMIC = Tr::PASS == BwdPass::KEYS_DQ;
     constexpr int MT = Tr::M_TILES, CT = Tr::C_TILES, OT = Tr::O_TILES;
+    const FlashBwdParams bp = bwd_sequence_view<T>(params, blockIdx.z);
     const FlashFwdParams& p = bp.fwd;
     extern __shared__ __align__(16) unsigned char smem[];
     T* sX1 = reinterpret_cast<T*>(smem);          // rows: K (KEYS) or Q, A operand of S
@@ -196,8 +198,9 @@ __global__ void __launch_bounds__(Tr::THREADS, Tr::MIN_BLOCKS) flash_bwd_kernel(
     // KEYS runs the heaviest blocks first by launch order (low keys see the most queries when causal);
     // QUERIES reverses it, as the forward.
     const BwdBlock<T, KEYS, Tr::BLOCK_R, Tr::BLOCK_C> blk(bp, KEYS ? blockIdx.x : gridDim.x - 1 - blockIdx.x,
-                                                          blockIdx.y, blockIdx.z);
-    const int batch = blk.batch, head_lo = blk.head_lo, r0 = blk.r0, n_cols = blk.n_cols;
+                                                          blockIdx.y);
+    if (blk.past_end()) return;
+    const int head_lo = blk.head_lo, r0 = blk.r0, n_cols = blk.n_cols;
 
     const TileLoader<Tr> loader(p.head_dim);
     if (KEYS) {
@@ -381,7 +384,7 @@ __global__ void __launch_bounds__(Tr::THREADS, Tr::MIN_BLOCKS) flash_bwd_kernel(
                                 pack2<T>(c2[mt][ct][2 * h], c2[mt][ct][2 * h + 1]);
                     }
             __syncthreads();
-            add_dq_partial<Tr>(bp, sDs, sX1, batch, head, c0, lane, warp);
+            add_dq_partial<Tr>(bp, sDs, sX1, head, c0, lane, warp);
         }
 
         // KEYS: dV += Pᵀ dO and dK += dSᵀ Q; QUERIES: dQ += dS K. The C tiles of n-tiles 2kk, 2kk+1 are the
@@ -430,9 +433,9 @@ __global__ void __launch_bounds__(Tr::THREADS, Tr::MIN_BLOCKS) flash_bwd_kernel(
 
     // ---- Epilogue: the scale (plain path) and the owned rows out. --------------------------------------
     const float ds_factor = p.transform_logits ? 1.f : p.softmax_scale;
-    auto store = [&](const float (&acc)[MT][OT][4], float factor, void* base, int64_t batch_stride, int64_t row_stride,
-                     int64_t head_stride, int head) {
-        T* out = reinterpret_cast<T*>(base) + batch * batch_stride + head * head_stride;
+    auto store = [&](const float (&acc)[MT][OT][4], float factor, void* base, int64_t row_stride, int64_t head_stride,
+                     int head) {
+        T* out = reinterpret_cast<T*>(base) + head * head_stride;
 #pragma unroll
         for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
@@ -449,10 +452,10 @@ __global__ void __launch_bounds__(Tr::THREADS, Tr::MIN_BLOCKS) flash_bwd_kernel(
             }
     };
     if (KEYS) {
-        store(acc1, 1.f, bp.dv, bp.dv_batch_stride, bp.dv_row_stride, bp.dv_head_stride, blk.kv_head);
-        store(acc2, ds_factor, bp.dk, bp.dk_batch_stride, bp.dk_row_stride, bp.dk_head_stride, blk.kv_head);
+        store(acc1, 1.f, bp.dv, bp.dv_row_stride, bp.dv_head_stride, blk.kv_head);
+        store(acc2, ds_factor, bp.dk, bp.dk_row_stride, bp.dk_head_stride, blk.kv_head);
     } else {
-        store(acc1, ds_factor, bp.dq, bp.dq_batch_stride, bp.dq_row_stride, bp.dq_head_stride, head_lo);
+        store(acc1, ds_factor, bp.dq, bp.dq_row_stride, bp.dq_head_stride, head_lo);
     }
 }
 
@@ -474,7 +477,7 @@ cudaError_t launch_bwd_pass(const FlashBwdParams& bp, cudaStream_t stream) {
 template <typename T>
 cudaError_t launch_bwd_delta(const FlashBwdParams& bp, cudaStream_t stream) {
     const FlashFwdParams& p = bp.fwd;
-    const int64_t rows = int64_t(p.batch) * p.seqlen_q * p.heads_q;
+    const int64_t rows = lse_rows(p);
     constexpr int THREADS = 256;
     auto launch = [&](auto kernel, int row_lanes) {
         kernel<<<unsigned((rows * row_lanes + THREADS - 1) / THREADS), THREADS, 0, stream>>>(bp);
@@ -492,7 +495,7 @@ cudaError_t launch_bwd_delta(const FlashBwdParams& bp, cudaStream_t stream) {
 template <typename T, typename Config>
 cudaError_t launch_bwd(const FlashBwdParams& bp, cudaStream_t stream) {
     const FlashFwdParams& p = bp.fwd;
-    const int64_t rows = int64_t(p.batch) * p.seqlen_q * p.heads_q;
+    const int64_t rows = lse_rows(p);
     cudaError_t err = launch_bwd_delta<T>(bp, stream);
     if (err != cudaSuccess) return err;
     if (!bp.dq_atomics) {

@@ -56,11 +56,12 @@ struct Sm90BwdTraits {
 };
 
 template <typename Tr>
-__global__ void __launch_bounds__(Tr::THREADS, Tr::MIN_BLOCKS) flash_bwd_sm90_kernel(const FlashBwdParams bp) {
+__global__ void __launch_bounds__(Tr::THREADS, Tr::MIN_BLOCKS) flash_bwd_sm90_kernel(const FlashBwdParams params) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
     using T = typename Tr::T;
     constexpr bool KEYS = Tr::KEYS;
     constexpr int CT = Tr::BLOCK_C / 8, KC = Tr::BLOCK_C / 16, D = Tr::HEAD_DIM;
+    const FlashBwdParams bp = bwd_sequence_view<T>(params, blockIdx.z);
     const FlashFwdParams& p = bp.fwd;
     extern __shared__ __align__(1024) unsigned char bwd_sm90_smem[];
     const uint32_t smem_raw = smem_addr(bwd_sm90_smem);
@@ -74,7 +75,8 @@ __global__ void __launch_bounds__(Tr::THREADS, Tr::MIN_BLOCKS) flash_bwd_sm90_ke
     // KEYS runs the heaviest blocks first (low keys see the most queries when causal); QUERIES the last
     // query blocks first, as the forward.
     const BwdBlock<T, KEYS, Tr::BLOCK_R, Tr::BLOCK_C> blk(bp, KEYS ? blockIdx.x : gridDim.x - 1 - blockIdx.x,
-                                                          blockIdx.y, blockIdx.z);
+                                                          blockIdx.y);
+    if (blk.past_end()) return;
     const int wg = threadIdx.x / 128, warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32;
     // This thread's rows: half h of its warp's 16-row slice of its warpgroup's 64.
     auto row_of = [&](int h) { return blk.r0 + wg * 64 + warp * 16 + lane / 4 + h * 8; };
@@ -237,9 +239,9 @@ __global__ void __launch_bounds__(Tr::THREADS, Tr::MIN_BLOCKS) flash_bwd_sm90_ke
     cp_async_wait<0>();
 
     // Epilogue: the owned rows out; dK and dQ get the scale (dz/ds).
-    auto store = [&](const float (&acc)[D / 2], float factor, void* base, int64_t batch_stride, int64_t row_stride,
-                     int64_t head_stride, int head) {
-        T* out = reinterpret_cast<T*>(base) + blk.batch * batch_stride + head * head_stride;
+    auto store = [&](const float (&acc)[D / 2], float factor, void* base, int64_t row_stride, int64_t head_stride,
+                     int head) {
+        T* out = reinterpret_cast<T*>(base) + head * head_stride;
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
             const int row = row_of(h);
@@ -247,10 +249,10 @@ __global__ void __launch_bounds__(Tr::THREADS, Tr::MIN_BLOCKS) flash_bwd_sm90_ke
         }
     };
     if (KEYS) {
-        store(acc1, 1.f, bp.dv, bp.dv_batch_stride, bp.dv_row_stride, bp.dv_head_stride, blk.kv_head);
-        store(acc2, p.softmax_scale, bp.dk, bp.dk_batch_stride, bp.dk_row_stride, bp.dk_head_stride, blk.kv_head);
+        store(acc1, 1.f, bp.dv, bp.dv_row_stride, bp.dv_head_stride, blk.kv_head);
+        store(acc2, p.softmax_scale, bp.dk, bp.dk_row_stride, bp.dk_head_stride, blk.kv_head);
     } else {
-        store(acc1, p.softmax_scale, bp.dq, bp.dq_batch_stride, bp.dq_row_stride, bp.dq_head_stride, blk.head_lo);
+        store(acc1, p.softmax_scale, bp.dq, bp.dq_row_stride, bp.dq_head_stride, blk.head_lo);
     }
 #elif defined(__CUDA_ARCH__)
     __trap();  // built without sm_90a: only launched on a device that runs sm_90a code

@@ -14,8 +14,9 @@
 //   barrier in the loop but the one that hands a pipeline stage back to the loader.
 // - K/V tiles stream through STAGES shared-memory stages by cp.async, STAGES - 1 tiles in flight while a
 //   tile is computed on.
-// - Per-sequence key counts (`seqlens_k`, read on the device) give each sequence its own length and its own
-//   bottom-right diagonal: sequences of different fill decode in one launch, with no host read-back.
+// - Each block works on its sequence's view (seq_view.cuh): per-sequence key counts, variable-length query
+//   rows and paged K/V are all read on the device, so sequences of different fill decode in one launch,
+//   with no host read-back, each with its own bottom-right diagonal.
 // Logits are always formed explicitly (scale, softcap, ALiBi, mask): the kernel is memory-bound, the few
 // extra instructions are free, and one kernel serves every option.
 #pragma once
@@ -26,6 +27,7 @@
 
 #include "flash_params.h"
 #include "ptx.cuh"
+#include "seq_view.cuh"
 #include "tile_loader.cuh"
 
 namespace fa2 {
@@ -60,30 +62,26 @@ struct DecodeTraits {
 };
 
 // Where one block's rows and keys are: packed rows [r0, r0 + 16) of one KV head and the key tiles of one
-// split, for this sequence's key count.
+// split, in its sequence's view `p` (seq_view.cuh: that sequence's query rows and key count).
 struct DecodeBlock {
-    int kv_head, batch, split;
+    int kv_head, split;
     int r0, packed_rows;     // first packed row; group_size * seqlen_q
-    int seqlen_k, offset;    // this sequence's keys; seqlen_k - seqlen_q (bottom-right diagonal)
+    int offset;              // seqlen_k - seqlen_q (bottom-right diagonal)
     int key_lo, key_hi;      // keys [key_lo, key_hi) hold every key a row of the block sees
     int tile_begin, tiles;   // this split's tiles, BLOCK_N keys each from key_lo
 
-    __device__ __forceinline__ DecodeBlock(const FlashDecodeParams& dp, int row_blocks, int block_n) {
-        const FlashFwdParams& p = dp.fwd;
+    __device__ __forceinline__ DecodeBlock(const FlashFwdParams& p, int num_splits, int row_blocks, int block_n) {
         split = blockIdx.x / row_blocks;
         r0 = (blockIdx.x % row_blocks) * 16;
         kv_head = blockIdx.y;
-        batch = blockIdx.z;
         packed_rows = p.seqlen_q * p.group_size;
-        // A count above the cache is clamped to it, so no key outside K/V is ever read (the host checks
-        // what it can; on the device nothing else can stop a bad value).
-        seqlen_k = dp.seqlens_k ? int(min(dp.seqlens_k[batch], uint32_t(p.seqlen_k))) : p.seqlen_k;
+        const int seqlen_k = p.seqlen_k;
         offset = seqlen_k - p.seqlen_q;
         const int i_lo = r0 / p.group_size, i_hi = (min(r0 + 16, packed_rows) - 1) / p.group_size;
         key_lo = max(0, i_lo + offset - p.window_left);
         key_hi = min(seqlen_k, i_hi + offset + p.window_right + 1);
         const int n_tiles = key_hi > key_lo ? (key_hi - key_lo + block_n - 1) / block_n : 0;
-        const int per_split = (n_tiles + dp.num_splits - 1) / dp.num_splits;
+        const int per_split = (n_tiles + num_splits - 1) / num_splits;
         tile_begin = split * per_split;
         tiles = max(0, min(n_tiles, tile_begin + per_split) - tile_begin);
     }
@@ -93,19 +91,24 @@ struct DecodeBlock {
     __device__ __forceinline__ int head(const FlashFwdParams& p, int r) const {
         return kv_head * p.group_size + r % p.group_size;
     }
+
+    // A variable-length batch's grid covers its longest sequence: row blocks past this one's do nothing.
+    __device__ __forceinline__ bool past_end() const { return r0 >= packed_rows; }
 };
 
 template <typename Tr>
 __global__ void __launch_bounds__(Tr::THREADS) flash_decode_kernel(const FlashDecodeParams dp) {
     using T = typename Tr::T;
     constexpr int DT = Tr::D_TILES;
-    const FlashFwdParams& p = dp.fwd;
+    const FlashFwdParams p = sequence_view<T>(dp.fwd, blockIdx.z);
     extern __shared__ __align__(16) unsigned char smem[];
     T* sQ = reinterpret_cast<T*>(smem);
     T* sKV = sQ + Tr::SMEM_Q;  // stage s: K tile at 2 s, V tile at 2 s + 1 (units of SMEM_KV)
 
-    const int row_blocks = (p.seqlen_q * p.group_size + Tr::BLOCK_M - 1) / Tr::BLOCK_M;
-    const DecodeBlock blk(dp, row_blocks, Tr::BLOCK_N);
+    // Row blocks of the longest sequence (the grid's), then this sequence's.
+    const int row_blocks = (dp.fwd.seqlen_q * p.group_size + Tr::BLOCK_M - 1) / Tr::BLOCK_M;
+    const DecodeBlock blk(p, dp.num_splits, row_blocks, Tr::BLOCK_N);
+    if (blk.past_end()) return;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
 
     // ---- Prologue: Q (rows gathered from their heads), then the first STAGES - 1 K/V tiles. ------------
@@ -115,29 +118,47 @@ __global__ void __launch_bounds__(Tr::THREADS) flash_decode_kernel(const FlashDe
             const int rr = c / CHUNKS, col = (c % CHUNKS) * 8, r = blk.r0 + rr;
             const bool valid = r < blk.packed_rows && col < p.head_dim;
             const T* src = reinterpret_cast<const T*>(p.q);
-            if (valid)
-                src += blk.batch * p.q_batch_stride + int64_t(blk.query_row(p, r)) * p.q_row_stride +
-                       blk.head(p, r) * p.q_head_stride + col;
+            if (valid) src += int64_t(blk.query_row(p, r)) * p.q_row_stride + blk.head(p, r) * p.q_head_stride + col;
             cp_async_16(sQ + rr * Tr::PITCH + col, src, valid);
         }
     }
     const TileLoader<Tr> loader(p.head_dim);
-    const T* k_base = reinterpret_cast<const T*>(p.k) + blk.batch * p.k_batch_stride + blk.kv_head * p.k_head_stride;
-    const T* v_base = reinterpret_cast<const T*>(p.v) + blk.batch * p.v_batch_stride + blk.kv_head * p.v_head_stride;
+    const KvRows<T> k_rows = key_rows<T>(p, blk.kv_head), v_rows = value_rows<T>(p, blk.kv_head);
+    auto tile_n0 = [&](int t) { return blk.key_lo + (blk.tile_begin + t) * Tr::BLOCK_N; };
+    // Paged: the next tile's block-table entries are read a tile ahead (TileLoader::pages) and turned into
+    // cache slots at the end of the iteration, after the products: by then the reads have landed, and the
+    // copies at the top of the next iteration cost one multiply-add per row. With two stages a copy is
+    // issued only once the previous tile has landed, so any work before it leaves memory idle.
+    constexpr int RPT = Tr::BLOCK_N / TileLoader<Tr>::ROWS_PER_PASS;
+    uint32_t next_pages[RPT];
+    int next_slots[RPT];
+    auto look_up = [&](int t) {
+        if (k_rows.pages && t < blk.tiles) loader.template pages<Tr::BLOCK_N>(k_rows, tile_n0(t), blk.key_hi - tile_n0(t), next_pages);
+    };
+    auto to_slots = [&](int t) {
+        if (k_rows.pages && t < blk.tiles) loader.template to_slots<Tr::BLOCK_N>(k_rows, tile_n0(t), next_pages, next_slots);
+    };
     auto load_tile = [&](int t) {
-        const int n0 = blk.key_lo + (blk.tile_begin + t) * Tr::BLOCK_N;
+        const int n0 = tile_n0(t);
         T* sK = sKV + (2 * (t % Tr::STAGES)) * Tr::SMEM_KV;
-        // Keys past key_hi are no row's: zero-filled, not read (and masked below).
-        loader.template load<Tr::BLOCK_N, Tr::VIA_L1>(sK, k_base + int64_t(n0) * p.k_row_stride, p.k_row_stride,
-                                                      blk.key_hi - n0);
-        loader.template load<Tr::BLOCK_N, Tr::VIA_L1>(sK + Tr::SMEM_KV, v_base + int64_t(n0) * p.v_row_stride,
-                                                      p.v_row_stride, blk.key_hi - n0);
+        if (k_rows.pages) {
+            loader.template load_slots<Tr::BLOCK_N, Tr::VIA_L1>(sK, k_rows, next_slots);
+            loader.template load_slots<Tr::BLOCK_N, Tr::VIA_L1>(sK + Tr::SMEM_KV, v_rows, next_slots);
+        } else {
+            // Keys past key_hi are no row's: zero-filled, not read (and masked below).
+            loader.template load<Tr::BLOCK_N, Tr::VIA_L1>(sK, k_rows, n0, blk.key_hi - n0);
+            loader.template load<Tr::BLOCK_N, Tr::VIA_L1>(sK + Tr::SMEM_KV, v_rows, n0, blk.key_hi - n0);
+        }
     };
 #pragma unroll
     for (int t = 0; t < Tr::STAGES - 1; ++t) {
+        look_up(t);
+        to_slots(t);
         if (t < blk.tiles) load_tile(t);
         cp_async_commit();  // one group per tile, empty ones included, so wait counts stay uniform
     }
+    look_up(Tr::STAGES - 1);
+    to_slots(Tr::STAGES - 1);
 
     // This thread's two rows (the C fragment holds rows lane / 4 and lane / 4 + 8): query row and slope.
     int row_i[2];
@@ -162,6 +183,7 @@ __global__ void __launch_bounds__(Tr::THREADS) flash_decode_kernel(const FlashDe
         __syncthreads();                  // ... for every thread; every warp is done with tile t - 1's stage
         if (t + Tr::STAGES - 1 < blk.tiles) load_tile(t + Tr::STAGES - 1);  // into tile t - 1's stage
         cp_async_commit();
+        look_up(t + Tr::STAGES);
 
         const T* sK = sKV + (2 * (t % Tr::STAGES)) * Tr::SMEM_KV;
         const T* sV = sK + Tr::SMEM_KV;
@@ -228,6 +250,7 @@ __global__ void __launch_bounds__(Tr::THREADS) flash_decode_kernel(const FlashDe
             mma_16816<T>(o_acc[2 * dp], a, b[0], b[1]);
             mma_16816<T>(o_acc[2 * dp + 1], a, b[2], b[3]);
         }
+        to_slots(t + Tr::STAGES);  // the entries read at the top of this iteration
     }
 
     // ---- Merge the warps through shared memory (the K/V stages are free once every copy landed). -------
@@ -250,7 +273,8 @@ __global__ void __launch_bounds__(Tr::THREADS) flash_decode_kernel(const FlashDe
 
     // ---- Epilogue: each thread a pair of columns of a row; O and LSE of the block (or of its split). ----
     const bool partial = dp.num_splits > 1;
-    const int rows_total = p.batch * p.heads_q * p.seqlen_q;
+    const int64_t rows_total = lse_rows(dp.fwd);
+    const int64_t lse_base = p.lse - dp.fwd.lse;  // this sequence's first LSE row
     for (int idx = threadIdx.x; idx < Tr::BLOCK_M * (Tr::HEAD_DIM / 2); idx += Tr::THREADS) {
         const int rr = idx / (Tr::HEAD_DIM / 2), col = (idx % (Tr::HEAD_DIM / 2)) * 2, r = blk.r0 + rr;
         if (r >= blk.packed_rows || col >= p.head_dim) continue;
@@ -269,14 +293,13 @@ __global__ void __launch_bounds__(Tr::THREADS) flash_decode_kernel(const FlashDe
         const float inv = sum > 0.f ? 1.f / sum : 0.f;
         const float lse = sum > 0.f ? (m + log2f(sum)) * float(M_LN2) : -INFINITY;
         const int i = blk.query_row(p, r), head = blk.head(p, r);
-        const int64_t lse_row = (int64_t(blk.batch) * p.heads_q + head) * p.seqlen_q + i;
+        const int64_t lse_row = head * p.lse_head_stride + i;  // in this sequence's view
         if (partial) {
-            const int64_t part_row = int64_t(blk.split) * rows_total + lse_row;
+            const int64_t part_row = blk.split * rows_total + lse_base + lse_row;
             *reinterpret_cast<float2*>(dp.o_partial + part_row * p.head_dim + col) = make_float2(o0 * inv, o1 * inv);
             if (col == 0) dp.lse_partial[part_row] = lse;
         } else {
-            T* o = reinterpret_cast<T*>(p.o) + blk.batch * p.o_batch_stride + int64_t(i) * p.o_row_stride +
-                   head * p.o_head_stride;
+            T* o = reinterpret_cast<T*>(p.o) + int64_t(i) * p.o_row_stride + head * p.o_head_stride;
             *reinterpret_cast<uint32_t*>(o + col) = pack2<T>(o0 * inv, o1 * inv);
             if (col == 0) p.lse[lse_row] = lse;
         }
@@ -296,8 +319,8 @@ __global__ void __launch_bounds__(THREADS) decode_combine_kernel(const FlashDeco
     __shared__ float weights[DECODE_MAX_SPLITS];
     __shared__ float reduce[THREADS / 32];
     __shared__ float4 partial_sums[THREADS];
-    const int rows_total = p.batch * p.heads_q * p.seqlen_q;
-    const int row = blockIdx.x;  // (batch, head, query row): the LSE's layout
+    const int64_t rows_total = lse_rows(p);
+    const int row = blockIdx.x;  // (batch, head, query row) or (head, query row of all sequences): the LSE's
     const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, splits = dp.num_splits;
 
     // LSE over the splits: block max, then block sum of exp(LSE_s - max).
@@ -345,7 +368,9 @@ __global__ void __launch_bounds__(THREADS) decode_combine_kernel(const FlashDeco
             const float4 other = partial_sums[g * quads + tid];
             acc.x += other.x, acc.y += other.y, acc.z += other.z, acc.w += other.w;
         }
-        const int i = row % p.seqlen_q, head = (row / p.seqlen_q) % p.heads_q, batch = row / (p.seqlen_q * p.heads_q);
+        // Varlen: the LSE is (heads_q, total_q) and o (total_q, heads_q, head_dim), a batch of one.
+        const int rows = p.cu_seqlens_q ? p.total_q : p.seqlen_q;
+        const int i = row % rows, head = (row / rows) % p.heads_q, batch = row / (rows * p.heads_q);
         T* o = reinterpret_cast<T*>(p.o) + batch * p.o_batch_stride + int64_t(i) * p.o_row_stride +
                head * p.o_head_stride + col;
         *reinterpret_cast<uint2*>(o) = make_uint2(pack2<T>(acc.x, acc.y), pack2<T>(acc.z, acc.w));
@@ -429,8 +454,7 @@ struct DecodeLaunch {
         flash_decode_kernel<Tr><<<grid, Tr::THREADS, Tr::SMEM_BYTES, stream>>>(dp);
         err = cudaGetLastError();
         if (err != cudaSuccess || dp.num_splits == 1) return err;
-        const int rows = p.batch * p.heads_q * p.seqlen_q;
-        decode_combine_kernel<typename Tr::T, 128><<<rows, 128, 0, stream>>>(dp);
+        decode_combine_kernel<typename Tr::T, 128><<<unsigned(lse_rows(p)), 128, 0, stream>>>(dp);
         return cudaGetLastError();
     }
 };

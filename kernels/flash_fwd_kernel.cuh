@@ -46,7 +46,7 @@ struct FwdTraits {
 // runtime branch: the branch's live values cost the plain kernel registers (spills at d64-d128) and up to
 // 5-8% at short sequences (BENCHMARKS.md, v6).
 template <typename Tr, bool TRANSFORM>
-__global__ void __launch_bounds__(Tr::THREADS, Tr::MIN_BLOCKS) flash_fwd_kernel(const FlashFwdParams p) {
+__global__ void __launch_bounds__(Tr::THREADS, Tr::MIN_BLOCKS) flash_fwd_kernel(const FlashFwdParams params) {
     using T = typename Tr::T;
     constexpr int MT = Tr::M_TILES, NT = Tr::N_TILES, DT = Tr::D_TILES;
     extern __shared__ __align__(16) unsigned char smem[];
@@ -56,9 +56,11 @@ __global__ void __launch_bounds__(Tr::THREADS, Tr::MIN_BLOCKS) flash_fwd_kernel(
 
     // Causal blocks with many keys start first: the tail of the grid is then short blocks (load balance).
     const int m_block = gridDim.x - 1 - blockIdx.x;
-    const int head = blockIdx.y, batch = blockIdx.z;
+    const int head = blockIdx.y;
+    const FlashFwdParams p = sequence_view<T>(params, blockIdx.z);
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    const FwdBlock<T, Tr::BLOCK_M, Tr::BLOCK_N> blk(p, m_block, head, batch);
+    const FwdBlock<T, Tr::BLOCK_M, Tr::BLOCK_N> blk(p, m_block, head);
+    if (blk.past_end()) return;
     // This thread's rows: m-tile mt, half h (the C fragment holds rows lane/4 and lane/4 + 8).
     auto row_of = [&](int mt, int h) { return blk.m0 + (warp * MT + mt) * 16 + lane / 4 + h * 8; };
 
@@ -73,7 +75,7 @@ __global__ void __launch_bounds__(Tr::THREADS, Tr::MIN_BLOCKS) flash_fwd_kernel(
     loader.template load<Tr::BLOCK_M>(sQ, blk.q, p.q_row_stride, blk.rows_valid);
     {
         const int n0 = (n_block_max - 1) * Tr::BLOCK_N;
-        loader.template load<Tr::BLOCK_N>(sK, blk.k + int64_t(n0) * p.k_row_stride, p.k_row_stride, p.seqlen_k - n0);
+        loader.template load<Tr::BLOCK_N>(sK, blk.k, n0, p.seqlen_k - n0);
     }
     cp_async_commit();
 
@@ -99,7 +101,7 @@ __global__ void __launch_bounds__(Tr::THREADS, Tr::MIN_BLOCKS) flash_fwd_kernel(
         const int n0 = n_block * Tr::BLOCK_N;
         cp_async_wait<0>();  // K[n] (and Q) landed
         __syncthreads();     // ... for every thread, and every warp is done reading V[n+1]
-        loader.template load<Tr::BLOCK_N>(sV, blk.v + int64_t(n0) * p.v_row_stride, p.v_row_stride, p.seqlen_k - n0);
+        loader.template load<Tr::BLOCK_N>(sV, blk.v, n0, p.seqlen_k - n0);
         cp_async_commit();
 
         // S = Q K^T.
@@ -159,8 +161,7 @@ __global__ void __launch_bounds__(Tr::THREADS, Tr::MIN_BLOCKS) flash_fwd_kernel(
         __syncthreads();     // ... for every thread, and every warp is done reading K[n]
         if (n_block > n_block_min) {
             const int n_prev = n0 - Tr::BLOCK_N;
-            loader.template load<Tr::BLOCK_N>(sK, blk.k + int64_t(n_prev) * p.k_row_stride, p.k_row_stride,
-                                              p.seqlen_k - n_prev);
+            loader.template load<Tr::BLOCK_N>(sK, blk.k, n_prev, p.seqlen_k - n_prev);
             cp_async_commit();
         }
 

@@ -44,7 +44,7 @@ struct Sm90Traits {
 // The plain path only (no softcap, ALiBi or scale <= 0: those run on flash_fwd_kernel's transformed
 // kernel). Masks (causal, windows, partial blocks) are applied here.
 template <typename Tr>
-__global__ void __launch_bounds__(Tr::THREADS, 1) flash_fwd_sm90_kernel(const FlashFwdParams p) {
+__global__ void __launch_bounds__(Tr::THREADS, 1) flash_fwd_sm90_kernel(const FlashFwdParams params) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
     using T = typename Tr::T;
     constexpr int NT = Tr::BLOCK_N / 8, DT = Tr::HEAD_DIM / 8;
@@ -55,9 +55,11 @@ __global__ void __launch_bounds__(Tr::THREADS, 1) flash_fwd_sm90_kernel(const Fl
 
     // Causal blocks with many keys start first (load balance), as in flash_fwd_kernel.
     const int m_block = gridDim.x - 1 - blockIdx.x;
-    const int head = blockIdx.y, batch = blockIdx.z;
+    const int head = blockIdx.y;
+    const FlashFwdParams p = sequence_view<T>(params, blockIdx.z);
     const int wg = threadIdx.x / 128, warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32;
-    const FwdBlock<T, Tr::BLOCK_M, Tr::BLOCK_N> blk(p, m_block, head, batch);
+    const FwdBlock<T, Tr::BLOCK_M, Tr::BLOCK_N> blk(p, m_block, head);
+    if (blk.past_end()) return;
     // This thread's rows: half h of its warp's 16 rows of its warpgroup's 64 (wgmma's accumulator layout is
     // mma.sync's C fragment, one 16-row slice per warp).
     auto row_of = [&](int h) { return blk.m0 + wg * 64 + warp * 16 + lane / 4 + h * 8; };
@@ -71,13 +73,11 @@ __global__ void __launch_bounds__(Tr::THREADS, 1) flash_fwd_sm90_kernel(const Fl
     const SwizzledTileLoader<Tr> loader(p.head_dim);
     auto load_k = [&](int buf, int n_block) {
         const int n0 = n_block * Tr::BLOCK_N;
-        loader.template load<Tr::BLOCK_N>(smem_k(buf), blk.k + int64_t(n0) * p.k_row_stride, p.k_row_stride,
-                                          p.seqlen_k - n0);
+        loader.template load<Tr::BLOCK_N>(smem_k(buf), blk.k, n0, p.seqlen_k - n0);
     };
     auto load_v = [&](int buf, int n_block) {
         const int n0 = n_block * Tr::BLOCK_N;
-        loader.template load<Tr::BLOCK_N>(smem_v(buf), blk.v + int64_t(n0) * p.v_row_stride, p.v_row_stride,
-                                          p.seqlen_k - n0);
+        loader.template load<Tr::BLOCK_N>(smem_v(buf), blk.v, n0, p.seqlen_k - n0);
     };
     const float sl2 = p.scale_log2;
     float o_acc[DT * 4];

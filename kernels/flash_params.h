@@ -37,6 +37,25 @@ struct FlashFwdParams {
     int32_t transform_logits;
     // 1: bf16, 0: f16.
     int32_t is_bf16;
+
+    // ---- Batches of sequences of different lengths, and paged K/V (kernels/seq_view.cuh) ---------------
+    // cu_seqlens_q: (batch + 1,) rising row offsets: sequence b owns rows [cu[b], cu[b+1]) of q and o, which
+    // are then (total_q, heads_q, head_dim); seqlen_q is the longest sequence. Null: seqlen_q rows each at
+    // q_batch_stride. cu_seqlens_k: the same for k and v (total_k rows), or, with block_table, only lengths.
+    const uint32_t* cu_seqlens_q;
+    const uint32_t* cu_seqlens_k;
+    // (batch,) keys of each sequence (its first seqused_k[b]), before cu_seqlens_k; null: none.
+    const uint32_t* seqused_k;
+    // Paged K/V: k, v are (num_pages, page_size, heads_kv, head_dim), their batch strides the page strides;
+    // key j of sequence b is row j % page_size of page block_table[b * block_table_stride + j / page_size].
+    // seqlen_k is then at most (block-table columns) x page_size. Null: dense K/V.
+    const uint32_t* block_table;
+    int64_t block_table_stride;
+    // LSE (and the backward's D) rows per head: seqlen_q, or total_q with cu_seqlens_q (the LSE is then
+    // (heads_q, total_q)).
+    int64_t lse_head_stride;
+    int32_t total_q, total_k;  // rows of q and of k/v with cu_seqlens_q / cu_seqlens_k (bounds, never exceeded)
+    int32_t page_size, num_pages;
 };
 
 // The backward pass: the forward's params (q, k, v, its output o and its lse, read) plus dO, the gradients
@@ -60,18 +79,29 @@ struct FlashBwdParams {
     int32_t dq_atomics;
 };
 
-// The split-KV decode (kernels/flash_decode_kernel.cuh): the forward's params plus per-sequence key counts and
-// the splits' scratch. Mirrored by `FlashDecodeParams` in src/cuda/ffi.rs.
+// The split-KV decode (kernels/flash_decode_kernel.cuh): the forward's params plus the splits' scratch.
+// Mirrored by `FlashDecodeParams` in src/cuda/ffi.rs.
 struct FlashDecodeParams {
     FlashFwdParams fwd;
-    // (batch,) u32: keys of each sequence (its first seqlens_k[b] rows of K/V; values above fwd.seqlen_k,
-    // the cache's capacity, are clamped to it); null: every sequence has fwd.seqlen_k keys.
-    const uint32_t* seqlens_k;
-    // num_splits > 1: (num_splits, batch, heads_q, seqlen_q, head_dim) and (num_splits, batch, heads_q,
-    // seqlen_q) f32, each split's normalised O and its LSE, merged by the combine kernel. Null at 1.
+    // num_splits > 1: (num_splits, LSE rows, head_dim) and (num_splits, LSE rows) f32, each split's
+    // normalised O and its LSE, merged by the combine kernel. Null at 1.
     float* o_partial;
     float* lse_partial;
     // Key ranges per block; from the heuristic of candle_fa2_decode_num_splits unless the caller forces one.
     int32_t num_splits;
     int32_t reserved;  // keeps the size a multiple of 8 on every ABI
+};
+
+// Writes new tokens' keys or values into a paged cache (kernels/cache_write.cu). Mirrored by
+// `CacheWriteParams` in src/cuda/ffi.rs. Strides in bytes: the copy does not depend on the dtype.
+struct CacheWriteParams {
+    const void* src;       // (tokens, heads, head_dim)
+    void* cache;           // (num_pages, page_size, heads, head_dim)
+    const int64_t* slots;  // (tokens,): page * page_size + row; negative: skipped
+    int64_t src_row_stride, src_head_stride;
+    int64_t cache_page_stride, cache_row_stride, cache_head_stride;
+    int32_t tokens, heads;
+    int32_t row_bytes;     // head_dim x element size, a multiple of 4 (strides too)
+    int32_t page_size, num_pages;
+    int32_t reserved;      // keeps the size a multiple of 8 on every ABI
 };

@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "ptx.cuh"
+#include "seq_view.cuh"
 
 namespace fa2 {
 
@@ -73,6 +74,20 @@ struct SwizzledTileLoader {
             cp_async_16(dst + i * ROWS_PER_PASS * SWIZZLE_ROW_BYTES, src,
                         col_valid && row0 + i * ROWS_PER_PASS < rows_valid);
             src += pass_stride;
+        }
+    }
+
+    // Keys [n0, n0 + ROWS) of a dense or paged K/V head, as TileLoader's.
+    template <int ROWS>
+    __device__ __forceinline__ void load(uint32_t smem, const KvRows<T>& src, int n0, int rows_valid) const {
+        if (!src.pages) return load<ROWS>(smem, src.base + int64_t(n0) * src.row_stride, src.row_stride, rows_valid);
+        const uint32_t dst = smem + panel * ROWS * SWIZZLE_ROW_BYTES + dst_offset;
+#pragma unroll
+        for (int i = 0; i < ROWS / ROWS_PER_PASS; ++i) {
+            const int r = row0 + i * ROWS_PER_PASS;
+            const T* row = r < rows_valid ? src.row(n0 + r) : nullptr;
+            cp_async_16(dst + i * ROWS_PER_PASS * SWIZZLE_ROW_BYTES, row ? row + col : src.base,
+                        col_valid && row != nullptr);
         }
     }
 };

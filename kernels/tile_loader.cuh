@@ -3,6 +3,7 @@
 #include <stdint.h>
 
 #include "ptx.cuh"
+#include "seq_view.cuh"
 
 namespace fa2 {
 
@@ -47,6 +48,60 @@ struct TileLoader {
                                     col_valid && row0 + i * ROWS_PER_PASS < rows_valid);
             src += pass_stride;
         }
+    }
+
+    // Keys [n0, n0 + ROWS) of a dense or paged K/V head; rows >= rows_valid and keys whose page is outside
+    // the cache are zero-filled. Dense heads take the path above; paged ones read their rows' pages first.
+    template <int ROWS, bool VIA_L1 = false>
+    __device__ __forceinline__ void load(T* smem, const KvRows<T>& src, int n0, int rows_valid) const {
+        if (!src.pages) return load<ROWS, VIA_L1>(smem, src.base + int64_t(n0) * src.row_stride, src.row_stride, rows_valid);
+        uint32_t page[ROWS / ROWS_PER_PASS];
+        pages<ROWS>(src, n0, rows_valid, page);
+        load_pages<ROWS, VIA_L1>(smem, src, n0, page);
+    }
+
+    // The block-table entries of this thread's rows of keys [n0, n0 + ROWS) of a paged head (UINT32_MAX: not
+    // copied). Only the reads, apart from their use in load_pages: a pipeline reads the next tile's entries
+    // while it computes on this one, so that no copy waits for the block table.
+    template <int ROWS>
+    __device__ __forceinline__ void pages(const KvRows<T>& src, int n0, int rows_valid,
+                                          uint32_t (&page)[ROWS / ROWS_PER_PASS]) const {
+#pragma unroll
+        for (int i = 0; i < ROWS / ROWS_PER_PASS; ++i) {
+            const int r = row0 + i * ROWS_PER_PASS;
+            page[i] = in_tile && r < rows_valid ? src.pages[src.page_index(n0 + r)] : UINT32_MAX;
+        }
+    }
+
+    // The copy of keys [n0, n0 + ROWS) whose block-table entries `pages` read (K's entries serve V: the
+    // same pages).
+    template <int ROWS, bool VIA_L1 = false>
+    __device__ __forceinline__ void load_pages(T* smem, const KvRows<T>& src, int n0,
+                                               const uint32_t (&page)[ROWS / ROWS_PER_PASS]) const {
+        int slot[ROWS / ROWS_PER_PASS];
+        to_slots<ROWS>(src, n0, page, slot);
+        load_slots<ROWS, VIA_L1>(smem, src, slot);
+    }
+
+    // Block-table entries (from `pages`) -> cache slots of this thread's rows of keys [n0, n0 + ROWS); -1
+    // where nothing is copied.
+    template <int ROWS>
+    __device__ __forceinline__ void to_slots(const KvRows<T>& src, int n0, const uint32_t (&page)[ROWS / ROWS_PER_PASS],
+                                             int (&slot)[ROWS / ROWS_PER_PASS]) const {
+#pragma unroll
+        for (int i = 0; i < ROWS / ROWS_PER_PASS; ++i) slot[i] = src.slot(n0 + row0 + i * ROWS_PER_PASS, page[i]);
+    }
+
+    // The copy of the rows at `slot` of a paged head: one multiply-add per row.
+    template <int ROWS, bool VIA_L1 = false>
+    __device__ __forceinline__ void load_slots(T* smem, const KvRows<T>& src, const int (&slot)[ROWS / ROWS_PER_PASS]) const {
+        if (!in_tile) return;
+        T* dst = smem + row0 * Tr::PITCH + col;
+        const T* base = src.base + col;
+#pragma unroll
+        for (int i = 0; i < ROWS / ROWS_PER_PASS; ++i)
+            cp_async_16_via<VIA_L1>(dst + i * ROWS_PER_PASS * Tr::PITCH, base + int64_t(max(slot[i], 0)) * src.row_stride,
+                                    col_valid && slot[i] >= 0);
     }
 };
 

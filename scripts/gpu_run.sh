@@ -11,6 +11,8 @@
 #   bash .gpu/run.sh bwd OUTDIR [ARGS] the same for the backward (forward + backward TFLOP/s)
 #   bash .gpu/run.sh decode OUTDIR     the decode suite, its sanitizer run, the decode bench (ours, the prefill
 #                                      kernel on the same rows, torch SDPA), the table and plot
+#   bash .gpu/run.sh serving OUTDIR    the varlen/paged suite, every other suite, the sanitizer on all small shapes
+#   bash .gpu/run.sh serving-bench OUTDIR  varlen vs dense prefill, paged vs contiguous decode, fwd/decode vs torch
 #   bash .gpu/run.sh all OUTDIR        tests, sanitizer, our bench and torch SDPA's (forward, bf16 and fp16,
 #                                      also on the mma.sync path; forward + backward, bf16, head_dim 64 and
 #                                      128), then the comparison
@@ -134,6 +136,48 @@ case "${1:-all}" in
     done
     cat "$out/sanitizer.log"
     echo "decode tests: exit $tests, forward tests: exit $fwd, sanitizer: exit $san"
+    ;;
+  serving)
+    # Varlen, paged K/V and the cache write: their suite (twice, the second time with the shared-memory
+    # budget of 99 KB GPUs), every other suite (the kernels share the sequence view), the sanitizer on the
+    # small shapes of every suite. Each step has its own time limit and writes its log under OUTDIR.
+    out=${2:-/tmp/candle-fa2-out}; mkdir -p "$out"
+    nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader | tee "$out/gpu.txt"
+    { timeout 300 "$bins/bin/gpu_ragged" && CANDLE_FA2_MAX_SMEM=101376 timeout 200 "$bins/bin/gpu_ragged" paged; } \
+      > "$out/ragged.log" 2>&1; ragged=$?
+    tail -n 4 "$out/ragged.log"
+    tests=0
+    for t in gpu_forward gpu_backward gpu_decode candle_fa2; do
+      echo "== $t" >> "$out/tests.log"
+      timeout 300 "$bins/bin/$t" >> "$out/tests.log" 2>&1 || tests=1
+    done
+    CANDLE_FA2_NO_WGMMA=1 timeout 200 "$bins/bin/gpu_forward" >> "$out/tests.log" 2>&1 || tests=1
+    grep -E "^test result|FAILED|panicked" "$out/tests.log" | head -n 20
+    san=0
+    for s in gpu_ragged:ragged_sanitizer_shapes gpu_forward:sanitizer_shapes gpu_backward:grad_sanitizer_shapes \
+             gpu_decode:decode_sanitizer_shapes; do
+      for tool in memcheck racecheck; do
+        timeout 200 "$sanitizer" --tool "$tool" --error-exitcode 9 "$bins/bin/${s%%:*}" "${s#*:}" --test-threads=1 2>&1 |
+          tail -n 6 >> "$out/sanitizer.log"
+        [ "${PIPESTATUS[0]}" = 0 ] || san=1
+      done
+    done
+    tail -n 30 "$out/sanitizer.log"
+    echo "ragged tests: exit $ragged, other suites: exit $tests, sanitizer: exit $san"
+    ;;
+  serving-bench)
+    # Varlen against dense prefill, paged against contiguous decode (gpu_attention --modes serving), and the
+    # forward and decode rows beside torch SDPA's in the same run (the kernels changed under them too).
+    out=${2:-/tmp/candle-fa2-out}; mkdir -p "$out"
+    nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader | tee "$out/gpu.txt"
+    timeout 240 "$bins/bin/gpu_attention" --modes serving --out "$out/serving.jsonl" > /dev/null 2> "$out/bench.err"
+    timeout 150 "$bins/bin/gpu_attention" --modes fwd,decode --hdims 64,128 --seqlens 1024,4096,16384 \
+      --out "$out/bench.jsonl" > /dev/null 2>> "$out/bench.err"
+    PYTHONUNBUFFERED=1 timeout 150 python3 "$repo/scripts/bench_torch_sdpa.py" --modes fwd,decode --hdims 64,128 \
+      --seqlens 1024,4096,16384 --out "$out/bench.jsonl" > /dev/null 2>> "$out/bench.err"
+    python3 "$repo/scripts/compare.py" "$out/bench.jsonl" --markdown "$out/compare.md" > /dev/null 2>> "$out/bench.err"
+    python3 "$repo/scripts/decode_table.py" "$out/bench.jsonl" --markdown "$out/decode.md" 2>> "$out/bench.err"
+    cat "$out/serving.jsonl"; tail -n 5 "$out/bench.err"
     ;;
   all)
     out=${2:-/tmp/candle-fa2-out}; mkdir -p "$out"

@@ -10,11 +10,12 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Differences: these also run on CPU and accept f32; the varlen functions run one op per sequence (the
-//! cumulative lengths are read back to the host), and paged K/V is not provided.
+//! Differences: these also run on CPU and accept f32, and paged K/V takes any page size. The varlen
+//! functions run one launch on CUDA, as upstream, and are differentiable.
 
-use candle_core::{bail, DType, Result, Tensor};
+use candle_core::{bail, Result, Tensor};
 
+use crate::validate::{self, KeyLengths, KeysLayout};
 use crate::AttnOptions;
 
 fn options(
@@ -187,17 +188,7 @@ pub fn flash_attn_varlen_alibi_windowed_softcap(
     varlen(q, k, v, seqlens_q, seqlens_k, (max_seqlen_q, max_seqlen_k), &opts)
 }
 
-fn cumulative(name: &str, t: &Tensor, total: usize) -> Result<Vec<usize>> {
-    if t.rank() != 1 || t.dtype() != DType::U32 {
-        bail!("flash_attn_varlen: {name} must be a 1-d u32 tensor, got {:?} {:?}", t.dtype(), t.dims())
-    }
-    let offsets: Vec<usize> = t.to_vec1::<u32>()?.into_iter().map(|x| x as usize).collect();
-    if offsets.first() != Some(&0) || offsets.windows(2).any(|w| w[0] > w[1]) || offsets.last() != Some(&total) {
-        bail!("flash_attn_varlen: {name} must rise from 0 to {total}, got {offsets:?}")
-    }
-    Ok(offsets)
-}
-
+/// One launch on CUDA (no host read-back of the offsets); see [`crate::flash_attn_varlen`].
 fn varlen(
     q: &Tensor,
     k: &Tensor,
@@ -207,25 +198,46 @@ fn varlen(
     (max_seqlen_q, max_seqlen_k): (usize, usize),
     opts: &AttnOptions,
 ) -> Result<Tensor> {
-    for (name, t) in [("q", q), ("k", k), ("v", v)] {
-        if t.rank() != 3 {
-            bail!("flash_attn_varlen: {name} must have rank 3 (total, heads, head_dim), got shape {:?}", t.dims())
-        }
+    crate::flash_attn_varlen(q, k, v, seqlens_q, seqlens_k, max_seqlen_q, max_seqlen_k, opts)
+}
+
+/// Varlen queries against a paged K/V cache, with candle-flash-attn 0.11's signature: q (total_q, heads_q,
+/// head_dim); k, v (num_pages, page_block_size, heads_kv, head_dim); `seqlens_q` and `seqlens_k` cumulative
+/// u32 offsets of `batch + 1` elements (for k only the differences, the key counts, are used); `block_table`
+/// (batch, pages per sequence) u32. Page sizes are not limited to multiples of 32 here. `mm_prefix_ranges`
+/// (multimodal prefixes that bypass the mask) is not supported: passing one is an error.
+#[allow(clippy::too_many_arguments)]
+pub fn flash_attn_varlen_paged_windowed(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    seqlens_q: &Tensor,
+    seqlens_k: &Tensor,
+    block_table: &Tensor,
+    mm_prefix_ranges: Option<&Tensor>,
+    max_seqlen_q: usize,
+    max_seqlen_k: usize,
+    softmax_scale: f32,
+    window_size_left: Option<usize>,
+    window_size_right: Option<usize>,
+    page_block_size: usize,
+    softcap: Option<f32>,
+) -> Result<Tensor> {
+    if let Some(ranges) = mm_prefix_ranges {
+        bail!(
+            "flash_attn_varlen_paged_windowed: mm_prefix_ranges (shape {:?}) is not supported by candle-fa2; pass None",
+            ranges.dims()
+        )
     }
-    let cu_q = cumulative("seqlens_q", seqlens_q, q.dim(0)?)?;
-    let cu_k = cumulative("seqlens_k", seqlens_k, k.dim(0)?)?;
-    if cu_q.len() != cu_k.len() {
-        bail!("flash_attn_varlen: seqlens_q has {} entries but seqlens_k has {}", cu_q.len(), cu_k.len())
+    if k.dims().get(1) != Some(&page_block_size) {
+        bail!(
+            "flash_attn_varlen_paged_windowed: page_block_size {page_block_size} does not match k's shape {:?}",
+            k.dims()
+        )
     }
-    let mut outs = Vec::with_capacity(cu_q.len() - 1);
-    for (wq, wk) in cu_q.windows(2).zip(cu_k.windows(2)) {
-        let (lq, lk) = (wq[1] - wq[0], wk[1] - wk[0]);
-        if lq > max_seqlen_q || lk > max_seqlen_k {
-            bail!("flash_attn_varlen: a sequence of lengths ({lq}, {lk}) exceeds max ({max_seqlen_q}, {max_seqlen_k})")
-        }
-        let part = |t: &Tensor, start: usize, len: usize| t.narrow(0, start, len)?.unsqueeze(0);
-        let out = crate::flash_attn(&part(q, wq[0], lq)?, &part(k, wk[0], lk)?, &part(v, wk[0], lk)?, opts)?;
-        outs.push(out.squeeze(0)?);
-    }
-    Tensor::cat(&outs, 0)
+    let opts = options(softmax_scale, window_size_left, window_size_right, None, softcap);
+    let keys =
+        KeysLayout::Paged { block_table, lengths: KeyLengths::Cumulative(seqlens_k), max_seqlen_k: Some(max_seqlen_k) };
+    let spec = validate::validate_ragged(q, k, v, Some((seqlens_q, max_seqlen_q)), keys, &opts)?;
+    Ok(crate::ragged::run_ragged(q, k, v, spec, &opts)?.0)
 }

@@ -23,6 +23,10 @@
 //! [`flash_attn_kvcache`] takes per-sequence key counts on the device; [`merge_attn_states`] merges results
 //! over disjoint key sets.
 //!
+//! Serving: [`flash_attn_varlen`] packs sequences of different lengths in one launch (forward and
+//! backward); [`flash_attn_paged`] and [`flash_attn_varlen_paged`] read K/V from a paged cache
+//! ([`PagedKv`]), which [`write_kv_pages`] fills.
+//!
 //! Modules: [`compat`] mirrors `candle-flash-attn`'s functions; [`reference`] is the f64 oracle the tests
 //! use; [`naive`] is candle's softmax-matmul attention (what the benchmarks and examples compare against).
 
@@ -31,9 +35,11 @@ pub mod compat;
 mod cpu;
 #[cfg(feature = "cuda")]
 mod cuda;
+mod kv_pages;
 pub mod naive;
 mod op;
 mod options;
+mod ragged;
 pub mod reference;
 mod validate;
 
@@ -42,7 +48,12 @@ use std::sync::Arc;
 use candle_core::{op::BackpropOp, DType, Result, Storage, Tensor};
 
 pub use attn_impl::AttnImpl;
+pub use kv_pages::write_kv_pages;
 pub use options::AttnOptions;
+pub use ragged::{
+    flash_attn_paged, flash_attn_paged_with_lse, flash_attn_varlen, flash_attn_varlen_paged,
+    flash_attn_varlen_paged_with_lse, flash_attn_varlen_with_lse, PagedKv,
+};
 pub use validate::AttnDims;
 
 /// Exact attention `softmax(q kᵀ · scale + bias, masked) v`.
@@ -87,14 +98,14 @@ fn empty_result(q: &Tensor, dims: &AttnDims) -> Result<Option<(Tensor, Tensor)>>
 }
 
 /// Rows that see no key: zeros and LSE `-inf`.
-fn no_keys(q: &Tensor, dims: &AttnDims) -> Result<(Tensor, Tensor)> {
+pub(crate) fn no_keys(q: &Tensor, dims: &AttnDims) -> Result<(Tensor, Tensor)> {
     let out = Tensor::zeros(dims.out_shape(), q.dtype(), q.device())?;
     Ok((out, Tensor::full(f32::NEG_INFINITY, dims.lse_shape(), q.device())?))
 }
 
 /// Runs the op on a checked, non-empty call; returns the output and the LSE (kept for the backward).
-fn run_op(q: &Tensor, k: &Tensor, v: &Tensor, spec: validate::AttnSpec) -> Result<(Tensor, Tensor)> {
-    let dims = spec.dims;
+pub(crate) fn run_op(q: &Tensor, k: &Tensor, v: &Tensor, spec: validate::AttnSpec) -> Result<(Tensor, Tensor)> {
+    let lse_shape = spec.lse_shape();
     let (q, k, v) = (kernel_readable(q)?, kernel_readable(k)?, kernel_readable(v)?);
     let lse_slot = op::LseSlot::default();
     let out = q.apply_op3(&k, &v, op::FlashAttnOp { spec, lse: Arc::clone(&lse_slot) })?;
@@ -102,7 +113,7 @@ fn run_op(q: &Tensor, k: &Tensor, v: &Tensor, spec: validate::AttnSpec) -> Resul
     let Some(lse): Option<Storage> = lse else {
         candle_core::bail!("flash_attn: the op did not produce its log-sum-exp")
     };
-    let lse = Tensor::from_storage(lse, dims.lse_shape(), BackpropOp::none(), false);
+    let lse = Tensor::from_storage(lse, lse_shape, BackpropOp::none(), false);
     // The backward pass reads it from here (a fresh slot per call, so this set always succeeds).
     let _ = lse_slot.tensor.set(lse.clone());
     Ok((out, lse))
@@ -121,8 +132,8 @@ fn run_op(q: &Tensor, k: &Tensor, v: &Tensor, spec: validate::AttnSpec) -> Resul
 ///   that sees no key (a count of 0) gets zeros and LSE `-inf`.
 /// - On the CPU a count above `capacity` is an error; on CUDA, where checking it would need a read-back,
 ///   the kernel clamps it to `capacity` and never reads outside the cache.
-/// - On CUDA this always runs the split-KV decode kernel (tuned for `seqlen_q <= 16`; longer chunks are
-///   correct but slower than the prefill kernel). Inference only: the result records no gradient.
+/// - On CUDA `seqlen_q <= 16` runs the split-KV decode kernel, longer chunks the prefill kernel, both with
+///   the counts read on the device. Inference only: the result records no gradient.
 pub fn flash_attn_kvcache(
     q: &Tensor,
     k_cache: &Tensor,
@@ -156,14 +167,9 @@ pub fn flash_attn_kvcache_with_lse(
     let mut outs = Vec::with_capacity(lens.len());
     let mut lses = Vec::with_capacity(lens.len());
     for (b, &len) in lens.iter().enumerate() {
-        let (len, q_b) = (len as usize, q.narrow(0, b, 1)?);
-        let band = validate::Band { offset: len as i64 - spec.dims.seqlen_q as i64, ..spec.band };
-        let (out, lse) = if band.key_range(0..spec.dims.seqlen_q, len).is_empty() {
-            no_keys(&q_b, &AttnDims { batch: 1, ..spec.dims })?
-        } else {
-            let (k_b, v_b) = (k_cache.narrow(0, b, 1)?.narrow(1, 0, len)?, v_cache.narrow(0, b, 1)?.narrow(1, 0, len)?);
-            flash_attn_with_lse(&q_b, &k_b, &v_b, opts)?
-        };
+        let len = len as usize;
+        let (k_b, v_b) = (k_cache.narrow(0, b, 1)?.narrow(1, 0, len)?, v_cache.narrow(0, b, 1)?.narrow(1, 0, len)?);
+        let (out, lse) = ragged::attend_one(&q.narrow(0, b, 1)?, &k_b, &v_b, &spec, opts)?;
         outs.push(out.detach());
         lses.push(lse.detach());
     }

@@ -43,12 +43,12 @@ impl CustomOp3 for FlashAttnOp {
         v: &CpuStorage,
         v_l: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        if self.spec.seqlens_k.is_some() {
-            bail!("flash_attn_kvcache: per-sequence key counts reach the CPU op only through flash_attn_kvcache")
+        if self.spec.seqlens_k.is_some() || self.spec.ragged.is_some() {
+            bail!("flash_attn: per-sequence lengths and pages run on the CPU one sequence at a time, not in the op")
         }
         let (out, lse) = crate::cpu::forward(&self.spec, (q, q_l), (k, k_l), (v, v_l))?;
         self.keep_lse(Storage::Cpu(lse));
-        Ok((out, self.spec.dims.out_shape().into()))
+        Ok((out, self.spec.out_shape()))
     }
 
     #[cfg(feature = "cuda")]
@@ -63,7 +63,7 @@ impl CustomOp3 for FlashAttnOp {
     ) -> Result<(candle_core::CudaStorage, Shape)> {
         let (out, lse) = crate::cuda::forward(&self.spec, (q, q_l), (k, k_l), (v, v_l))?;
         self.keep_lse(Storage::Cuda(lse));
-        Ok((out, self.spec.dims.out_shape().into()))
+        Ok((out, self.spec.out_shape()))
     }
 
     fn bwd(
@@ -74,8 +74,11 @@ impl CustomOp3 for FlashAttnOp {
         out: &Tensor,
         grad_out: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        if self.spec.seqlens_k.is_some() {
-            bail!("flash_attn_kvcache has no backward (inference only); use flash_attn to train")
+        if self.spec.seqlens_k.is_some() || self.spec.paged().is_some() {
+            bail!(
+                "flash_attn: the KV-cache and paged calls have no backward (inference only); use flash_attn or \
+                   flash_attn_varlen to train"
+            )
         }
         let Some(lse) = self.lse.tensor.get() else {
             bail!("flash_attn backward: the forward's log-sum-exp is missing")

@@ -71,6 +71,8 @@ impl Band {
 /// A checked attention call: what the CPU path and the CUDA launcher read.
 #[derive(Debug, Clone)]
 pub struct AttnSpec {
+    /// Dense: the tensors' sizes. With [`Ragged`] rows: `batch` sequences, `seqlen_q` / `seqlen_k` the
+    /// longest (the kernels' grid), each sequence's own lengths on the device.
     pub dims: AttnDims,
     pub dtype: DType,
     pub softmax_scale: f32,
@@ -83,9 +85,58 @@ pub struct AttnSpec {
     /// Split count forced on the CUDA decode path (1..=[`MAX_SPLITS`]); `None`: the heuristic's.
     #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
     pub num_splits: Option<usize>,
-    /// [`crate::flash_attn_kvcache`]: (batch,) u32 key counts on q's device, checked by
+    /// (batch,) u32 key counts on q's device (sequence b sees its first `seqlens_k[b]` keys), checked by
     /// [`validate_seqlens_k`]; `dims.seqlen_k` is then the cache's capacity.
     pub seqlens_k: Option<Tensor>,
+    /// Variable-length rows and paged K/V; `None`: a dense batch.
+    pub ragged: Option<Ragged>,
+}
+
+/// Sequences of different lengths packed along one row dimension, and K/V in pages: the layouts a server
+/// uses. The kernels read the offsets and the block table on the device (kernels/seq_view.cuh).
+#[derive(Debug, Clone)]
+pub struct Ragged {
+    /// (batch + 1,) u32 rising offsets: q and the output are (total_q, heads_q, head_dim), sequence b their
+    /// rows `cu[b]..cu[b + 1]`; the LSE is (heads_q, total_q). `None`: q is (batch, seqlen_q, ..).
+    pub cu_seqlens_q: Option<Tensor>,
+    /// (batch + 1,) u32: k and v are (total_k, heads_kv, head_dim), sequence b their rows `cu[b]..cu[b + 1]`;
+    /// with pages, only the lengths `cu[b + 1] - cu[b]` are read.
+    pub cu_seqlens_k: Option<Tensor>,
+    /// Paged K/V: (batch, pages per sequence) u32; k and v are (num_pages, page_size, heads_kv, head_dim).
+    pub paged: Option<Paged>,
+    pub total_q: usize,
+    pub total_k: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct Paged {
+    pub block_table: Tensor,
+    pub page_size: usize,
+    pub num_pages: usize,
+}
+
+impl AttnSpec {
+    /// The output's shape: q's (dense or varlen).
+    pub fn out_shape(&self) -> candle_core::Shape {
+        let d = self.dims;
+        match self.ragged.as_ref().filter(|r| r.cu_seqlens_q.is_some()) {
+            Some(r) => (r.total_q, d.heads_q, d.head_dim).into(),
+            None => d.out_shape().into(),
+        }
+    }
+
+    /// The LSE's shape: (batch, heads_q, seqlen_q), or (heads_q, total_q) with varlen rows.
+    pub fn lse_shape(&self) -> candle_core::Shape {
+        let d = self.dims;
+        match self.ragged.as_ref().filter(|r| r.cu_seqlens_q.is_some()) {
+            Some(r) => (d.heads_q, r.total_q).into(),
+            None => d.lse_shape().into(),
+        }
+    }
+
+    pub fn paged(&self) -> Option<&Paged> {
+        self.ragged.as_ref().and_then(|r| r.paged.as_ref())
+    }
 }
 
 /// The most key ranges the split-KV decode may cut a sequence into (kernels/flash_decode_kernel.cuh).
@@ -117,7 +168,29 @@ pub fn validate(q: &Tensor, k: &Tensor, v: &Tensor, opts: &AttnOptions) -> Resul
     let (batch, seqlen_q, heads_q, head_dim) = dims4(q, "q", "(batch, seqlen_q, heads_q, head_dim)")?;
     let (kb, seqlen_k, heads_kv, kd) = dims4(k, "k", "(batch, seqlen_k, heads_kv, head_dim)")?;
     let (vb, vs, vh, vd) = dims4(v, "v", "(batch, seqlen_k, heads_kv, head_dim)")?;
+    check_dtypes_devices(q, k, v)?;
+    if kb != batch || vb != batch {
+        bail!("flash_attn: batch differs: q has {batch}, k has {kb}, v has {vb}")
+    }
+    if vs != seqlen_k {
+        bail!("flash_attn: seqlen_k differs between k ({seqlen_k}) and v ({vs})")
+    }
+    check_heads(q, (heads_q, head_dim), (heads_kv, kd), (vh, vd))?;
+    let dims = AttnDims { batch, seqlen_q, seqlen_k, heads_q, heads_kv, head_dim };
+    let spec = spec_with_options(q, dims, opts)?;
+    let band = spec.band;
+    if seqlen_q > 0 && seqlen_k > 0 && band.key_range(0..seqlen_q, seqlen_k).is_empty() {
+        bail!(
+            "flash_attn: the window (left {:?}, right {:?}) leaves no key visible to any query \
+             (seqlen_q {seqlen_q}, seqlen_k {seqlen_k})",
+            band.left,
+            band.right
+        )
+    }
+    Ok(spec)
+}
 
+fn check_dtypes_devices(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<()> {
     let dtype = q.dtype();
     if !matches!(dtype, DType::F32 | DType::F16 | DType::BF16) {
         bail!("flash_attn: q has dtype {dtype:?}, supported dtypes are f32, f16 and bf16")
@@ -132,14 +205,18 @@ pub fn validate(q: &Tensor, k: &Tensor, v: &Tensor, opts: &AttnOptions) -> Resul
             return Err(device_mismatch(name, t.device(), q.device()));
         }
     }
-    if kb != batch || vb != batch {
-        bail!("flash_attn: batch differs: q has {batch}, k has {kb}, v has {vb}")
-    }
+    Ok(())
+}
+
+/// Heads and head dims of q, k and v: (heads, head_dim) of each.
+fn check_heads(
+    q: &Tensor,
+    (heads_q, head_dim): (usize, usize),
+    (heads_kv, kd): (usize, usize),
+    (vh, vd): (usize, usize),
+) -> Result<()> {
     if kd != head_dim || vd != head_dim {
         bail!("flash_attn: head_dim differs: q has {head_dim}, k has {kd}, v has {vd}")
-    }
-    if vs != seqlen_k {
-        bail!("flash_attn: seqlen_k differs between k ({seqlen_k}) and v ({vs})")
     }
     if vh != heads_kv {
         bail!("flash_attn: heads_kv differs between k ({heads_kv}) and v ({vh})")
@@ -153,8 +230,12 @@ pub fn validate(q: &Tensor, k: &Tensor, v: &Tensor, opts: &AttnOptions) -> Resul
     if heads_kv > 0 && heads_q % heads_kv != 0 {
         bail!("flash_attn: heads_q ({heads_q}) must be a multiple of heads_kv ({heads_kv})")
     }
+    Ok(())
+}
 
-    let softmax_scale = opts.softmax_scale.unwrap_or(1.0 / (head_dim as f32).sqrt());
+/// The spec of checked sizes with the options checked and folded in.
+fn spec_with_options(q: &Tensor, dims: AttnDims, opts: &AttnOptions) -> Result<AttnSpec> {
+    let softmax_scale = opts.softmax_scale.unwrap_or(1.0 / (dims.head_dim as f32).sqrt());
     if !softmax_scale.is_finite() {
         bail!("flash_attn: softmax_scale must be finite, got {softmax_scale}")
     }
@@ -163,9 +244,8 @@ pub fn validate(q: &Tensor, k: &Tensor, v: &Tensor, opts: &AttnOptions) -> Resul
             bail!("flash_attn: softcap must be positive and finite, got {cap}")
         }
     }
-
     let band = Band {
-        offset: seqlen_k as i64 - seqlen_q as i64,
+        offset: dims.seqlen_k as i64 - dims.seqlen_q as i64,
         left: opts.window_left,
         right: opts.effective_window_right(),
     };
@@ -177,16 +257,8 @@ pub fn validate(q: &Tensor, k: &Tensor, v: &Tensor, opts: &AttnOptions) -> Resul
             )
         }
     }
-    if seqlen_q > 0 && seqlen_k > 0 && band.key_range(0..seqlen_q, seqlen_k).is_empty() {
-        bail!(
-            "flash_attn: the window (left {:?}, right {:?}) leaves no key visible to any query \
-             (seqlen_q {seqlen_q}, seqlen_k {seqlen_k})",
-            band.left,
-            band.right
-        )
-    }
-
     if let Some(slopes) = &opts.alibi_slopes {
+        let heads_q = dims.heads_q;
         if slopes.dims() != [heads_q] {
             bail!("flash_attn: alibi_slopes must have shape ({heads_q},) (one per query head), got {:?}", slopes.dims())
         }
@@ -197,16 +269,14 @@ pub fn validate(q: &Tensor, k: &Tensor, v: &Tensor, opts: &AttnOptions) -> Resul
             return Err(device_mismatch("alibi_slopes", slopes.device(), q.device()));
         }
     }
-
     if let Some(n) = opts.num_splits {
         if !(1..=MAX_SPLITS).contains(&n) {
             bail!("flash_attn: num_splits must be between 1 and {MAX_SPLITS}, got {n}")
         }
     }
-
     Ok(AttnSpec {
-        dims: AttnDims { batch, seqlen_q, seqlen_k, heads_q, heads_kv, head_dim },
-        dtype,
+        dims,
+        dtype: q.dtype(),
         softmax_scale,
         softcap: opts.softcap,
         band,
@@ -214,7 +284,170 @@ pub fn validate(q: &Tensor, k: &Tensor, v: &Tensor, opts: &AttnOptions) -> Resul
         dq_atomics: opts.dq_atomics,
         num_splits: opts.num_splits,
         seqlens_k: None,
+        ragged: None,
     })
+}
+
+fn dims3(t: &Tensor, name: &str, layout: &str) -> Result<(usize, usize, usize)> {
+    match t.dims() {
+        &[a, b, c] => Ok((a, b, c)),
+        dims => bail!("flash_attn: {name} must have rank 3 {layout}, got shape {dims:?}"),
+    }
+}
+
+/// Where the keys of a [`validate_ragged`] call are.
+pub enum KeysLayout<'a> {
+    /// k, v: (total_k, heads_kv, head_dim), sequence b's keys at rows `cu[b]..cu[b + 1]`.
+    Varlen { cu_seqlens_k: &'a Tensor, max_seqlen_k: usize },
+    /// k, v: (num_pages, page_size, heads_kv, head_dim); sequence b's key j at row `j % page_size` of page
+    /// `block_table[b][j / page_size]`; its key count from `seqlens_k` (counts) or `cu_seqlens_k`.
+    Paged { block_table: &'a Tensor, lengths: KeyLengths<'a>, max_seqlen_k: Option<usize> },
+}
+
+/// The key counts of paged sequences.
+#[derive(Clone, Copy)]
+pub enum KeyLengths<'a> {
+    /// (batch,) u32 counts.
+    Counts(&'a Tensor),
+    /// (batch + 1,) u32 cumulative offsets; only differences are used.
+    Cumulative(&'a Tensor),
+}
+
+/// Checks a call of sequences of different lengths: q either (total_q, heads_q, head_dim) with
+/// `cu_seqlens_q` or (batch, seqlen_q, heads_q, head_dim) without; keys as `keys` says. Shapes, dtypes and
+/// devices are checked here; the values of device-side offsets and tables are clamped by the kernels, and
+/// checked by [`crate::ragged_cpu`] on the CPU.
+pub fn validate_ragged(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    q_rows: Option<(&Tensor, usize)>,
+    keys: KeysLayout,
+    opts: &AttnOptions,
+) -> Result<AttnSpec> {
+    check_dtypes_devices(q, k, v)?;
+    let (batch_q, seqlen_q, heads_q, head_dim, total_q) = match q_rows {
+        Some((cu, max_seqlen_q)) => {
+            let (total_q, h, d) = dims3(q, "q", "(total_q, heads_q, head_dim)")?;
+            let batch = check_offsets("cu_seqlens_q", cu, q)?;
+            (batch, max_seqlen_q, h, d, total_q)
+        }
+        None => {
+            let (b, s, h, d) = dims4(q, "q", "(batch, seqlen_q, heads_q, head_dim)")?;
+            (b, s, h, d, b * s)
+        }
+    };
+    let (dims, ragged) = match keys {
+        KeysLayout::Varlen { cu_seqlens_k, max_seqlen_k } => {
+            let (total_k, heads_kv, kd) = dims3(k, "k", "(total_k, heads_kv, head_dim)")?;
+            let (vt, vh, vd) = dims3(v, "v", "(total_k, heads_kv, head_dim)")?;
+            if vt != total_k {
+                bail!("flash_attn: total_k differs between k ({total_k}) and v ({vt})")
+            }
+            check_heads(q, (heads_q, head_dim), (heads_kv, kd), (vh, vd))?;
+            let batch = check_offsets("cu_seqlens_k", cu_seqlens_k, q)?;
+            if batch != batch_q {
+                bail!("flash_attn: cu_seqlens_q has {} entries but cu_seqlens_k has {}", batch_q + 1, batch + 1)
+            }
+            let dims = AttnDims { batch, seqlen_q, seqlen_k: max_seqlen_k, heads_q, heads_kv, head_dim };
+            let ragged = Ragged {
+                cu_seqlens_q: q_rows.map(|(cu, _)| cu.clone()),
+                cu_seqlens_k: Some(cu_seqlens_k.clone()),
+                paged: None,
+                total_q,
+                total_k,
+            };
+            (dims, ragged)
+        }
+        KeysLayout::Paged { block_table, lengths, max_seqlen_k } => {
+            let layout = "(num_pages, page_size, heads_kv, head_dim)";
+            let (num_pages, page_size, heads_kv, kd) = dims4(k, "k (paged)", layout)?;
+            if v.dims() != k.dims() {
+                bail!("flash_attn: paged v must have k's shape {:?}, got {:?}", k.dims(), v.dims())
+            }
+            check_heads(q, (heads_q, head_dim), (heads_kv, kd), (heads_kv, kd))?;
+            if page_size == 0 {
+                bail!("flash_attn: the pages of k hold 0 keys (k shape {:?})", k.dims())
+            }
+            let pages_per_seq = match block_table.dims() {
+                &[b, n] if b == batch_q => n,
+                dims => bail!("flash_attn: block_table must have shape ({batch_q}, pages per sequence), got {dims:?}"),
+            };
+            check_u32("block_table", block_table, q)?;
+            let capacity = pages_per_seq * page_size;
+            let cu_seqlens_k = match lengths {
+                KeyLengths::Counts(counts) => {
+                    if counts.dims() != [batch_q] {
+                        bail!(
+                            "flash_attn: seqlens_k must have shape ({batch_q},) (one per sequence), got {:?}",
+                            counts.dims()
+                        )
+                    }
+                    check_u32("seqlens_k", counts, q)?;
+                    None
+                }
+                KeyLengths::Cumulative(cu) => {
+                    if check_offsets("cu_seqlens_k", cu, q)? != batch_q {
+                        bail!(
+                            "flash_attn: cu_seqlens_k must have {} entries (batch + 1), got {:?}",
+                            batch_q + 1,
+                            cu.dims()
+                        )
+                    }
+                    Some(cu.clone())
+                }
+            };
+            let seqlen_k = max_seqlen_k.map_or(capacity, |m| m.min(capacity));
+            let dims = AttnDims { batch: batch_q, seqlen_q, seqlen_k, heads_q, heads_kv, head_dim };
+            let paged = Paged { block_table: block_table.clone(), page_size, num_pages };
+            let ragged = Ragged {
+                cu_seqlens_q: q_rows.map(|(cu, _)| cu.clone()),
+                cu_seqlens_k,
+                paged: Some(paged),
+                total_q,
+                total_k: num_pages * page_size,
+            };
+            (dims, ragged)
+        }
+    };
+    if (ragged.total_q > 0 && dims.seqlen_q == 0)
+        || (ragged.cu_seqlens_k.is_some() && ragged.paged.is_none() && ragged.total_k > 0 && dims.seqlen_k == 0)
+    {
+        bail!(
+            "flash_attn: max_seqlen_q {} / max_seqlen_k {} must be the longest sequence's lengths, but q has {} rows and \
+             k {}",
+            dims.seqlen_q,
+            dims.seqlen_k,
+            ragged.total_q,
+            ragged.total_k
+        )
+    }
+    let mut spec = spec_with_options(q, dims, opts)?;
+    if let KeysLayout::Paged { lengths: KeyLengths::Counts(counts), .. } = keys {
+        spec.seqlens_k = Some(counts.clone());
+    }
+    spec.ragged = Some(ragged);
+    Ok(spec)
+}
+
+fn check_u32(name: &str, t: &Tensor, q: &Tensor) -> Result<()> {
+    if t.dtype() != DType::U32 {
+        bail!("flash_attn: {name} must be u32, got {:?}", t.dtype())
+    }
+    if !t.device().same_device(q.device()) {
+        return Err(device_mismatch(name, t.device(), q.device()));
+    }
+    Ok(())
+}
+
+/// A (batch + 1,) u32 offsets vector on q's device; returns batch.
+fn check_offsets(name: &str, cu: &Tensor, q: &Tensor) -> Result<usize> {
+    let n = match cu.dims() {
+        &[n] if n >= 1 => n,
+        dims => bail!("flash_attn: {name} must be a vector of batch + 1 offsets, got shape {dims:?}"),
+    };
+    check_u32(name, cu, q)?;
+    Ok(n - 1)
 }
 
 /// Checks the per-sequence key counts of [`crate::flash_attn_kvcache`]: a u32 vector of length `batch` on q's

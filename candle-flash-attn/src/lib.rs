@@ -12,8 +12,9 @@
 //! candle-flash-attn = { path = "path/to/candle-fa2/candle-flash-attn" }
 //! ```
 //!
-//! Differences from the original: the op also runs on CPU tensors (any dtype) and handles GQA/MQA in place;
-//! the varlen functions run one op per sequence; `flash_attn_varlen_paged_windowed` and the `FlashAttn` /
-//! `FlashAttnVarLen` op structs are not provided (no candle-transformers model uses them).
+//! Differences from the original: the op also runs on CPU tensors (f32, f16, bf16) and handles GQA/MQA in
+//! place; `flash_attn_varlen_paged_windowed` takes any page size (not only multiples of 32) but refuses
+//! `mm_prefix_ranges`; the `FlashAttn` / `FlashAttnVarLen` op structs are not provided (no
+//! candle-transformers model uses them).
 
 pub use candle_fa2::compat::*;

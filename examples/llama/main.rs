@@ -22,6 +22,9 @@ mod generate;
 mod gguf;
 #[allow(dead_code)]
 mod model;
+#[allow(dead_code)]
+#[path = "../common/paged.rs"]
+mod paged;
 #[path = "../common/sampling.rs"]
 mod sampling;
 #[allow(dead_code)]

@@ -8,12 +8,17 @@
 //! prefix as a strided view, so a decode step copies one position, not the history. Prefill runs the op with
 //! seqlen_q = prompt length, decode with seqlen_q = 1; the causal mask is bottom-right aligned, so the new
 //! queries see every cached key.
+//!
+//! [`Llama::forward_paged`] runs the same weights over a continuous batch instead (examples/batch_generate):
+//! many sequences' new tokens packed in one row dimension, K/V in a shared paged cache
+//! (examples/common/paged.rs), one varlen paged attention call per layer.
 
 use candle_core::{bail, DType, Device, Module, Result, Tensor};
-use candle_fa2::{AttnImpl, AttnOptions};
+use candle_fa2::{AttnImpl, AttnOptions, PagedKv};
 use candle_nn::{kv_cache::KvCache, rotary_emb::rope_thd, Embedding, Linear, RmsNorm, VarBuilder};
 
 use crate::gguf::LlamaConfig;
+use crate::paged::{PagedCache, PagedStep};
 
 pub struct Llama {
     embed_tokens: Embedding,
@@ -96,6 +101,21 @@ impl Llama {
         Ok(())
     }
 
+    /// One step of a continuous batch: each sequence's new tokens (a prompt, or the last sampled token)
+    /// after the positions it has in `cache`, packed as `step` describes. Writes their K/V into their pages and
+    /// returns the logits of each sequence's last token, (sequences, vocab) in f32.
+    pub fn forward_paged(&self, step: &PagedStep, cache: &PagedCache) -> Result<Tensor> {
+        let cos = self.rope.cos.index_select(&step.positions, 0)?;
+        let sin = self.rope.sin.index_select(&step.positions, 0)?;
+        let mut x = self.embed_tokens.forward(&step.ids)?.unsqueeze(0)?; // (1, tokens, hidden)
+        for (layer, (k_pages, v_pages)) in self.layers.iter().zip(cache.k.iter().zip(&cache.v)) {
+            let parts = (&layer.input_layernorm, &layer.post_attention_layernorm, &layer.mlp);
+            x = residual(parts, &x, |h| layer.self_attn.forward_paged(h, &cos, &sin, step, k_pages, v_pages))?;
+        }
+        let last = x.squeeze(0)?.index_select(&step.last_rows, 0)?;
+        self.lm_head.forward(&self.norm.forward(&last)?)?.to_dtype(DType::F32)
+    }
+
     pub fn clear_cache(&mut self) {
         self.seq_len = 0;
         for layer in &mut self.layers {
@@ -158,17 +178,49 @@ impl SelfAttention {
         })
     }
 
-    fn forward(&mut self, x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+    /// q, k and v of `x` (batch, seq, hidden), rotated: (batch, seq, heads, head_dim).
+    fn qkv(&self, x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
         let (b, seq, _) = x.dims3()?;
         let q = self.q_proj.forward(x)?.reshape((b, seq, self.heads, self.head_dim))?;
         let k = self.k_proj.forward(x)?.reshape((b, seq, self.kv_heads, self.head_dim))?;
         let v = self.v_proj.forward(x)?.reshape((b, seq, self.kv_heads, self.head_dim))?;
-        let q = rope_thd(&q, cos, sin)?;
-        let k = rope_thd(&k, cos, sin)?;
+        Ok((rope_thd(&q, cos, sin)?, rope_thd(&k, cos, sin)?, v))
+    }
+
+    fn forward(&mut self, x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+        let (b, seq, _) = x.dims3()?;
+        let (q, k, v) = self.qkv(x, cos, sin)?;
         // Views of the first seq_len positions of the preallocated buffers.
         let (k, v) = self.cache.append(&k, &v)?;
         let y = self.attn.run(&q, &k, &v, &AttnOptions::causal())?;
         self.o_proj.forward(&y.reshape((b, seq, self.heads * self.head_dim))?)
+    }
+
+    /// `x` (1, tokens, hidden): every sequence's new tokens packed. Their K/V go into their pages first, then
+    /// each sequence's queries attend to all its keys (bottom-right causal) in one varlen paged call.
+    fn forward_paged(
+        &self,
+        x: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        step: &PagedStep,
+        k_pages: &Tensor,
+        v_pages: &Tensor,
+    ) -> Result<Tensor> {
+        let tokens = x.dim(1)?;
+        let (q, k, v) = self.qkv(x, cos, sin)?;
+        candle_fa2::write_kv_pages(&k.squeeze(0)?, &v.squeeze(0)?, k_pages, v_pages, &step.slots)?;
+        let kv = PagedKv { k_pages, v_pages, block_table: &step.block_table };
+        let causal = AttnOptions::causal();
+        let y = candle_fa2::flash_attn_varlen_paged(
+            &q.squeeze(0)?,
+            &step.cu_seqlens_q,
+            step.max_seqlen_q,
+            &kv,
+            &step.seqlens_k,
+            &causal,
+        )?;
+        self.o_proj.forward(&y.reshape((1, tokens, self.heads * self.head_dim))?)
     }
 }
 
@@ -213,7 +265,17 @@ impl DecoderLayer {
     }
 
     fn forward(&mut self, x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
-        let x = (x + self.self_attn.forward(&self.input_layernorm.forward(x)?, cos, sin)?)?;
-        &x + self.mlp.forward(&self.post_attention_layernorm.forward(&x)?)?
+        let Self { input_layernorm, self_attn, post_attention_layernorm, mlp } = self;
+        residual((input_layernorm, post_attention_layernorm, mlp), x, |h| self_attn.forward(h, cos, sin))
     }
+}
+
+/// A decoder layer around the caller's attention: pre-norm residual attention, then the pre-norm MLP.
+fn residual(
+    (input_norm, post_norm, mlp): (&RmsNorm, &RmsNorm, &Mlp),
+    x: &Tensor,
+    attention: impl FnOnce(&Tensor) -> Result<Tensor>,
+) -> Result<Tensor> {
+    let x = (x + attention(&input_norm.forward(x)?)?)?;
+    &x + mlp.forward(&post_norm.forward(&x)?)?
 }

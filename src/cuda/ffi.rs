@@ -42,6 +42,17 @@ pub struct FlashFwdParams {
     pub softcap: f32,
     pub transform_logits: i32,
     pub is_bf16: i32,
+
+    pub cu_seqlens_q: *const u32,
+    pub cu_seqlens_k: *const u32,
+    pub seqused_k: *const u32,
+    pub block_table: *const u32,
+    pub block_table_stride: i64,
+    pub lse_head_stride: i64,
+    pub total_q: i32,
+    pub total_k: i32,
+    pub page_size: i32,
+    pub num_pages: i32,
 }
 
 /// The backward pass: the forward's params (its output `o` and `lse` are read) plus dO, the gradients and a
@@ -71,22 +82,42 @@ pub struct FlashBwdParams {
     pub dq_atomics: i32,
 }
 
-/// The split-KV decode: the forward's params plus per-sequence key counts and the splits' scratch.
+/// The split-KV decode: the forward's params plus the splits' scratch.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct FlashDecodeParams {
     pub fwd: FlashFwdParams,
-    /// (batch,) u32 key counts, or null (every sequence has `fwd.seqlen_k` keys).
-    pub seqlens_k: *const u32,
-    /// (num_splits, batch, heads_q, seqlen_q, head_dim) f32 when `num_splits > 1`, else null.
+    /// (num_splits, LSE rows, head_dim) f32 when `num_splits > 1`, else null.
     pub o_partial: *mut f32,
-    /// (num_splits, batch, heads_q, seqlen_q) f32 when `num_splits > 1`, else null.
+    /// (num_splits, LSE rows) f32 when `num_splits > 1`, else null.
     pub lse_partial: *mut f32,
     pub num_splits: i32,
     pub reserved: i32,
 }
 
+/// Writes new tokens' K or V rows into a paged cache (kernels/cache_write.cu); strides in bytes.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct CacheWriteParams {
+    pub src: *const c_void,
+    pub cache: *mut c_void,
+    pub slots: *const i64,
+    pub src_row_stride: i64,
+    pub src_head_stride: i64,
+    pub cache_page_stride: i64,
+    pub cache_row_stride: i64,
+    pub cache_head_stride: i64,
+    pub tokens: i32,
+    pub heads: i32,
+    pub row_bytes: i32,
+    pub page_size: i32,
+    pub num_pages: i32,
+    pub reserved: i32,
+}
+
 extern "C" {
+    /// Launches the paged-cache write on `stream`.
+    pub fn candle_fa2_write_cache(params: *const CacheWriteParams, stream: *mut c_void) -> i32;
     /// Launches the split-KV decode kernel (and the combine kernel when `num_splits > 1`) on `stream`.
     pub fn candle_fa2_decode(params: *const FlashDecodeParams, stream: *mut c_void) -> i32;
     /// The split count the decode heuristic picks for these sizes on the current device.
@@ -104,6 +135,8 @@ extern "C" {
     pub fn candle_fa2_bwd_params_layout(out: *mut i64, n: i32) -> i32;
     #[cfg(test)]
     pub fn candle_fa2_decode_params_layout(out: *mut i64, n: i32) -> i32;
+    #[cfg(test)]
+    pub fn candle_fa2_cache_write_params_layout(out: *mut i64, n: i32) -> i32;
 }
 
 /// `offset_of!` of every field, in declaration order, then `size_of`: what the C side must report.
@@ -144,6 +177,16 @@ pub fn rust_params_layout() -> Vec<i64> {
         offset_of!(P, softcap),
         offset_of!(P, transform_logits),
         offset_of!(P, is_bf16),
+        offset_of!(P, cu_seqlens_q),
+        offset_of!(P, cu_seqlens_k),
+        offset_of!(P, seqused_k),
+        offset_of!(P, block_table),
+        offset_of!(P, block_table_stride),
+        offset_of!(P, lse_head_stride),
+        offset_of!(P, total_q),
+        offset_of!(P, total_k),
+        offset_of!(P, page_size),
+        offset_of!(P, num_pages),
         std::mem::size_of::<P>(),
     ];
     offsets.iter().map(|&x| x as i64).collect()
@@ -187,10 +230,34 @@ pub fn rust_decode_params_layout() -> Vec<i64> {
     type P = FlashDecodeParams;
     let offsets = [
         offset_of!(P, fwd),
-        offset_of!(P, seqlens_k),
         offset_of!(P, o_partial),
         offset_of!(P, lse_partial),
         offset_of!(P, num_splits),
+        offset_of!(P, reserved),
+        std::mem::size_of::<P>(),
+    ];
+    offsets.iter().map(|&x| x as i64).collect()
+}
+
+/// The same for `CacheWriteParams`.
+#[cfg(test)]
+pub fn rust_cache_write_params_layout() -> Vec<i64> {
+    use std::mem::offset_of;
+    type P = CacheWriteParams;
+    let offsets = [
+        offset_of!(P, src),
+        offset_of!(P, cache),
+        offset_of!(P, slots),
+        offset_of!(P, src_row_stride),
+        offset_of!(P, src_head_stride),
+        offset_of!(P, cache_page_stride),
+        offset_of!(P, cache_row_stride),
+        offset_of!(P, cache_head_stride),
+        offset_of!(P, tokens),
+        offset_of!(P, heads),
+        offset_of!(P, row_bytes),
+        offset_of!(P, page_size),
+        offset_of!(P, num_pages),
         offset_of!(P, reserved),
         std::mem::size_of::<P>(),
     ];
@@ -218,5 +285,8 @@ mod tests {
         let want = super::rust_decode_params_layout();
         let got = c_layout(super::candle_fa2_decode_params_layout, want.len());
         assert_eq!(got, want, "FlashDecodeParams: kernels/flash_params.h and src/cuda/ffi.rs disagree");
+        let want = super::rust_cache_write_params_layout();
+        let got = c_layout(super::candle_fa2_cache_write_params_layout, want.len());
+        assert_eq!(got, want, "CacheWriteParams: kernels/flash_params.h and src/cuda/ffi.rs disagree");
     }
 }

@@ -6,11 +6,15 @@ mod ffi;
 use std::ffi::{c_void, CStr};
 
 use candle_core::backend::BackendStorage;
-use candle_core::cuda_backend::cudarc::driver::{CudaView, DevicePtr, DevicePtrMut, DeviceRepr};
+use candle_core::cuda_backend::cudarc::driver::{CudaView, DevicePtr, DevicePtrMut, DeviceRepr, ValidAsZeroBits};
 use candle_core::cuda_backend::{CudaDType, CudaStorage};
 use candle_core::op::BackpropOp;
 use candle_core::{bail, DType, Layout, Result, Storage, Tensor};
 use half::{bf16, f16};
+
+use std::sync::Arc;
+
+use candle_core::cuda_backend::cudarc::driver::CudaStream;
 
 use crate::validate::{AttnSpec, MAX_SPLITS};
 
@@ -52,8 +56,12 @@ fn strides(name: &str, layout: &Layout) -> Result<(i64, i64, i64)> {
             layout.start_offset()
         )
     }
-    let s = layout.stride();
-    Ok((s[0] as i64, s[1] as i64, s[2] as i64))
+    // (batch, row, head); a varlen operand (total, heads, head_dim) has no batch dimension.
+    Ok(match *layout.stride() {
+        [row, head, _] => (0, row as i64, head as i64),
+        [batch, row, head, _] => (batch as i64, row as i64, head as i64),
+        ref s => bail!("flash_attn: {name} has rank {}, the kernels read rank 3 or 4", s.len()),
+    })
 }
 
 fn to_i32(name: &str, x: usize) -> Result<i32> {
@@ -66,14 +74,58 @@ struct Operand {
     strides: (i64, i64, i64),
 }
 
+/// Device pointers of the u32 vectors that describe ragged batches (0: absent).
+#[derive(Default)]
+struct RaggedPtrs {
+    cu_seqlens_q: u64,
+    cu_seqlens_k: u64,
+    seqused_k: u64,
+    block_table: u64,
+}
+
+/// The u32 vectors of `spec` (offsets, counts, block table) on the device, and their pointers while the
+/// returned guards live.
+fn with_ragged_ptrs<R>(
+    spec: &AttnSpec,
+    stream: &Arc<CudaStream>,
+    f: impl FnOnce(RaggedPtrs) -> Result<R>,
+) -> Result<R> {
+    let ragged = spec.ragged.as_ref();
+    let tensors = [
+        ("cu_seqlens_q", ragged.and_then(|r| r.cu_seqlens_q.as_ref())),
+        ("cu_seqlens_k", ragged.and_then(|r| r.cu_seqlens_k.as_ref())),
+        ("seqlens_k", spec.seqlens_k.as_ref()),
+        ("block_table", spec.paged().map(|p| &p.block_table)),
+    ];
+    let guards: Vec<_> = tensors.iter().map(|(_, t)| t.map(|t| t.storage_and_layout())).collect();
+    let mut views = Vec::with_capacity(4);
+    for ((name, _), guard) in tensors.iter().zip(&guards) {
+        views.push(match guard.as_ref().map(|(s, l)| (&**s, *l)) {
+            Some((Storage::Cuda(s), l)) if l.is_contiguous() => {
+                Some(s.as_cuda_slice::<u32>()?.slice(l.start_offset()..))
+            }
+            Some(_) => bail!("flash_attn: {name} must be a contiguous u32 tensor on q's device"),
+            None => None,
+        });
+    }
+    let ptrs: Vec<_> = views.iter().map(|v| v.as_ref().map(|v| v.device_ptr(stream))).collect();
+    let ptr = |i: usize| ptrs[i].as_ref().map_or(0, |(p, _)| *p);
+    f(RaggedPtrs { cu_seqlens_q: ptr(0), cu_seqlens_k: ptr(1), seqused_k: ptr(2), block_table: ptr(3) })
+}
+
 /// The forward params of one call: every size and option from `spec`, the operands' pointers and strides.
 fn fwd_params(
     spec: &AttnSpec,
     [q, k, v, o]: [&Operand; 4],
     lse: u64,
     alibi_slopes: Option<u64>,
+    ragged: &RaggedPtrs,
 ) -> Result<ffi::FlashFwdParams> {
     let dims = spec.dims;
+    let (total_q, total_k) = spec.ragged.as_ref().map_or((0, 0), |r| (r.total_q, r.total_k));
+    let varlen_q = ragged.cu_seqlens_q != 0;
+    let paged = spec.paged();
+    let block_table_stride = paged.map_or(0, |p| p.block_table.dim(1).unwrap_or(0));
     // Unbounded window sides become a distance no key reaches, so the kernels have one mask formula.
     let unbounded = (dims.seqlen_q + dims.seqlen_k + 1) as i64;
     let side = |w: Option<i64>| w.map_or(unbounded, |w| w.clamp(-unbounded, unbounded)) as i32;
@@ -111,6 +163,16 @@ fn fwd_params(
         softcap: spec.softcap.unwrap_or(0.0),
         transform_logits: transform_logits as i32,
         is_bf16: (spec.dtype == DType::BF16) as i32,
+        cu_seqlens_q: ragged.cu_seqlens_q as *const u32,
+        cu_seqlens_k: ragged.cu_seqlens_k as *const u32,
+        seqused_k: ragged.seqused_k as *const u32,
+        block_table: ragged.block_table as *const u32,
+        block_table_stride: block_table_stride as i64,
+        lse_head_stride: if varlen_q { total_q } else { dims.seqlen_q } as i64,
+        total_q: to_i32("total_q", total_q)?,
+        total_k: to_i32("total_k", total_k)?,
+        page_size: to_i32("page_size", paged.map_or(0, |p| p.page_size))?,
+        num_pages: to_i32("num_pages", paged.map_or(0, |p| p.num_pages))?,
     })
 }
 
@@ -150,7 +212,6 @@ fn launch<T: CudaDType + DeviceRepr>(
     (k, k_l): (&CudaStorage, &Layout),
     (v, v_l): (&CudaStorage, &Layout),
 ) -> Result<(CudaStorage, CudaStorage)> {
-    let dims = spec.dims;
     check_head_dim(spec)?;
     let (qs, ks, vs) = (strides("q", q_l)?, strides("k", k_l)?, strides("v", v_l)?);
     let dev = q.device().clone();
@@ -159,10 +220,26 @@ fn launch<T: CudaDType + DeviceRepr>(
     let q = q.as_cuda_slice::<T>()?.slice(q_l.start_offset()..);
     let k = k.as_cuda_slice::<T>()?.slice(k_l.start_offset()..);
     let v = v.as_cuda_slice::<T>()?.slice(v_l.start_offset()..);
-    let (b, sq, hq, d) = dims.out_shape();
-    // SAFETY: the kernel writes every element of both buffers (tested with poisoned buffers on the GPU).
-    let mut out = unsafe { dev.alloc::<T>(b * sq * hq * d)? };
-    let mut lse = unsafe { dev.alloc::<f32>(b * hq * sq)? };
+    if let Some(paged) = spec.paged() {
+        // The kernels address a key by its slot (page x page_size + row): pages must follow each other.
+        for (name, s) in [("k_pages", ks), ("v_pages", vs)] {
+            if s.0 != paged.page_size as i64 * s.1 && paged.num_pages > 1 {
+                bail!(
+                    "flash_attn: {name} must hold its pages back to back (page stride {} = page_size {} x row stride \
+                     {}), got page stride {}",
+                    paged.page_size as i64 * s.1,
+                    paged.page_size,
+                    s.1,
+                    s.0
+                )
+            }
+        }
+    }
+    let (out_len, lse_len) = (spec.out_shape().elem_count(), spec.lse_shape().elem_count());
+    // SAFETY: the kernels write every element of both buffers (tested with poisoned buffers on the GPU);
+    // with varlen rows, rows that no sequence owns (offsets are not checkable on the host) get zeros and
+    // -inf from kernels/varlen_fill.cu.
+    let (mut out, mut lse) = unsafe { (dev.alloc::<T>(out_len)?, dev.alloc::<f32>(lse_len)?) };
     let slopes_guard = spec.alibi_slopes.as_ref().map(|s| s.storage_and_layout());
     let slopes = slopes_guard.as_ref().map(|(s, l)| f32_view("alibi_slopes", s, l)).transpose()?;
 
@@ -173,21 +250,26 @@ fn launch<T: CudaDType + DeviceRepr>(
     let (lse_ptr, _lse_guard) = lse.device_ptr_mut(&stream);
     let slopes_ptr = slopes.as_ref().map(|s| s.device_ptr(&stream));
     let operand = |ptr, strides| Operand { ptr, strides };
-    let params = fwd_params(
-        spec,
-        [&operand(q_ptr, qs), &operand(k_ptr, ks), &operand(v_ptr, vs), &operand(o_ptr, packed_strides(sq, hq, d))],
-        lse_ptr,
-        slopes_ptr.as_ref().map(|(p, _)| *p),
-    )?;
-    // The runtime API launches into the current context: make it candle's.
-    stream.context().bind_to_thread().map_err(|e| candle_core::Error::Cuda(Box::new(e)))?;
-    if runs_decode(spec) {
-        launch_decode(spec, params, &dev, &stream)?;
-    } else {
-        // SAFETY: every pointer in `params` is a live device allocation of the size its dims and strides
-        // describe (checked by `validate` and above); the guards keep them alive until the launch is queued.
-        check_launch(unsafe { ffi::candle_fa2_fwd(&params, stream.cu_stream() as *mut c_void) }, "forward kernel")?;
-    }
+    let (_, sq, hq, d) = spec.dims.out_shape();
+    with_ragged_ptrs(spec, &stream, |ragged| {
+        let params = fwd_params(
+            spec,
+            [&operand(q_ptr, qs), &operand(k_ptr, ks), &operand(v_ptr, vs), &operand(o_ptr, packed_strides(sq, hq, d))],
+            lse_ptr,
+            slopes_ptr.as_ref().map(|(p, _)| *p),
+            &ragged,
+        )?;
+        // The runtime API launches into the current context: make it candle's.
+        stream.context().bind_to_thread().map_err(|e| candle_core::Error::Cuda(Box::new(e)))?;
+        if runs_decode(spec) {
+            launch_decode(spec, params, &dev, &stream)
+        } else {
+            // SAFETY: every pointer in `params` is a live device allocation of the size its dims and strides
+            // describe (checked by `validate` and above; device-side offsets and page numbers are clamped by
+            // the kernels); the guards keep them alive until the launch is queued.
+            check_launch(unsafe { ffi::candle_fa2_fwd(&params, stream.cu_stream() as *mut c_void) }, "forward kernel")
+        }
+    })?;
     drop((_q_guard, _k_guard, _v_guard, _o_guard, _lse_guard, slopes_ptr));
     Ok((T::wrap_cuda_slice(out, dev.clone()), f32::wrap_cuda_slice(lse, dev)))
 }
@@ -195,13 +277,13 @@ fn launch<T: CudaDType + DeviceRepr>(
 /// Query rows up to which the forward runs the split-KV decode kernel instead of the prefill one.
 pub const DECODE_MAX_SEQLEN_Q: usize = 16;
 
-/// Whether this call runs the split-KV decode kernel: always with per-sequence key counts, and for short
-/// queries (decode, speculative decoding, small appends) unless `CANDLE_FA2_NO_DECODE` is set (any value;
-/// for timing the prefill kernel on the same shapes).
+/// Whether this call runs the split-KV decode kernel: for short queries (decode, speculative decoding, small
+/// appends; the longest sequence's with varlen rows) unless `CANDLE_FA2_NO_DECODE` is set (any value; for
+/// timing the prefill kernel on the same shapes).
 fn runs_decode(spec: &AttnSpec) -> bool {
     static DISABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     let disabled = *DISABLED.get_or_init(|| std::env::var_os("CANDLE_FA2_NO_DECODE").is_some());
-    spec.seqlens_k.is_some() || (spec.dims.seqlen_q <= DECODE_MAX_SEQLEN_Q && !disabled)
+    spec.dims.seqlen_q <= DECODE_MAX_SEQLEN_Q && !disabled
 }
 
 /// The split-KV decode: picks the split count (the caller's, or the heuristic's for this GPU), allocates the
@@ -210,42 +292,35 @@ fn launch_decode(
     spec: &AttnSpec,
     fwd: ffi::FlashFwdParams,
     dev: &candle_core::CudaDevice,
-    stream: &std::sync::Arc<candle_core::cuda_backend::cudarc::driver::CudaStream>,
+    stream: &Arc<CudaStream>,
 ) -> Result<()> {
-    let seqlens_guard = spec.seqlens_k.as_ref().map(|t| t.storage_and_layout());
-    let seqlens = match seqlens_guard.as_ref().map(|(s, l)| (&**s, *l)) {
-        Some((Storage::Cuda(s), l)) if l.is_contiguous() => Some(s.as_cuda_slice::<u32>()?.slice(l.start_offset()..)),
-        Some(_) => bail!("flash_attn_kvcache: seqlens_k must be a contiguous u32 tensor on q's device"),
-        None => None,
-    };
-    let seqlens_ptr = seqlens.as_ref().map(|s| s.device_ptr(stream));
     let num_splits = match spec.num_splits {
         Some(n) => n,
         // SAFETY: reads the sizes in `fwd` and queries the current device; launches nothing.
         None => unsafe { ffi::candle_fa2_decode_num_splits(&fwd) }.clamp(1, MAX_SPLITS as i32) as usize,
     };
-    let (b, sq, hq, d) = spec.dims.out_shape();
+    let rows = spec.lse_shape().elem_count();
     // The splits' scratch, only with several splits (one split writes O and the LSE directly). SAFETY: each
     // split's block writes every row of its part (zeros and -inf where it saw no key) before the combine
     // kernel reads it.
     let mut scratch = if num_splits > 1 {
-        let rows = num_splits * b * hq * sq;
-        Some(unsafe { (dev.alloc::<f32>(rows * d)?, dev.alloc::<f32>(rows)?) })
+        Some(unsafe {
+            (dev.alloc::<f32>(num_splits * rows * spec.dims.head_dim)?, dev.alloc::<f32>(num_splits * rows)?)
+        })
     } else {
         None
     };
     let scratch_ptrs = scratch.as_mut().map(|(o, lse)| (o.device_ptr_mut(stream), lse.device_ptr_mut(stream)));
     let params = ffi::FlashDecodeParams {
         fwd,
-        seqlens_k: seqlens_ptr.as_ref().map_or(std::ptr::null(), |(p, _)| *p as *const u32),
         o_partial: scratch_ptrs.as_ref().map_or(std::ptr::null_mut(), |((p, _), _)| *p as *mut f32),
         lse_partial: scratch_ptrs.as_ref().map_or(std::ptr::null_mut(), |(_, (p, _))| *p as *mut f32),
         num_splits: num_splits as i32,
         reserved: 0,
     };
-    // SAFETY: as for the forward; the scratch holds num_splits x rows entries, the counts one per sequence.
+    // SAFETY: as for the forward; the scratch holds num_splits x rows entries.
     check_launch(unsafe { ffi::candle_fa2_decode(&params, stream.cu_stream() as *mut c_void) }, "decode kernel")?;
-    drop((seqlens_ptr, scratch_ptrs));
+    drop(scratch_ptrs);
     Ok(())
 }
 
@@ -266,7 +341,7 @@ pub fn backward(
     }
 }
 
-fn backward_as<T: CudaDType + DeviceRepr>(
+fn backward_as<T: CudaDType + DeviceRepr + ValidAsZeroBits>(
     spec: &AttnSpec,
     tensors: [&Tensor; 5],
     lse: &Tensor,
@@ -295,16 +370,30 @@ fn backward_as<T: CudaDType + DeviceRepr>(
     let dev = first.device().clone();
     let stream = dev.cuda_stream();
 
+    if spec.paged().is_some() || spec.seqlens_k.is_some() {
+        bail!("flash_attn backward: paged K/V and per-sequence key counts are inference only")
+    }
     let dims = spec.dims;
-    let (b, sq, hq, d) = dims.out_shape();
+    let (_, sq, hq, d) = dims.out_shape();
     let (sk, hkv) = (dims.seqlen_k, dims.heads_kv);
-    // SAFETY: the kernels write every element of these buffers (tested with poisoned buffers on the GPU).
-    let mut dq = unsafe { dev.alloc::<T>(b * sq * hq * d)? };
-    let mut dk = unsafe { dev.alloc::<T>(b * sk * hkv * d)? };
-    let mut dv = unsafe { dev.alloc::<T>(b * sk * hkv * d)? };
-    let mut delta = unsafe { dev.alloc::<f32>(b * hq * sq)? };
+    let q_shape = tensors[0].shape().clone();
+    let k_shape = tensors[1].shape().clone();
+    let lse_len = spec.lse_shape().elem_count();
+    // SAFETY: the kernels write every element of these buffers (tested with poisoned buffers on the GPU);
+    // with varlen rows, as in the forward, offsets that miss rows leave zeros.
+    let alloc = |n: usize| -> Result<_> {
+        if spec.ragged.is_some() {
+            Ok(dev.alloc_zeros::<T>(n)?)
+        } else {
+            Ok(unsafe { dev.alloc::<T>(n)? })
+        }
+    };
+    let mut dq = alloc(q_shape.elem_count())?;
+    let mut dk = alloc(k_shape.elem_count())?;
+    let mut dv = alloc(k_shape.elem_count())?;
+    let mut delta = unsafe { dev.alloc::<f32>(lse_len)? };
     // Zeroed by the launcher before the atomics add into it; only the atomic mode uses it.
-    let mut dq_accum = unsafe { dev.alloc::<f32>(if spec.dq_atomics { b * sq * hq * d } else { 1 })? };
+    let mut dq_accum = unsafe { dev.alloc::<f32>(if spec.dq_atomics { q_shape.elem_count() } else { 1 })? };
     let slopes_guard = spec.alibi_slopes.as_ref().map(|s| s.storage_and_layout());
     let slopes = slopes_guard.as_ref().map(|(s, l)| f32_view("alibi_slopes", s, l)).transpose()?;
 
@@ -318,36 +407,116 @@ fn backward_as<T: CudaDType + DeviceRepr>(
     let slopes_ptr = slopes.as_ref().map(|s| s.device_ptr(&stream));
     let ops: Vec<Operand> =
         ptrs.iter().zip(&operand_strides).map(|((p, _), &s)| Operand { ptr: *p, strides: s }).collect();
+    // Packed gradients: (batch, seq, heads, d) or, varlen, (total, heads, d) with the same row strides.
     let (dq_s, dkv_s) = (packed_strides(sq, hq, d), packed_strides(sk, hkv, d));
-    let params = ffi::FlashBwdParams {
-        fwd: fwd_params(spec, [&ops[0], &ops[1], &ops[2], &ops[3]], lse_ptr, slopes_ptr.as_ref().map(|(p, _)| *p))?,
-        d_o: ops[4].ptr as *const c_void,
-        dq: dq_ptr as *mut c_void,
-        dk: dk_ptr as *mut c_void,
-        dv: dv_ptr as *mut c_void,
-        delta: delta_ptr as *mut f32,
-        dq_accum: if spec.dq_atomics { dq_accum_ptr as *mut f32 } else { std::ptr::null_mut() },
-        do_batch_stride: ops[4].strides.0,
-        do_row_stride: ops[4].strides.1,
-        do_head_stride: ops[4].strides.2,
-        dq_batch_stride: dq_s.0,
-        dq_row_stride: dq_s.1,
-        dq_head_stride: dq_s.2,
-        dk_batch_stride: dkv_s.0,
-        dk_row_stride: dkv_s.1,
-        dk_head_stride: dkv_s.2,
-        dv_batch_stride: dkv_s.0,
-        dv_row_stride: dkv_s.1,
-        dv_head_stride: dkv_s.2,
-        dq_atomics: spec.dq_atomics as i32,
-    };
-    stream.context().bind_to_thread().map_err(|e| candle_core::Error::Cuda(Box::new(e)))?;
-    // SAFETY: as in `launch`: every pointer is a live allocation of the described size, kept alive by the
-    // guards until the launches are queued on candle's stream.
-    check_launch(unsafe { ffi::candle_fa2_bwd(&params, stream.cu_stream() as *mut c_void) }, "backward kernel")?;
+    with_ragged_ptrs(spec, &stream, |ragged| {
+        let fwd = fwd_params(
+            spec,
+            [&ops[0], &ops[1], &ops[2], &ops[3]],
+            lse_ptr,
+            slopes_ptr.as_ref().map(|(p, _)| *p),
+            &ragged,
+        )?;
+        let params = ffi::FlashBwdParams {
+            fwd,
+            d_o: ops[4].ptr as *const c_void,
+            dq: dq_ptr as *mut c_void,
+            dk: dk_ptr as *mut c_void,
+            dv: dv_ptr as *mut c_void,
+            delta: delta_ptr as *mut f32,
+            dq_accum: if spec.dq_atomics { dq_accum_ptr as *mut f32 } else { std::ptr::null_mut() },
+            do_batch_stride: ops[4].strides.0,
+            do_row_stride: ops[4].strides.1,
+            do_head_stride: ops[4].strides.2,
+            dq_batch_stride: dq_s.0,
+            dq_row_stride: dq_s.1,
+            dq_head_stride: dq_s.2,
+            dk_batch_stride: dkv_s.0,
+            dk_row_stride: dkv_s.1,
+            dk_head_stride: dkv_s.2,
+            dv_batch_stride: dkv_s.0,
+            dv_row_stride: dkv_s.1,
+            dv_head_stride: dkv_s.2,
+            dq_atomics: spec.dq_atomics as i32,
+        };
+        stream.context().bind_to_thread().map_err(|e| candle_core::Error::Cuda(Box::new(e)))?;
+        // SAFETY: as in `launch`: every pointer is a live allocation of the described size, kept alive by
+        // the guards until the launches are queued on candle's stream.
+        check_launch(unsafe { ffi::candle_fa2_bwd(&params, stream.cu_stream() as *mut c_void) }, "backward kernel")
+    })?;
     drop((ptrs, _lse_guard, _dq_guard, _dk_guard, _dv_guard, _delta_guard, _dq_accum_guard, slopes_ptr));
-    let wrap = |slice, shape: (usize, usize, usize, usize)| {
+    let wrap = |slice, shape: candle_core::Shape| {
         Tensor::from_storage(Storage::Cuda(T::wrap_cuda_slice(slice, dev.clone())), shape, BackpropOp::none(), false)
     };
-    Ok((wrap(dq, (b, sq, hq, d)), wrap(dk, (b, sk, hkv, d)), wrap(dv, (b, sk, hkv, d))))
+    Ok((wrap(dq, q_shape), wrap(dk, k_shape.clone()), wrap(dv, k_shape)))
+}
+
+/// [`crate::write_kv_pages`] on CUDA: one launch copying each token's rows into its slot (kernels/cache_write.cu).
+pub fn write_pages(
+    (pages, pl): (&mut CudaStorage, &Layout),
+    (new, nl): (&CudaStorage, &Layout),
+    (slots, sl): (&CudaStorage, &Layout),
+) -> Result<()> {
+    match pages.dtype() {
+        DType::F16 => write_pages_as::<f16>((pages, pl), (new, nl), (slots, sl)),
+        DType::BF16 => write_pages_as::<bf16>((pages, pl), (new, nl), (slots, sl)),
+        DType::F32 => write_pages_as::<f32>((pages, pl), (new, nl), (slots, sl)),
+        dtype => bail!("write_kv_pages: pages of dtype {dtype:?} are not supported on CUDA (f16, bf16, f32)"),
+    }
+}
+
+fn write_pages_as<T: CudaDType + DeviceRepr>(
+    (pages, pl): (&mut CudaStorage, &Layout),
+    (new, nl): (&CudaStorage, &Layout),
+    (slots, sl): (&CudaStorage, &Layout),
+) -> Result<()> {
+    let elem = std::mem::size_of::<T>();
+    let (ps, ns) = (pl.stride(), nl.stride());
+    let (num_pages, page_size, heads, head_dim) = (pl.dims()[0], pl.dims()[1], pl.dims()[2], pl.dims()[3]);
+    // 4-byte words: every stride, offset and row length in bytes must be a multiple of 4.
+    let aligned = |strides: &[usize], offset: usize| {
+        strides[..strides.len() - 1].iter().chain([&offset]).all(|s| (s * elem).is_multiple_of(4))
+    };
+    if ps[3] != 1
+        || ns[2] != 1
+        || !(head_dim * elem).is_multiple_of(4)
+        || !aligned(ps, pl.start_offset())
+        || !aligned(ns, nl.start_offset())
+    {
+        bail!(
+            "write_kv_pages: the CUDA copy needs head_dim contiguous and 4-byte aligned rows; pages have strides \
+             {ps:?}, new rows {ns:?} (call .contiguous() first)"
+        )
+    }
+    let Some((s0, _)) = sl.contiguous_offsets() else { bail!("write_kv_pages: slot_mapping must be contiguous") };
+    let dev = pages.device().clone();
+    let stream = dev.cuda_stream();
+    let src = new.as_cuda_slice::<T>()?.slice(nl.start_offset()..);
+    let slot_view = slots.as_cuda_slice::<i64>()?.slice(s0..);
+    let dst = pages.as_cuda_slice_mut::<T>()?;
+    let mut dst = dst.slice_mut(pl.start_offset()..);
+    let (src_ptr, _src_guard) = src.device_ptr(&stream);
+    let (slots_ptr, _slots_guard) = slot_view.device_ptr(&stream);
+    let (dst_ptr, _dst_guard) = dst.device_ptr_mut(&stream);
+    let bytes = |s: usize| (s * elem) as i64;
+    let params = ffi::CacheWriteParams {
+        src: src_ptr as *const c_void,
+        cache: dst_ptr as *mut c_void,
+        slots: slots_ptr as *const i64,
+        src_row_stride: bytes(ns[0]),
+        src_head_stride: bytes(ns[1]),
+        cache_page_stride: bytes(ps[0]),
+        cache_row_stride: bytes(ps[1]),
+        cache_head_stride: bytes(ps[2]),
+        tokens: to_i32("tokens", nl.dims()[0])?,
+        heads: to_i32("heads", heads)?,
+        row_bytes: to_i32("head_dim", head_dim * elem)?,
+        page_size: to_i32("page_size", page_size)?,
+        num_pages: to_i32("num_pages", num_pages)?,
+        reserved: 0,
+    };
+    stream.context().bind_to_thread().map_err(|e| candle_core::Error::Cuda(Box::new(e)))?;
+    // SAFETY: the pointers are live allocations of the described layouts; slots outside the cache are skipped
+    // by the kernel.
+    check_launch(unsafe { ffi::candle_fa2_write_cache(&params, stream.cu_stream() as *mut c_void) }, "cache write")
 }
