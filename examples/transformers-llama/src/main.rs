@@ -12,6 +12,7 @@
 
 #[path = "../../common/chat.rs"]
 mod chat;
+mod config;
 #[path = "../../common/device.rs"]
 mod device;
 #[path = "../../common/fetch.rs"]
@@ -51,22 +52,7 @@ fn main() -> Result<()> {
     let chat::Chat { device, dtype, path, gguf: mut file, cfg, tokenizer, prompt, mut sampler } =
         args.chat.prepare()?;
     let t_load = Instant::now();
-    let config = llama::Config {
-        hidden_size: cfg.hidden_size,
-        intermediate_size: cfg.intermediate_size,
-        vocab_size: cfg.vocab_size,
-        num_hidden_layers: cfg.num_hidden_layers,
-        num_attention_heads: cfg.num_attention_heads,
-        num_key_value_heads: cfg.num_key_value_heads,
-        use_flash_attn: args.attn == "flash",
-        rms_norm_eps: cfg.rms_norm_eps,
-        rope_theta: cfg.rope_theta,
-        bos_token_id: None,
-        eos_token_id: None,
-        rope_scaling: None,
-        max_position_embeddings: cfg.max_position_embeddings,
-        tie_word_embeddings: cfg.tie_word_embeddings,
-    };
+    let config = config::llama_config(&cfg, args.attn == "flash");
     let weights = file.hf_weights(&cfg, dtype, &device)?;
     let model = llama::Llama::load(candle_nn::VarBuilder::from_tensors(weights, dtype, &device), &config)?;
     let mut cache = llama::Cache::new(true, dtype, &config, &device)?;
