@@ -316,7 +316,7 @@ pub enum KeyLengths<'a> {
 /// Checks a call of sequences of different lengths: q either (total_q, heads_q, head_dim) with
 /// `cu_seqlens_q` or (batch, seqlen_q, heads_q, head_dim) without; keys as `keys` says. Shapes, dtypes and
 /// devices are checked here; the values of device-side offsets and tables are clamped by the kernels, and
-/// checked by [`crate::ragged_cpu`] on the CPU.
+/// checked by the CPU path (src/ragged.rs).
 pub fn validate_ragged(
     q: &Tensor,
     k: &Tensor,
