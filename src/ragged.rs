@@ -135,8 +135,10 @@ pub(crate) fn run_ragged(
         let out = Tensor::zeros(spec.out_shape(), q.dtype(), q.device())?;
         return Ok((out, Tensor::full(f32::NEG_INFINITY, spec.lse_shape(), q.device())?));
     }
+    let inference_only = spec.paged().is_some();
     if q.device().is_cpu() {
-        return ragged_cpu(q, k, v, &spec, opts);
+        let (out, lse) = ragged_cpu(q, k, v, &spec, opts)?;
+        return Ok(if inference_only { (out.detach(), lse.detach()) } else { (out, lse) });
     }
     // The kernels read these vectors as contiguous u32 arrays.
     if let Some(r) = spec.ragged.as_mut() {
@@ -150,7 +152,6 @@ pub(crate) fn run_ragged(
     if let Some(t) = spec.seqlens_k.as_mut() {
         *t = t.contiguous()?;
     }
-    let inference_only = spec.paged().is_some();
     let (out, lse) = run_op(q, k, v, spec)?;
     Ok(if inference_only { (out.detach(), lse) } else { (out, lse) })
 }
