@@ -61,6 +61,10 @@ struct Args {
     /// Peak device memory of the op and of the softmax-matmul path at 32k and 64k tokens instead.
     #[arg(long)]
     memory: bool,
+    /// decode and serving: how the L2 is emptied before each timed call, `read` (sum 256 MB) or `write`
+    /// (zero 256 MB, as triton's do_bench and this bench until decode v4; see [`Flush`]).
+    #[arg(long, default_value = "read")]
+    flush: String,
     /// Ignored: cargo bench passes it.
     #[arg(long)]
     bench: bool,
@@ -128,12 +132,28 @@ fn cuda_err(e: candle_core::cuda_backend::cudarc::driver::DriverError) -> candle
     candle_core::Error::Cuda(Box::new(e))
 }
 
-/// Median milliseconds of `f` on the GPU: each call between two CUDA events, after a 256 MB write that
-/// evicts its inputs from L2 (not timed).
+/// How [`time_cold`] evicts a call's inputs from L2. `Write` zeroes 256 MB (triton's do_bench, and this
+/// bench until 2026-11-30); it leaves the L2 full of dirty lines that the timed call then writes back to
+/// HBM, about 50 MB of writes charged to it, a fifth of the traffic of a 268 MB decode. `Read` sums 256 MB
+/// instead: the inputs are evicted the same, the lines left behind are clean.
+#[derive(Clone, Copy, PartialEq)]
+enum Flush {
+    Write,
+    Read,
+}
+
+static FLUSH: std::sync::OnceLock<Flush> = std::sync::OnceLock::new();
+
+/// Median milliseconds of `f` on the GPU: each call between two CUDA events, after a 256 MB write or read
+/// ([`Flush`]) that evicts its inputs from L2 (not timed).
 fn time_cold(dev: &Device, mut f: impl FnMut() -> Result<Tensor>) -> Result<f64> {
     use candle_core::cuda_backend::cudarc::driver::sys::CUevent_flags;
     let stream = dev.as_cuda_device()?.cuda_stream();
-    let flush = |_: ()| Tensor::zeros(64 << 20, DType::F32, dev);
+    let big = Tensor::zeros((65536, 1024), DType::F32, dev)?;
+    let flush = |_: ()| match FLUSH.get().copied().unwrap_or(Flush::Read) {
+        Flush::Write => Tensor::zeros(64 << 20, DType::F32, dev),
+        Flush::Read => big.sum(1),
+    };
     for _ in 0..5 {
         f()?;
     }
@@ -364,6 +384,12 @@ fn memory(dev: &Device, out: &mut Option<std::fs::File>) -> Result<()> {
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    let flush = match args.flush.as_str() {
+        "write" => Flush::Write,
+        "read" => Flush::Read,
+        other => panic!("--flush takes write or read, not {other}"),
+    };
+    FLUSH.set(flush).ok();
     let dev = Device::new_cuda(0)?;
     let mut out = args
         .out

@@ -49,7 +49,8 @@ struct DecodeTraits {
     static constexpr int PITCH = HEAD_DIM + 8;  // 16 extra bytes: ldmatrix rows in distinct bank groups
     static constexpr int SMEM_Q = BLOCK_M * PITCH;
     static constexpr int SMEM_KV = BLOCK_N * PITCH;  // one K or one V tile
-    static constexpr int SMEM_BYTES = (SMEM_Q + 2 * STAGES * SMEM_KV) * int(sizeof(T));
+    // Q, the K/V stages, then the slot table of paged K/V (SlotTable: two buffers of BLOCK_N ints).
+    static constexpr int SMEM_BYTES = (SMEM_Q + 2 * STAGES * SMEM_KV) * int(sizeof(T)) + 2 * BLOCK_N * 4;
     static constexpr int D_TILES = HEAD_DIM / 8;
     // After the loop the K/V stages hold each warp's O (f32, padded rows), row max and row sum.
     static constexpr int O_PITCH = HEAD_DIM + 4;
@@ -125,25 +126,28 @@ __global__ void __launch_bounds__(Tr::THREADS) flash_decode_kernel(const FlashDe
     const TileLoader<Tr> loader(p.head_dim);
     const KvRows<T> k_rows = key_rows<T>(p, blk.kv_head), v_rows = value_rows<T>(p, blk.kv_head);
     auto tile_n0 = [&](int t) { return blk.key_lo + (blk.tile_begin + t) * Tr::BLOCK_N; };
-    // Paged: the next tile's block-table entries are read a tile ahead (TileLoader::pages) and turned into
-    // cache slots at the end of the iteration, after the products: by then the reads have landed, and the
-    // copies at the top of the next iteration cost one multiply-add per row. With two stages a copy is
-    // issued only once the previous tile has landed, so any work before it leaves memory idle.
-    constexpr int RPT = Tr::BLOCK_N / TileLoader<Tr>::ROWS_PER_PASS;
-    uint32_t next_pages[RPT];
-    int next_slots[RPT];
+    // Paged: one thread per key reads the block-table entry of a tile a tile ahead (look_up) and publishes
+    // its slot to shared memory at the end of the iteration, after the products (by then the read has
+    // landed); the copies at the top of the next iteration, past the barrier, read their rows' slots from
+    // there. With two stages a copy is issued only once the previous tile has landed, so any work before
+    // it leaves memory idle.
+    using Slots = SlotTable<Tr, Tr::BLOCK_N>;
+    Slots slot_table(sKV + 2 * Tr::STAGES * Tr::SMEM_KV);
+    const bool paged = k_rows.pages != nullptr;
     auto look_up = [&](int t) {
-        if (k_rows.pages && t < blk.tiles) loader.template pages<Tr::BLOCK_N>(k_rows, tile_n0(t), blk.key_hi - tile_n0(t), next_pages);
+        if (paged && t < blk.tiles) slot_table.look_up(k_rows, tile_n0(t), blk.key_hi);
     };
-    auto to_slots = [&](int t) {
-        if (k_rows.pages && t < blk.tiles) loader.template to_slots<Tr::BLOCK_N>(k_rows, tile_n0(t), next_pages, next_slots);
+    auto publish = [&](int t) {
+        if (paged && t < blk.tiles) slot_table.publish(k_rows, tile_n0(t), t % 2);
     };
     auto load_tile = [&](int t) {
         const int n0 = tile_n0(t);
         T* sK = sKV + (2 * (t % Tr::STAGES)) * Tr::SMEM_KV;
-        if (k_rows.pages) {
-            loader.template load_slots<Tr::BLOCK_N, Tr::VIA_L1>(sK, k_rows, next_slots);
-            loader.template load_slots<Tr::BLOCK_N, Tr::VIA_L1>(sK + Tr::SMEM_KV, v_rows, next_slots);
+        if (paged) {
+            int slot[Slots::PER_THREAD];
+            slot_table.slots(loader, t % 2, slot);
+            loader.template load_slots<Tr::BLOCK_N, Tr::VIA_L1>(sK, k_rows, slot);
+            loader.template load_slots<Tr::BLOCK_N, Tr::VIA_L1>(sK + Tr::SMEM_KV, v_rows, slot);
         } else {
             // Keys past key_hi are no row's: zero-filled, not read (and masked below).
             loader.template load<Tr::BLOCK_N, Tr::VIA_L1>(sK, k_rows, n0, blk.key_hi - n0);
@@ -152,13 +156,18 @@ __global__ void __launch_bounds__(Tr::THREADS) flash_decode_kernel(const FlashDe
     };
 #pragma unroll
     for (int t = 0; t < Tr::STAGES - 1; ++t) {
-        look_up(t);
-        to_slots(t);
+        if (paged) {
+            look_up(t);
+            publish(t);
+            __syncthreads();  // the slots of tile t are published
+        }
         if (t < blk.tiles) load_tile(t);
         cp_async_commit();  // one group per tile, empty ones included, so wait counts stay uniform
     }
     look_up(Tr::STAGES - 1);
-    to_slots(Tr::STAGES - 1);
+    publish(Tr::STAGES - 1);  // read after the barrier at the top of the first iteration
+    // The combine kernel (launched with PDL) may take its place on the SMs now; it waits for this grid's end.
+    grid_launch_dependents();
 
     // This thread's two rows (the C fragment holds rows lane / 4 and lane / 4 + 8): query row and slope.
     int row_i[2];
@@ -183,7 +192,7 @@ __global__ void __launch_bounds__(Tr::THREADS) flash_decode_kernel(const FlashDe
         __syncthreads();                  // ... for every thread; every warp is done with tile t - 1's stage
         if (t + Tr::STAGES - 1 < blk.tiles) load_tile(t + Tr::STAGES - 1);  // into tile t - 1's stage
         cp_async_commit();
-        look_up(t + Tr::STAGES);
+        look_up(t + Tr::STAGES);  // published at the end of this iteration
 
         const T* sK = sKV + (2 * (t % Tr::STAGES)) * Tr::SMEM_KV;
         const T* sV = sK + Tr::SMEM_KV;
@@ -250,7 +259,9 @@ __global__ void __launch_bounds__(Tr::THREADS) flash_decode_kernel(const FlashDe
             mma_16816<T>(o_acc[2 * dp], a, b[0], b[1]);
             mma_16816<T>(o_acc[2 * dp + 1], a, b[2], b[3]);
         }
-        to_slots(t + Tr::STAGES);  // the entries read at the top of this iteration
+        // Tile t + STAGES's slots, into the buffer tile t + STAGES - 2's were read from before this
+        // iteration's barrier; the next iteration's barrier orders them before their copy.
+        publish(t + Tr::STAGES);
     }
 
     // ---- Merge the warps through shared memory (the K/V stages are free once every copy landed). -------
@@ -322,6 +333,7 @@ __global__ void __launch_bounds__(THREADS) decode_combine_kernel(const FlashDeco
     const int64_t rows_total = lse_rows(p);
     const int row = blockIdx.x;  // (batch, head, query row) or (head, query row of all sequences): the LSE's
     const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, splits = dp.num_splits;
+    grid_dependency_wait();  // the splits' partials are written (DecodeLaunch::run launches this with PDL)
 
     // LSE over the splits: block max, then block sum of exp(LSE_s - max).
     const float lse_s = tid < splits ? dp.lse_partial[int64_t(tid) * rows_total + row] : -INFINITY;
@@ -397,6 +409,23 @@ inline int decode_smem_optin() {
     return bytes;
 }
 
+// Programmatic dependent launch (compute capability 9.0 and up), asked once per device.
+// CANDLE_FA2_NO_PDL=1 launches the combine after the split kernel as before (BENCHMARKS.md, decode v4).
+inline bool device_has_pdl() {
+    constexpr int MAX_DEVICES = 64;
+    static std::atomic<int> cached[MAX_DEVICES];  // 0 unknown, 1 no, 2 yes
+    static const bool disabled = [] {
+        const char* env = getenv("CANDLE_FA2_NO_PDL");
+        return env && env[0] && env[0] != '0';
+    }();
+    int dev = 0, major = 0;
+    if (disabled || cudaGetDevice(&dev) != cudaSuccess || dev < 0) return false;
+    if (dev < MAX_DEVICES && cached[dev].load(std::memory_order_relaxed) != 0) return cached[dev].load(std::memory_order_relaxed) == 2;
+    if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) return false;
+    if (dev < MAX_DEVICES) cached[dev].store(major >= 9 ? 2 : 1, std::memory_order_relaxed);
+    return major >= 9;
+}
+
 template <typename Tr>
 struct DecodeLaunch {
     static int row_blocks(const FlashFwdParams& p) { return (p.seqlen_q * p.group_size + Tr::BLOCK_M - 1) / Tr::BLOCK_M; }
@@ -454,8 +483,18 @@ struct DecodeLaunch {
         flash_decode_kernel<Tr><<<grid, Tr::THREADS, Tr::SMEM_BYTES, stream>>>(dp);
         err = cudaGetLastError();
         if (err != cudaSuccess || dp.num_splits == 1) return err;
-        decode_combine_kernel<typename Tr::T, 128><<<unsigned(lse_rows(p)), 128, 0, stream>>>(dp);
-        return cudaGetLastError();
+        // Launched as a programmatic dependent of the split kernel where the GPU has it (sm_90+): its blocks
+        // are resident and waiting when the last split finishes, instead of launching after it.
+        cudaLaunchConfig_t config = {};
+        config.gridDim = dim3(unsigned(lse_rows(p)));
+        config.blockDim = dim3(128);
+        config.stream = stream;
+        cudaLaunchAttribute pdl[1];
+        pdl[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+        pdl[0].val.programmaticStreamSerializationAllowed = 1;
+        config.attrs = pdl;
+        config.numAttrs = device_has_pdl() ? 1 : 0;
+        return cudaLaunchKernelEx(&config, decode_combine_kernel<typename Tr::T, 128>, dp);
     }
 };
 

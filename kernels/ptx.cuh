@@ -124,6 +124,24 @@ __device__ __forceinline__ void atomic_add2(float* addr, float x, float y) {
 #endif
 }
 
+// ---- Programmatic dependent launch (sm_90+; no-ops before, where the launch attribute is not set). -----
+// A kernel launched with cudaLaunchAttributeProgrammaticStreamSerialization may start while the kernel
+// before it in the stream still runs; it waits here until that kernel has finished and its writes are
+// visible. What the launch saves is the gap between the two kernels, not the wait.
+__device__ __forceinline__ void grid_dependency_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
+}
+
+// Lets the stream's next kernel (if launched as above) start once every block of this one has called it or
+// exited; it still waits for this kernel's end in grid_dependency_wait.
+__device__ __forceinline__ void grid_launch_dependents() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;\n" ::);
+#endif
+}
+
 // ---- Hopper (sm_90a): warpgroup MMA ordering, see kernels/wgmma.cuh for the MMAs themselves. ----------
 // Empty outside sm_90a code: the kernels that call them trap there (flash_fwd_sm90.cuh).
 

@@ -70,6 +70,13 @@ def attn_flops(batch, heads, seqlen, hdim, causal, mode):
     return flops
 
 
+# How bench_ms evicts the inputs from L2 before each rep (--flush): "read" sums 256 MB; "write" zeroes it
+# (triton's do_bench, and this script until 2026-11-30). Zeroing leaves the L2 full of dirty lines that the
+# timed call then writes back to HBM, about 50 MB of writes charged to it: a fifth of the traffic of a
+# 268 MB decode (BENCHMARKS.md, decode v4). Reading evicts the inputs as well and leaves clean lines.
+FLUSH = "read"
+
+
 def bench_ms(fn, grad_to_none=(), warmup_ms=25.0, rep_ms=100.0, min_reps=20):
     """Median runtime of fn in ms, timed with CUDA events.
 
@@ -78,9 +85,15 @@ def bench_ms(fn, grad_to_none=(), warmup_ms=25.0, rep_ms=100.0, min_reps=20):
     take only a handful of samples for the slowest (16k, hdim 256, fwd_bwd)
     points, and we want a median over at least min_reps.
     """
-    # 256 MB is well above H100's 50 MB L2, so zeroing it evicts our inputs
-    # and every rep starts cold, like a real model step would.
-    cache = torch.empty(256 * 1024 * 1024, dtype=torch.int8, device="cuda")
+    # 256 MB is well above the H100's and H200's 50 MB L2: reading (or zeroing) it evicts our inputs and
+    # every rep starts cold, like a real model step would (FLUSH).
+    cache = torch.zeros(256 * 1024 * 1024, dtype=torch.int8, device="cuda")
+
+    def flush():
+        if FLUSH == "read":
+            cache.view(65536, -1).sum(1)
+        else:
+            cache.zero_()
 
     def clear_grads():
         # Dropping grads (rather than zeroing) makes backward write fresh
@@ -95,7 +108,7 @@ def bench_ms(fn, grad_to_none=(), warmup_ms=25.0, rep_ms=100.0, min_reps=20):
     start.record()
     for _ in range(5):
         clear_grads()
-        cache.zero_()
+        flush()
         fn()
     end.record()
     torch.cuda.synchronize()
@@ -110,7 +123,7 @@ def bench_ms(fn, grad_to_none=(), warmup_ms=25.0, rep_ms=100.0, min_reps=20):
     ends = [torch.cuda.Event(enable_timing=True) for _ in range(n_reps)]
     for i in range(n_reps):
         clear_grads()
-        cache.zero_()  # outside the events: the flush itself is not timed
+        flush()  # outside the events: the flush itself is not timed
         starts[i].record()
         fn()
         ends[i].record()
@@ -287,10 +300,14 @@ def main():
     ap.add_argument("--seqlens", type=int_list, default=[512, 1024, 2048, 4096, 8192, 16384])
     ap.add_argument("--backends", type=str_list(set(BACKENDS)), default=["flash", "cudnn"])
     ap.add_argument("--out", help="append JSON lines to this file (also printed to stdout)")
+    ap.add_argument("--flush", choices=["read", "write"], default="read",
+                    help="how the L2 is emptied before each timed call (see FLUSH)")
     ap.add_argument("--memory", action="store_true",
                     help="instead of the timing grid, measure peak memory of one causal "
                          "forward at seqlen 32k/64k: flash backend vs naive attention")
     args = ap.parse_args()
+    global FLUSH
+    FLUSH = args.flush
 
     if not torch.cuda.is_available():
         sys.exit("bench_torch_sdpa.py needs a CUDA device")

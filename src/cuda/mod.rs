@@ -233,6 +233,10 @@ fn launch<T: CudaDType + DeviceRepr>(
                     s.0
                 )
             }
+            // The copies form a row's offset as a 32 x 32 -> 64-bit product (kernels/tile_loader.cuh).
+            if s.1 > i32::MAX as i64 {
+                bail!("flash_attn: {name} has a row stride of {} elements, more than the kernels take (2^31 - 1)", s.1)
+            }
         }
     }
     let (out_len, lse_len) = (spec.out_shape().elem_count(), spec.lse_shape().elem_count());
