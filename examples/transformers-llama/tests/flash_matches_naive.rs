@@ -63,3 +63,29 @@ fn flash_and_naive_attention_give_the_same_answer() {
     let answer = tok.decode(&flash_tokens).unwrap();
     assert!(answer.starts_with("The capital of France is Paris"), "answer: {answer:?}");
 }
+
+/// The README's command for this crate (`cd examples/transformers-llama && cargo run --release -- ARGS`),
+/// with its arguments read from the README and run on this build's binary: it must answer the question.
+#[test]
+fn readme_command_answers() {
+    const PREFIX: &str = "cd examples/transformers-llama && cargo run --release -- ";
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+    let line = readme.lines().find_map(|l| l.strip_prefix(PREFIX)).expect("the README shows this crate's command");
+    // Its arguments: words, double quotes grouping (the README's prompt has spaces).
+    let args: Vec<String> = line
+        .split('"')
+        .enumerate()
+        .flat_map(|(i, part)| {
+            if i % 2 == 1 {
+                vec![part.to_string()]
+            } else {
+                part.split_whitespace().map(str::to_string).collect()
+            }
+        })
+        .collect();
+    assert!(args.iter().any(|a| a == "--cpu"), "the README's command runs on the CPU: {args:?}");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_transformers-llama")).args(&args).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "transformers-llama {args:?} failed:\n{text}");
+    assert!(text.contains("Paris"), "transformers-llama {args:?} did not answer:\n{text}");
+}
