@@ -23,14 +23,25 @@ mod cuda {
             std::env::set_var("CUDA_COMPUTE_CAP", "90");
         }
         let out_dir = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
-        // bindgen_cuda rebuilds only when a source is newer than the library: drop the library when the
-        // flags changed so that they take effect.
-        let lib = out_dir.join("libcandle_fa2_kernels.a");
-        let flags_file = out_dir.join("nvcc_extra_flags.txt");
-        if std::fs::read_to_string(&flags_file).ok().as_deref() != Some(extra_flags.as_str()) {
-            let _ = std::fs::remove_file(&lib);
-            std::fs::write(&flags_file, &extra_flags).expect("OUT_DIR is writable");
-        }
+        // The library does not depend on this crate's features or profile, yet cargo runs this script once
+        // per combination (CI's `clippy --features cuda` here and the crates that depend on candle-fa2 with
+        // other profile settings): each run would spend nvcc's 4 minutes (2 cores) again. So the objects
+        // live beside the build dirs of this profile, <target>/<profile>/build/, in a folder named by what
+        // they are built from: this source tree, the toolkit, the extra flags. bindgen_cuda rebuilds when a
+        // kernel or header is newer than the library.
+        let nvcc_env = ["NVCC", "CUDA_ROOT", "CUDA_PATH", "CUDA_TOOLKIT_ROOT_DIR"].map(|v| {
+            println!("cargo:rerun-if-env-changed={v}");
+            std::env::var(v).unwrap_or_default()
+        });
+        let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+        let key =
+            fnv1a([manifest_dir.as_str(), extra_flags.as_str()].into_iter().chain(nvcc_env.iter().map(String::as_str)));
+        let kernels_dir = match out_dir.ancestors().nth(2) {
+            Some(build_dir) if build_dir.ends_with("build") => build_dir.join(format!("candle-fa2-kernels-{key:016x}")),
+            _ => out_dir.clone(),
+        };
+        std::fs::create_dir_all(&kernels_dir).expect("the target dir is writable");
+        let lib = kernels_dir.join("libcandle_fa2_kernels.a");
         let mut kernels: Vec<PathBuf> = std::fs::read_dir("kernels")
             .expect("kernels/ exists")
             .map(|e| e.expect("readable kernels/ entry").path())
@@ -45,7 +56,7 @@ mod cuda {
         let mut builder = bindgen_cuda::Builder::default()
             .kernel_paths(kernels)
             .watch(headers)
-            .out_dir(&out_dir)
+            .out_dir(&kernels_dir)
             // bindgen_cuda adds --gpu-architecture=sm_<cap>: sm_80 machine code and compute_80 PTX (which
             // later GPUs compile at load time).
             .compute_cap(80)
@@ -64,9 +75,20 @@ mod cuda {
             builder = builder.arg(Box::leak(flag.to_string().into_boxed_str()));
         }
         builder.build_lib(lib);
-        println!("cargo:rustc-link-search=native={}", out_dir.display());
+        println!("cargo:rustc-link-search=native={}", kernels_dir.display());
         println!("cargo:rustc-link-lib=static=candle_fa2_kernels");
         println!("cargo:rustc-link-lib=dylib=cudart");
         println!("cargo:rustc-link-lib=dylib=stdc++");
+    }
+
+    /// FNV-1a over the parts (each followed by a 0 byte): a stable name for the kernels' folder.
+    fn fnv1a<'a>(parts: impl Iterator<Item = &'a str>) -> u64 {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for part in parts {
+            for b in part.bytes().chain([0]) {
+                h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+            }
+        }
+        h
     }
 }
