@@ -67,9 +67,13 @@ mod cuda {
             .arg("-gencode=arch=compute_90a,code=sm_90a")
             .arg("-std=c++17")
             .arg("-O3")
-            .arg("--use_fast_math")
-            .arg("-Xcompiler")
-            .arg("-fPIC");
+            .arg("--use_fast_math");
+        // -fPIC and libstdc++ are the GNU toolchain's; MSVC builds position-independent code and links its
+        // C++ runtime itself.
+        let msvc = std::env::var("CARGO_CFG_TARGET_ENV").is_ok_and(|env| env == "msvc");
+        if !msvc {
+            builder = builder.arg("-Xcompiler").arg("-fPIC");
+        }
         for flag in extra_flags.split_whitespace() {
             // bindgen_cuda takes &'static str; a build script runs once, so leaking is fine.
             builder = builder.arg(Box::leak(flag.to_string().into_boxed_str()));
@@ -78,7 +82,9 @@ mod cuda {
         println!("cargo:rustc-link-search=native={}", kernels_dir.display());
         println!("cargo:rustc-link-lib=static=candle_fa2_kernels");
         println!("cargo:rustc-link-lib=dylib=cudart");
-        println!("cargo:rustc-link-lib=dylib=stdc++");
+        if !msvc {
+            println!("cargo:rustc-link-lib=dylib=stdc++");
+        }
     }
 
     /// FNV-1a over the parts (each followed by a 0 byte): a stable name for the kernels' folder.

@@ -7,6 +7,7 @@
 #include <math.h>
 
 #include "flash_params.h"
+#include "ptx.cuh"
 #include "seq_view.cuh"
 
 namespace fa2 {
@@ -121,6 +122,6 @@ __device__ __forceinline__ FlashBwdParams bwd_sequence_view(const FlashBwdParams
 
 // The forward's LSE of one query in base 2; a row that saw no key (LSE -inf) gets +inf, so its P is
 // exp2(x - inf) = 0 rather than NaN.
-__device__ __forceinline__ float lse_base2(float lse) { return lse == -INFINITY ? INFINITY : lse * float(M_LOG2E); }
+__device__ __forceinline__ float lse_base2(float lse) { return lse == -INFINITY ? INFINITY : lse * LOG2E; }
 
 }  // namespace fa2

@@ -332,7 +332,7 @@ __global__ void __launch_bounds__(Tr::THREADS, Tr::MIN_BLOCKS) flash_bwd_kernel(
                             dz_ds *= 1.f - t * t;
                         }
                         z -= slope * fabsf(float(qk.y - qk.x - blk.offset));
-                        const float prob = exp2f(fmaf(z, float(M_LOG2E), -lse2));
+                        const float prob = exp2f(fmaf(z, LOG2E, -lse2));
                         c2[mt][ct][e] = prob * (c2[mt][ct][e] - delta) * dz_ds;
                         c1[mt][ct][e] = prob;
                     }

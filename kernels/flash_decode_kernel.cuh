@@ -219,7 +219,7 @@ __global__ void __launch_bounds__(Tr::THREADS) flash_decode_kernel(const FlashDe
                 const int dist = key - row_i[h] - blk.offset;
                 float x = s[nt][e] * p.softmax_scale;
                 if (p.softcap > 0.f) x = p.softcap * tanhf(x / p.softcap);
-                x = (x - slope[h] * fabsf(float(dist))) * float(M_LOG2E);
+                x = (x - slope[h] * fabsf(float(dist))) * LOG2E;
                 const bool visible = key < blk.key_hi && dist >= -p.window_left && dist <= p.window_right;
                 s[nt][e] = visible ? x : -INFINITY;
             }
@@ -302,7 +302,7 @@ __global__ void __launch_bounds__(Tr::THREADS) flash_decode_kernel(const FlashDe
             o0 += scale * o.x, o1 += scale * o.y;
         }
         const float inv = sum > 0.f ? 1.f / sum : 0.f;
-        const float lse = sum > 0.f ? (m + log2f(sum)) * float(M_LN2) : -INFINITY;
+        const float lse = sum > 0.f ? (m + log2f(sum)) * LN2 : -INFINITY;
         const int i = blk.query_row(p, r), head = blk.head(p, r);
         const int64_t lse_row = head * p.lse_head_stride + i;  // in this sequence's view
         if (partial) {

@@ -143,7 +143,7 @@ __global__ void __launch_bounds__(Tr::THREADS, Tr::MIN_BLOCKS) flash_fwd_kernel(
                         if (p.softcap > 0.f) x = p.softcap * tanhf(x / p.softcap);
                         const int dist = n0 + nt * 8 + 2 * (lane % 4) + (e % 2) - row_of(mt, e / 2) - blk.offset;
                         x -= slope * fabsf(float(dist));
-                        s[mt][nt][e] = x * float(M_LOG2E);
+                        s[mt][nt][e] = x * LOG2E;
                     }
         }
         if (blk.needs_mask(p, n0)) {
@@ -237,7 +237,7 @@ __global__ void __launch_bounds__(Tr::THREADS, Tr::MIN_BLOCKS) flash_fwd_kernel(
                         pack2<T>(o_acc[mt][dt][2 * h] * inv, o_acc[mt][dt][2 * h + 1] * inv);
             }
             if (lane % 4 == 0)
-                blk.lse[row] = sum > 0.f ? (row_max[mt][h] * sl2 + log2f(sum)) * float(M_LN2) : -INFINITY;
+                blk.lse[row] = sum > 0.f ? (row_max[mt][h] * sl2 + log2f(sum)) * LN2 : -INFINITY;
         }
 }
 

@@ -193,7 +193,7 @@ __global__ void __launch_bounds__(Tr::THREADS, 1) flash_fwd_sm90_kernel(const Fl
         if (row >= p.seqlen_q) continue;
         store_accumulator_row<T, Tr::HEAD_DIM>(blk.o + row * p.o_row_stride, o_acc, h, lane, p.head_dim,
                                                sum > 0.f ? 1.f / sum : 0.f);
-        if (lane % 4 == 0) blk.lse[row] = sum > 0.f ? (row_max[h] * sl2 + log2f(sum)) * float(M_LN2) : -INFINITY;
+        if (lane % 4 == 0) blk.lse[row] = sum > 0.f ? (row_max[h] * sl2 + log2f(sum)) * LN2 : -INFINITY;
     }
 #elif defined(__CUDA_ARCH__)
     __trap();  // built without sm_90a: launch_fwd_sm90 is only called on a device that runs sm_90a code

@@ -11,6 +11,11 @@ __device__ __forceinline__ uint32_t smem_addr(const void* p) {
     return static_cast<uint32_t>(__cvta_generic_to_shared(p));
 }
 
+// The base-2 softmax's constants (log2(e), ln(2)), as float(M_LOG2E) and float(M_LN2) would give, without
+// <math.h>'s M_ macros: MSVC defines those only with _USE_MATH_DEFINES.
+constexpr float LOG2E = 1.44269504088896340736f;
+constexpr float LN2 = 0.693147180559945309417f;
+
 // 16-byte asynchronous copy to a shared-memory address (smem_addr); when !valid the destination is
 // zero-filled and nothing is read.
 __device__ __forceinline__ void cp_async_16(uint32_t dst, const void* src, bool valid) {
