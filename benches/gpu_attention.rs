@@ -3,6 +3,7 @@
 //!
 //!   cargo bench --features cuda --bench gpu_attention -- [--modes fwd,fwd_bwd,decode,serving] [--dtypes bf16,fp16]
 //!       [--hdims 64,128,256] [--seqlens 512,...,16384] [--causal both|yes|no] [--out FILE] [--memory]
+//!       [--flush read|write]
 //!
 //! Setup of the FlashAttention papers: batch x seqlen = 16k tokens, hidden 2048 (heads = 2048 / hdim).
 //! FLOPs = 4 * batch * heads * seqlen² * hdim, halved when causal; fwd_bwd counts 3.5 times that (the
