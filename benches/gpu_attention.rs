@@ -64,8 +64,8 @@ struct Args {
     memory: bool,
     /// decode and serving: how the L2 is emptied before each timed call, `read` (sum 256 MB) or `write`
     /// (zero 256 MB, as triton's do_bench and this bench until decode v4; see [`Flush`]).
-    #[arg(long, default_value = "read")]
-    flush: String,
+    #[arg(long, value_enum, default_value_t = Flush::Read)]
+    flush: Flush,
     /// Ignored: cargo bench passes it.
     #[arg(long)]
     bench: bool,
@@ -137,7 +137,7 @@ fn cuda_err(e: candle_core::cuda_backend::cudarc::driver::DriverError) -> candle
 /// bench until 2026-11-30); it leaves the L2 full of dirty lines that the timed call then writes back to
 /// HBM, about 50 MB of writes charged to it, a fifth of the traffic of a 268 MB decode. `Read` sums 256 MB
 /// instead: the inputs are evicted the same, the lines left behind are clean.
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Clone, Copy, clap::ValueEnum)]
 enum Flush {
     Write,
     Read,
@@ -150,10 +150,13 @@ static FLUSH: std::sync::OnceLock<Flush> = std::sync::OnceLock::new();
 fn time_cold(dev: &Device, mut f: impl FnMut() -> Result<Tensor>) -> Result<f64> {
     use candle_core::cuda_backend::cudarc::driver::sys::CUevent_flags;
     let stream = dev.as_cuda_device()?.cuda_stream();
-    let big = Tensor::zeros((65536, 1024), DType::F32, dev)?;
-    let flush = |_: ()| match FLUSH.get().copied().unwrap_or(Flush::Read) {
-        Flush::Write => Tensor::zeros(64 << 20, DType::F32, dev),
-        Flush::Read => big.sum(1),
+    let big = match FLUSH.get().copied().unwrap_or(Flush::Read) {
+        Flush::Read => Some(Tensor::zeros((65536, 1024), DType::F32, dev)?),
+        Flush::Write => None,
+    };
+    let flush = |_: ()| match &big {
+        Some(big) => big.sum(1),
+        None => Tensor::zeros(64 << 20, DType::F32, dev),
     };
     for _ in 0..5 {
         f()?;
@@ -385,12 +388,7 @@ fn memory(dev: &Device, out: &mut Option<std::fs::File>) -> Result<()> {
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    let flush = match args.flush.as_str() {
-        "write" => Flush::Write,
-        "read" => Flush::Read,
-        other => panic!("--flush takes write or read, not {other}"),
-    };
-    FLUSH.set(flush).ok();
+    FLUSH.set(args.flush).ok();
     let dev = Device::new_cuda(0)?;
     let mut out = args
         .out

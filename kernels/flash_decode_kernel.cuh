@@ -390,40 +390,47 @@ __global__ void __launch_bounds__(THREADS) decode_combine_kernel(const FlashDeco
     if (tid == 0) p.lse[row] = lse;
 }
 
-// The shared memory a block of the current device may opt in to (cudaDevAttrMaxSharedMemoryPerBlockOptin),
-// asked once per device; CANDLE_FA2_MAX_SMEM=BYTES caps it, so that the configurations of GPUs with less
-// (99 KB on sm_86/89/120) can be run and tested on an A100 or H100. 0 when the device cannot be queried.
+// What the decode asks the driver once per device: `query(device)` gives the value, > 0, or 0 when it cannot
+// be asked (then nothing is cached and the next call asks again); `cache` is the caller's static array.
+constexpr int MAX_DEVICES = 64;
+template <typename Query>
+int64_t once_per_device(std::atomic<int64_t> (&cache)[MAX_DEVICES], Query query) {
+    int dev = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess || dev < 0) return 0;
+    if (dev < MAX_DEVICES && cache[dev].load(std::memory_order_relaxed) > 0) return cache[dev].load(std::memory_order_relaxed);
+    const int64_t value = query(dev);
+    if (dev < MAX_DEVICES && value > 0) cache[dev].store(value, std::memory_order_relaxed);
+    return value;
+}
+
+// The shared memory a block of the current device may opt in to (cudaDevAttrMaxSharedMemoryPerBlockOptin);
+// CANDLE_FA2_MAX_SMEM=BYTES caps it, so that the configurations of GPUs with less (99 KB on sm_86/89/120)
+// can be run and tested on an A100 or H100. 0 when the device cannot be queried.
 inline int decode_smem_optin() {
-    constexpr int MAX_DEVICES = 64;
-    static std::atomic<int> cached[MAX_DEVICES];
+    static std::atomic<int64_t> cached[MAX_DEVICES];
     static const int cap = [] {
         const char* env = getenv("CANDLE_FA2_MAX_SMEM");
         return env ? atoi(env) : 0;
     }();
-    int dev = 0, bytes = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess || dev < 0) return 0;
-    if (dev < MAX_DEVICES && cached[dev].load(std::memory_order_relaxed) > 0) return cached[dev].load(std::memory_order_relaxed);
-    if (cudaDeviceGetAttribute(&bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess) return 0;
-    if (cap > 0) bytes = min(bytes, cap);
-    if (dev < MAX_DEVICES) cached[dev].store(bytes, std::memory_order_relaxed);
-    return bytes;
+    return int(once_per_device(cached, [](int dev) {
+        int bytes = 0;
+        if (cudaDeviceGetAttribute(&bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess) return 0;
+        return cap > 0 ? min(bytes, cap) : bytes;
+    }));
 }
 
-// Programmatic dependent launch (compute capability 9.0 and up), asked once per device.
+// Programmatic dependent launch (compute capability 9.0 and up).
 // CANDLE_FA2_NO_PDL=1 launches the combine after the split kernel as before (BENCHMARKS.md, decode v4).
 inline bool device_has_pdl() {
-    constexpr int MAX_DEVICES = 64;
-    static std::atomic<int> cached[MAX_DEVICES];  // 0 unknown, 1 no, 2 yes
+    static std::atomic<int64_t> cached[MAX_DEVICES];  // the compute capability's major number
     static const bool disabled = [] {
         const char* env = getenv("CANDLE_FA2_NO_PDL");
         return env && env[0] && env[0] != '0';
     }();
-    int dev = 0, major = 0;
-    if (disabled || cudaGetDevice(&dev) != cudaSuccess || dev < 0) return false;
-    if (dev < MAX_DEVICES && cached[dev].load(std::memory_order_relaxed) != 0) return cached[dev].load(std::memory_order_relaxed) == 2;
-    if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) return false;
-    if (dev < MAX_DEVICES) cached[dev].store(major >= 9 ? 2 : 1, std::memory_order_relaxed);
-    return major >= 9;
+    return !disabled && once_per_device(cached, [](int dev) {
+        int major = 0;
+        return cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess ? major : 0;
+    }) >= 9;
 }
 
 template <typename Tr>
@@ -441,19 +448,16 @@ struct DecodeLaunch {
     // tiles. `p.seqlen_k` is the longest sequence (the cache's capacity with per-sequence counts).
     // Block slots of the device (SMs x resident blocks per SM), asked once per device and configuration.
     static int64_t slots() {
-        constexpr int MAX_DEVICES = 64;
         static std::atomic<int64_t> cached[MAX_DEVICES];
-        int dev = 0, sms = 0, per_sm = 0;
-        if (cudaGetDevice(&dev) != cudaSuccess || dev < 0) return 0;
-        if (dev < MAX_DEVICES && cached[dev].load(std::memory_order_relaxed) > 0) return cached[dev].load(std::memory_order_relaxed);
-        if (prepare() != cudaSuccess) return 0;
-        if (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) return 0;
-        if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, flash_decode_kernel<Tr>, Tr::THREADS,
-                                                          Tr::SMEM_BYTES) != cudaSuccess)
-            return 0;
-        const int64_t n = int64_t(sms) * max(per_sm, 1);
-        if (dev < MAX_DEVICES) cached[dev].store(n, std::memory_order_relaxed);
-        return n;
+        return once_per_device(cached, [](int dev) -> int64_t {
+            int sms = 0, per_sm = 0;
+            if (prepare() != cudaSuccess) return 0;
+            if (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) return 0;
+            if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, flash_decode_kernel<Tr>, Tr::THREADS,
+                                                              Tr::SMEM_BYTES) != cudaSuccess)
+                return 0;
+            return int64_t(sms) * max(per_sm, 1);
+        });
     }
 
     static int num_splits(const FlashFwdParams& p) {

@@ -119,12 +119,11 @@ struct SlotTable {
     using T = typename Tr::T;
     static constexpr int ROWS_PER_PASS = TileLoader<Tr>::ROWS_PER_PASS;
     static constexpr int PER_THREAD = ROWS / ROWS_PER_PASS;  // rows a copying thread copies
-    static constexpr int BYTES = 2 * ROWS * int(sizeof(int));
     static_assert(Tr::THREADS >= ROWS, "one thread per row looks the rows up");
     static_assert(ROWS % ROWS_PER_PASS == 0, "tile rows are whole passes");
 
-    // [2][ROWS]; row r at (r % ROWS_PER_PASS) * PER_THREAD + r / ROWS_PER_PASS, so that the rows of one
-    // copying thread are adjacent (vector loads).
+    // [2][ROWS] ints (the owner reserves 2 * ROWS * 4 bytes); row r at (r % ROWS_PER_PASS) * PER_THREAD +
+    // r / ROWS_PER_PASS, so that the rows of one copying thread are adjacent (vector loads).
     int* table;
     uint32_t page;  // the block-table entry of key n0 + threadIdx.x of the tile being looked up
 
