@@ -18,18 +18,21 @@ list_executables() {
 import json, sys
 for line in sys.stdin:
     m = json.loads(line)
-    # What needs the GPU: the GPU suites, the unit tests (the params layout test calls the kernels library),
-    # the GPU bench and the examples named in GPU_EXAMPLES. CPU-only suites stay home (CI runs them); each
-    # binary carries candle and the kernels, so the pack must stay small.
+    # What needs the GPU: the GPU suites, the unit tests of candle-fa2 (the params layout test calls the
+    # kernels library), the GPU bench and the examples (of examples/, the crate candle-fa2-examples) named in
+    # GPU_EXAMPLES. CPU-only suites stay home (CI runs them), the library tests of the examples crate among them;
+    # each binary carries candle and the kernels, so the pack must stay small.
     if m.get("reason") != "compiler-artifact" or not m.get("executable"):
         continue
     name, kind = m["target"]["name"], m["target"]["kind"]
-    wanted = (name.startswith("gpu_") or "lib" in kind
+    wanted = (name.startswith("gpu_") or ("lib" in kind and name == "candle_fa2")
               or ("example" in kind and name in sys.argv[1].split()))
     if wanted:
         print(name, m["executable"])' "$GPU_EXAMPLES"
 }
-# Examples worth running on the GPU host (end-to-end benchmarks); built with --features cuda too.
+# Examples worth running on the GPU host (end-to-end benchmarks); built with --features cuda too. All three
+# commands build the workspace's default members (candle-fa2 and candle-fa2-examples, whose `cuda` feature
+# forwards to candle-fa2's), so that they resolve one feature set and build candle once.
 GPU_EXAMPLES=${GPU_EXAMPLES:-}
 {
   cargo test --release --features cuda --no-run --message-format=json

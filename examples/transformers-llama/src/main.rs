@@ -10,23 +10,23 @@
 //! or `scripts/install_cuda.sh --link`'s stubs). `--attn naive` runs candle-transformers' own
 //! softmax-matmul attention on the same weights.
 
-#[path = "../../common/chat.rs"]
+#[path = "../../src/chat.rs"]
 mod chat;
 mod config;
-#[path = "../../common/device.rs"]
+#[path = "../../src/device.rs"]
 mod device;
-#[path = "../../common/fetch.rs"]
+#[path = "../../src/fetch.rs"]
 mod fetch;
-#[path = "../../common/generate.rs"]
+#[path = "../../src/generate.rs"]
 mod generate;
 // Shared with candle-fa2's examples and tests, which use the parts this binary does not.
 #[allow(dead_code)]
-#[path = "../../common/gguf.rs"]
+#[path = "../../src/gguf.rs"]
 mod gguf;
-#[path = "../../common/sampling.rs"]
+#[path = "../../src/sampling.rs"]
 mod sampling;
 #[allow(dead_code)]
-#[path = "../../common/tokenizer.rs"]
+#[path = "../../src/tokenizer.rs"]
 mod tokenizer;
 
 use std::time::Instant;

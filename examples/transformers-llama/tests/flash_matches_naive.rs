@@ -6,13 +6,13 @@
 #[allow(dead_code)]
 #[path = "../src/config.rs"]
 mod config;
-#[path = "../../common/fetch.rs"]
+#[path = "../../src/fetch.rs"]
 mod fetch;
 #[allow(dead_code)]
-#[path = "../../common/gguf.rs"]
+#[path = "../../src/gguf.rs"]
 mod gguf;
 #[allow(dead_code)]
-#[path = "../../common/tokenizer.rs"]
+#[path = "../../src/tokenizer.rs"]
 mod tokenizer;
 
 use candle_core::{DType, Device, Tensor};
@@ -54,7 +54,7 @@ fn flash_and_naive_attention_give_the_same_answer() {
     let (flash_tokens, flash_logits) = run(true);
     let (naive_tokens, naive_logits) = run(false);
     assert_eq!(flash_tokens, naive_tokens);
-    // f32 through 30 layers: the two attentions differ in rounding only (tests/llama.rs sees up to 8e-5 on
+    // f32 through 30 layers: the two attentions differ in rounding only (../tests/llama.rs sees up to 8e-5 on
     // logits of magnitude ~20); a wrong mask or position moves logits by whole units.
     for (step, (f, n)) in flash_logits.iter().zip(&naive_logits).enumerate() {
         let diff = f.iter().zip(n).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);

@@ -2,24 +2,20 @@
 //! giving the same greedy tokens and close logits on the 124M model (seeded random weights), the KV cache
 //! against a full recomputation, and loading a Hugging Face-layout checkpoint.
 
-#[path = "../examples/gpt2/checkpoint.rs"]
-mod checkpoint;
-#[path = "../examples/gpt2/generate.rs"]
-mod generate;
-#[path = "../examples/common/gpt.rs"]
-mod gpt;
-#[path = "../examples/gpt2/tokenizer.rs"]
-mod tokenizer;
-
 use std::collections::HashMap;
 
 use anyhow::Result;
 use candle_core::{DType, Device, IndexOp, Tensor, D};
 use candle_fa2::AttnImpl;
+use candle_fa2_examples::{
+    gpt::{Gpt, GptConfig, SeededInit},
+    gpt2::{
+        checkpoint,
+        generate::{generate, Sampler},
+        tokenizer::Gpt2Tokenizer,
+    },
+};
 use candle_nn::{VarBuilder, VarMap};
-use generate::{generate, Sampler};
-use gpt::{Gpt, GptConfig, SeededInit};
-use tokenizer::Gpt2Tokenizer;
 
 const CPU: Device = Device::Cpu;
 

@@ -1,4 +1,4 @@
-//! Serving a queue of prompts as one continuous batch (examples/batch_generate, tests/llama.rs): the
+//! Serving a queue of prompts as one continuous batch (examples/batch_generate.rs, tests/llama.rs): the
 //! scheduler admits a waiting request as soon as a running one finishes, and every step runs all running
 //! sequences' new tokens through one forward on the paged cache.
 
@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Result};
 use candle_core::Device;
 
-use crate::model::Llama;
+use crate::llama::Llama;
 use crate::paged::{PagedCache, PagedStep, StepSequence};
 use crate::sampling::Sampler;
 
@@ -87,7 +87,7 @@ pub fn serve(
             r.cached = r.tokens.len();
             let next = r.sampler.sample(&logits.get(b)?, &r.tokens)?;
             r.first_token.get_or_insert(start.elapsed());
-            // As the single-prompt loop (examples/common/generate.rs): a stop token ends the answer unwritten;
+            // As the single-prompt loop (`generate`): a stop token ends the answer unwritten;
             // otherwise the token joins it, and the budget may end it.
             let stopped = is_stop(next);
             if !stopped {

