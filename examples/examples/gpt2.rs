@@ -20,11 +20,8 @@ use clap::Parser;
 
 use candle_fa2_examples::{
     gpt::{Gpt, SeededInit},
-    gpt2::{
-        checkpoint,
-        generate::{generate, Sampler},
-        tokenizer::Gpt2Tokenizer,
-    },
+    gpt2::{checkpoint, generate::generate, tokenizer::Gpt2Tokenizer},
+    sampling::Sampler,
 };
 
 /// The random initialisation's seed: fixed, so `--seed` changes the sampling and not the model.
@@ -67,7 +64,8 @@ fn main() -> Result<()> {
     if args.max_tokens == 0 {
         bail!("--max-tokens must be at least 1")
     }
-    let mut sampler = Sampler::new(args.temperature, args.top_p, args.seed)?;
+    // 1: no repetition penalty (this example has no --repeat-penalty).
+    let mut sampler = Sampler::new(args.seed, args.temperature, args.top_p, 1.0, 0)?;
     let tokenizer = Gpt2Tokenizer::new()?;
 
     let (model, weights) = match &args.weights {

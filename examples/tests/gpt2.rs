@@ -9,11 +9,8 @@ use candle_core::{DType, Device, IndexOp, Tensor, D};
 use candle_fa2::AttnImpl;
 use candle_fa2_examples::{
     gpt::{Gpt, GptConfig, SeededInit},
-    gpt2::{
-        checkpoint,
-        generate::{generate, Sampler},
-        tokenizer::Gpt2Tokenizer,
-    },
+    gpt2::{checkpoint, generate::generate, tokenizer::Gpt2Tokenizer},
+    sampling::Sampler,
 };
 use candle_nn::{VarBuilder, VarMap};
 
@@ -77,7 +74,7 @@ fn flash_and_naive_give_the_same_greedy_tokens_on_gpt2_124m() -> Result<()> {
     let mut generated = Vec::new();
     for attn in [AttnImpl::Flash, AttnImpl::Naive] {
         let model = random_model(cfg, 7, attn)?;
-        let mut greedy = Sampler::new(0.0, 1.0, 0)?;
+        let mut greedy = Sampler::new(0, 0.0, 1.0, 1.0, 0)?;
         let generation = generate(&model, &prompt, max_tokens, None, &mut greedy, &CPU, |_| Ok(()))?;
         assert!(generation.prefill_secs > 0.0 && generation.decode_secs > 0.0, "both phases timed");
         let tokens = generation.tokens;
