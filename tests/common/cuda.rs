@@ -14,6 +14,7 @@ pub fn gpu() -> Device {
 
 /// The op on the GPU against the CPU op on the same (CPU) inputs, and two GPU runs against each other,
 /// which must be bitwise equal. Returns the inputs on the GPU.
+#[track_caller]
 pub fn gpu_matches_cpu_and_repeats(q: &Tensor, k: &Tensor, v: &Tensor, opts: &AttnOptions) -> Result<[Tensor; 3]> {
     let dev = gpu();
     let on_cpu = candle_fa2::flash_attn(q, k, v, opts)?;

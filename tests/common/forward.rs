@@ -15,6 +15,7 @@ pub struct Errors {
 
 /// The op on q, k, v: its output has q's shape and dtype, and output and LSE pass rule 1 of tolerance.rs
 /// against the f64 reference.
+#[track_caller]
 pub fn check(q: &Tensor, k: &Tensor, v: &Tensor, opts: &AttnOptions, what: &str) -> Result<Errors> {
     let (out, lse) = flash_attn_with_lse(q, k, v, opts)?;
     assert_eq!(out.dims(), q.dims(), "{what}: output shape");
@@ -26,6 +27,7 @@ pub fn check(q: &Tensor, k: &Tensor, v: &Tensor, opts: &AttnOptions, what: &str)
 /// [`candle_fa2::flash_attn_kvcache_with_lse`] held to the reference sequence by sequence (each over its
 /// own `lens[b]` keys) with the rule of [`check`]; a sequence without keys must give zeros and LSE -inf.
 /// Returns the largest error seen.
+#[track_caller]
 pub fn check_kvcache(
     q: &Tensor,
     k_cache: &Tensor,
@@ -51,6 +53,7 @@ pub fn check_kvcache(
 /// One sequence's output (1, seqlen_q, heads_q, head_dim) and LSE (1, heads_q, seqlen_q) from a batched call,
 /// held to the reference on its own q_b, k_b, v_b (batch 1) with the rule of [`check`]; a sequence without
 /// keys must give zeros and LSE -inf. Returns the error.
+#[track_caller]
 pub fn check_sequence(
     got: &Tensor,
     got_lse: &Tensor,
@@ -77,6 +80,7 @@ pub fn check_sequence(
 
 /// Rule 1 on a computed output and LSE: finite, and within the bounds of tolerance.rs of the f64 reference
 /// on the same inputs.
+#[track_caller]
 fn against_reference(
     got: &Tensor,
     got_lse: &Tensor,

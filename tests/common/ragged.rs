@@ -113,6 +113,7 @@ impl Ragged {
 
     /// A varlen result, out (total_q, heads_q, head_dim) and LSE (heads_q, total_q), held to the reference
     /// sequence by sequence. Returns the largest error.
+    #[track_caller]
     pub fn check(&self, out: &Tensor, lse: &Tensor, opts: &AttnOptions, what: &str) -> Result<f64> {
         assert_eq!(out.dims(), self.q.dims(), "{what}: output shape");
         assert_eq!(lse.dims(), [self.q.dim(1)?, self.q.dim(0)?], "{what}: lse shape");

@@ -9,6 +9,9 @@
 //! 4. The CUDA op against the CPU op (the oracle where the reference is too slow or has no answer), bf16.
 //!
 //! And one for two f32 computations of the same attention that differ only in the order of rounding.
+//!
+//! The assert functions here and the oracles that call them are `#[track_caller]`, so that a failure names
+//! the suite's line rather than this file's.
 
 use candle_core::{DType, Device, Result, Tensor};
 use candle_fa2::reference;
@@ -38,6 +41,7 @@ pub const LSE: f64 = 1e-3;
 /// candle's softmax-matmul attention in the same dtype on the same inputs, plus [`floor`]. Twice: the op
 /// must be about as accurate as the attention a model would otherwise run, with room for roundings of its
 /// own (on the GPU, P is rounded to the dtype as an MMA operand).
+#[track_caller]
 pub fn assert_forward(ours: f64, naive: f64, dtype: DType, what: &str) {
     if dtype == DType::F32 {
         assert!(naive <= F32_BASELINE, "{what}: the softmax-matmul baseline is off by {naive:.3e}");
@@ -48,6 +52,7 @@ pub fn assert_forward(ours: f64, naive: f64, dtype: DType, what: &str) {
 
 /// Rule 1 for the LSE: each entry within [`LSE`] of the reference's; where the reference is -inf (a row that
 /// sees no key) the op's must be -inf too. Returns the largest error.
+#[track_caller]
 pub fn assert_lse(got: &[f64], want: &[f64], what: &str) -> f64 {
     let mut worst = 0f64;
     for (i, (a, w)) in got.iter().zip(want).enumerate() {
@@ -84,6 +89,7 @@ pub fn grad_floor(dtype: DType) -> f64 {
 /// Rule 2: the op's gradient error (`ours`, [`rel_err`] against candle autograd of an f64 attention) is at
 /// most twice that of the same attention written with candle ops in the inputs' dtype (`naive`), plus
 /// [`grad_floor`]: the forward's rule, for gradients.
+#[track_caller]
 pub fn assert_grad(ours: f64, naive: f64, dtype: DType, what: &str) {
     let bound = 2.0 * naive + grad_floor(dtype);
     assert!(ours <= bound, "{what}: error {ours:.3e} > {bound:.3e} (naive {naive:.3e})");
@@ -105,6 +111,7 @@ pub fn cpu_grad_tol(dtype: DType) -> f64 {
 
 /// Rule 3: max |got - want| <= [`cpu_grad_tol`] · max |want|, with no absolute floor (unlike [`rel_err`]):
 /// the CPU cases have no gradient that is zero in exact arithmetic.
+#[track_caller]
 pub fn assert_cpu_grad(got: &Tensor, want: &Tensor, dtype: DType, what: &str) -> Result<()> {
     let err = reference::max_abs_diff(got, want)?;
     let scale = max_abs(want)?;
