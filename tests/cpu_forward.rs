@@ -1,10 +1,11 @@
 //! The op on CPU against the f64 reference, with the tolerance rule of `common::check`.
 
-mod common;
+pub mod common;
 
 use candle_core::{DType, Device, Result, Tensor};
 use candle_fa2::{flash_attn, flash_attn_with_lse, AttnOptions};
-use common::{check, Case, Rng};
+use common::forward::check;
+use common::inputs::{Case, Rng};
 
 const CPU: Device = Device::Cpu;
 

@@ -1,14 +1,18 @@
 //! Varlen rows, paged K/V and the paged-cache write on the CPU, against the f64 reference run sequence by
 //! sequence; the varlen backward against each sequence's dense backward; their errors.
 
-mod common;
+pub mod common;
 
 use candle_core::{DType, Device, Result, Tensor, Var};
 use candle_fa2::{
     compat, flash_attn_paged_with_lse, flash_attn_varlen_paged_with_lse, flash_attn_varlen_with_lse, write_kv_pages,
     AttnOptions, PagedKv,
 };
-use common::{check_sequence, Ragged, Rng};
+use common::errors::expect_err;
+use common::forward::check_sequence;
+use common::inputs::Rng;
+use common::ragged::Ragged;
+use common::tolerance::F32_REORDERED;
 
 const LENS_Q: [usize; 6] = [0, 1, 17, 64, 5, 33];
 const LENS_K: [usize; 6] = [3, 1, 17, 80, 0, 40];
@@ -66,7 +70,7 @@ fn varlen_backward_matches_each_sequence() -> Result<()> {
                 ("dv", dv.narrow(0, k0, lk)?, g.get(&v_b).unwrap()),
             ] {
                 let diff = candle_fa2::reference::max_abs_diff(&got.unsqueeze(0)?, want)?;
-                assert!(diff < 1e-5, "sequence {b}: {name} differs by {diff}");
+                assert!(diff < F32_REORDERED, "sequence {b}: {name} differs by {diff}");
             }
         } else {
             // No query or no key: nothing flows.
@@ -151,7 +155,7 @@ fn compat_paged_matches() -> Result<()> {
         Some(0),
         5.0,
     )?;
-    assert!(candle_fa2::reference::max_abs_diff(&varlen, &got.to_dtype(DType::F32)?)? < 1e-5);
+    assert!(candle_fa2::reference::max_abs_diff(&varlen, &got.to_dtype(DType::F32)?)? < F32_REORDERED);
     Ok(())
 }
 
@@ -184,10 +188,6 @@ fn write_kv_pages_places_each_token() -> Result<()> {
     Ok(())
 }
 
-fn err<T: std::fmt::Debug>(r: Result<T>) -> String {
-    r.expect_err("expected an error").to_string()
-}
-
 /// Bad offsets, tables and counts are errors that name the tensor and the value (the CPU reads them on the
 /// host; CUDA clamps instead).
 #[test]
@@ -199,15 +199,15 @@ fn ragged_errors() -> Result<()> {
         flash_attn_varlen_with_lse(&r.q, &r.k, &r.v, cu_q, cu_k, max_q, 5, &o)
     };
     let u32s = |x: &[u32]| Tensor::new(x, &dev);
-    assert!(err(varlen(&u32s(&[0, 6, 5])?, &r.cu_k, 10)).contains("must not decrease"));
-    assert!(err(varlen(&u32s(&[0, 2, 4])?, &r.cu_k, 3)).contains("end at 5"));
-    assert!(err(varlen(&u32s(&[0, 5])?, &r.cu_k, 5)).contains("entries"));
-    assert!(err(varlen(&r.cu_q, &r.cu_k, 2)).contains("more than the maximum 2"));
-    assert!(err(varlen(&r.cu_q, &r.cu_k, 0)).contains("max_seqlen_q 0"));
-    assert!(err(varlen(&r.cu_q.to_dtype(DType::I64)?, &r.cu_k, 3)).contains("must be u32"));
-    assert!(err(varlen(&u32s(&[])?, &r.cu_k, 3)).contains("batch + 1"));
+    expect_err(varlen(&u32s(&[0, 6, 5])?, &r.cu_k, 10), &["must not decrease"]);
+    expect_err(varlen(&u32s(&[0, 2, 4])?, &r.cu_k, 3), &["end at 5"]);
+    expect_err(varlen(&u32s(&[0, 5])?, &r.cu_k, 5), &["entries"]);
+    expect_err(varlen(&r.cu_q, &r.cu_k, 2), &["more than the maximum 2"]);
+    expect_err(varlen(&r.cu_q, &r.cu_k, 0), &["max_seqlen_q 0"]);
+    expect_err(varlen(&r.cu_q.to_dtype(DType::I64)?, &r.cu_k, 3), &["must be u32"]);
+    expect_err(varlen(&u32s(&[])?, &r.cu_k, 3), &["batch + 1"]);
     let q4 = r.q.unsqueeze(0)?;
-    assert!(err(flash_attn_varlen_with_lse(&q4, &r.k, &r.v, &r.cu_q, &r.cu_k, 3, 5, &o)).contains("rank 3"));
+    expect_err(flash_attn_varlen_with_lse(&q4, &r.k, &r.v, &r.cu_q, &r.cu_k, 3, 5, &o), &["rank 3"]);
 
     let paged = |table: &Tensor, counts: &Tensor| {
         let kv = PagedKv { k_pages: &r.k_pages, v_pages: &r.v_pages, block_table: table };
@@ -215,12 +215,12 @@ fn ragged_errors() -> Result<()> {
     };
     let table2 = |x: &[u32]| Tensor::from_vec(x.to_vec(), (2, x.len() / 2), &dev);
     let pages = r.k_pages.dim(0)?;
-    assert!(err(paged(&table2(&[0, 1, 2, pages as u32])?, &r.seqlens_k)).contains(&format!("names page {pages}")));
-    assert!(err(paged(&u32s(&[0, 1])?, &r.seqlens_k)).contains("block_table must have shape"));
-    assert!(err(paged(&r.block_table, &u32s(&[4, 99])?)).contains("more than its"));
-    assert!(err(paged(&r.block_table, &u32s(&[4])?)).contains("seqlens_k must have shape"));
+    expect_err(paged(&table2(&[0, 1, 2, pages as u32])?, &r.seqlens_k), &[&format!("names page {pages}")]);
+    expect_err(paged(&u32s(&[0, 1])?, &r.seqlens_k), &["block_table must have shape"]);
+    expect_err(paged(&r.block_table, &u32s(&[4, 99])?), &["more than its"]);
+    expect_err(paged(&r.block_table, &u32s(&[4])?), &["seqlens_k must have shape"]);
     let kv = PagedKv { k_pages: &r.k_pages, v_pages: &r.k_pages.narrow(1, 0, 2)?, block_table: &r.block_table };
-    assert!(err(flash_attn_paged_with_lse(&r.q.unsqueeze(0)?, &kv, &r.seqlens_k, &o)).contains("paged v must have"));
+    expect_err(flash_attn_paged_with_lse(&r.q.unsqueeze(0)?, &kv, &r.seqlens_k, &o), &["paged v must have"]);
 
     let compat_call = |mm: Option<&Tensor>, page: usize| {
         compat::flash_attn_varlen_paged_windowed(
@@ -241,15 +241,15 @@ fn ragged_errors() -> Result<()> {
         )
     };
     let ranges = Tensor::zeros((2, 1, 2), DType::I64, &dev)?;
-    assert!(err(compat_call(Some(&ranges), 4)).contains("mm_prefix_ranges"));
-    assert!(err(compat_call(None, 8)).contains("page_block_size 8"));
+    expect_err(compat_call(Some(&ranges), 4), &["mm_prefix_ranges"]);
+    expect_err(compat_call(None, 8), &["page_block_size 8"]);
 
     let slots = |x: &[i64]| Tensor::new(x, &dev);
     let (new_k, new_v) = (r.k.narrow(0, 0, 2)?, r.v.narrow(0, 0, 2)?);
     let write = |s: &Tensor| write_kv_pages(&new_k, &new_v, &r.k_pages, &r.v_pages, s);
     let capacity = pages * 4;
-    assert!(err(write(&slots(&[0, capacity as i64])?)).contains("past the cache"));
-    assert!(err(write(&slots(&[0])?)).contains("k_new must be"));
-    assert!(err(write(&u32s(&[0, 1])?)).contains("must be i64"));
+    expect_err(write(&slots(&[0, capacity as i64])?), &["past the cache"]);
+    expect_err(write(&slots(&[0])?), &["k_new must be"]);
+    expect_err(write(&u32s(&[0, 1])?), &["must be i64"]);
     Ok(())
 }

@@ -1,20 +1,13 @@
 //! Every invalid input gives an `Error` whose message names the tensor (or option) and the value seen.
 
-use candle_core::{DType, Device, Result, Tensor};
+pub mod common;
+
+use candle_core::{DType, Device, Tensor};
 use candle_fa2::{flash_attn, AttnOptions};
+use common::errors::expect_err;
 
 fn t(shape: &[usize], dtype: DType) -> Tensor {
     Tensor::ones(shape, DType::F32, &Device::Cpu).unwrap().to_dtype(dtype).unwrap()
-}
-
-fn expect_err(res: Result<Tensor>, needles: &[&str]) {
-    let msg = match res {
-        Ok(_) => panic!("expected an error mentioning {needles:?}"),
-        Err(e) => e.to_string(),
-    };
-    for n in needles {
-        assert!(msg.contains(n), "error {msg:?} does not mention {n:?}");
-    }
 }
 
 fn qkv() -> (Tensor, Tensor, Tensor) {
