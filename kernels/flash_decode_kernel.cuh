@@ -10,10 +10,10 @@
 //   batch x heads_kv x splits blocks fill the GPU. Each split writes its O (normalised, f32) and LSE; the
 //   combine kernel merges them by LSE: LSE = log sum_s exp(LSE_s), O = sum_s exp(LSE_s - LSE) O_s.
 // - Inside a block, warps split the keys too: warp w takes keys [16 w, 16 w + 16) of every BLOCK_N-key tile
-//   and keeps its own O, row max and row sum; the warps merge through shared memory once, at the end. No
-//   barrier in the loop but the one that hands a pipeline stage back to the loader.
+//   and keeps its own O, row max and row sum; the warps merge through shared memory once, at the end.
 // - K/V tiles stream through STAGES shared-memory stages by cp.async, STAGES - 1 tiles in flight while a
-//   tile is computed on.
+//   tile is computed on. Each warp copies its own keys' rows and waits for them alone: no block barrier in
+//   the loop.
 // - Each block works on its sequence's view (seq_view.cuh): per-sequence key counts, variable-length query
 //   rows and paged K/V are all read on the device, so sequences of different fill decode in one launch,
 //   with no host read-back, each with its own bottom-right diagonal.
@@ -49,8 +49,8 @@ struct DecodeTraits {
     static constexpr int PITCH = HEAD_DIM + 8;  // 16 extra bytes: ldmatrix rows in distinct bank groups
     static constexpr int SMEM_Q = BLOCK_M * PITCH;
     static constexpr int SMEM_KV = BLOCK_N * PITCH;  // one K or one V tile
-    // Q, the K/V stages, then the slot table of paged K/V (SlotTable: two buffers of BLOCK_N ints).
-    static constexpr int SMEM_BYTES = (SMEM_Q + 2 * STAGES * SMEM_KV) * int(sizeof(T)) + 2 * BLOCK_N * 4;
+    // Q, then the K/V stages (stage s: its K tile, then its V tile).
+    static constexpr int SMEM_BYTES = (SMEM_Q + 2 * STAGES * SMEM_KV) * int(sizeof(T));
     static constexpr int D_TILES = HEAD_DIM / 8;
     // After the loop the K/V stages hold each warp's O (f32, padded rows), row max and row sum.
     static constexpr int O_PITCH = HEAD_DIM + 4;
@@ -60,6 +60,15 @@ struct DecodeTraits {
     static_assert(STAGES >= 2, "a stage loads while another is read");
     static_assert(SMEM_MERGE <= 2 * STAGES * SMEM_KV * int(sizeof(T)), "the merge fits in the K/V stages");
     static_assert(SMEM_BYTES <= 227 * 1024, "shared memory per block on sm_90");
+};
+
+// One warp's share of a K/V tile (its WARP_N keys), as a TileLoader copies it with the warp's 32 lanes.
+template <typename Tr>
+struct WarpSlice {
+    using T = typename Tr::T;
+    static constexpr int HEAD_DIM = Tr::HEAD_DIM;
+    static constexpr int THREADS = 32;
+    static constexpr int PITCH = Tr::PITCH;
 };
 
 // Where one block's rows and keys are: packed rows [r0, r0 + 16) of one KV head and the key tiles of one
@@ -123,49 +132,52 @@ __global__ void __launch_bounds__(Tr::THREADS) flash_decode_kernel(const FlashDe
             cp_async_16(sQ + rr * Tr::PITCH + col, src, valid);
         }
     }
-    const TileLoader<Tr> loader(p.head_dim);
+    cp_async_commit();  // Q: a group of its own, awaited by the whole block below
+
+    // Each warp copies the K/V rows of its own keys (WARP_N of each tile) and waits for them alone: no
+    // block barrier in the loop. Measured against copies by the whole block with a barrier per tile, the
+    // same tiles: 1-8% faster at d128 contiguous, 2-7% paged (BENCHMARKS.md, decode v5). Paged: lane
+    // l < WARP_N reads the block-table entry of its key a tile ahead (page_ahead, used by the next copy),
+    // and the slots reach the lanes that copy each row by shuffles.
+    using Slice = WarpSlice<Tr>;
+    const TileLoader<Slice> loader(p.head_dim, lane);
+    constexpr int ROWS_PER_LANE = Tr::WARP_N / TileLoader<Slice>::ROWS_PER_PASS;
     const KvRows<T> k_rows = key_rows<T>(p, blk.kv_head), v_rows = value_rows<T>(p, blk.kv_head);
-    auto tile_n0 = [&](int t) { return blk.key_lo + (blk.tile_begin + t) * Tr::BLOCK_N; };
-    // Paged: one thread per key reads the block-table entry of a tile a tile ahead (look_up) and publishes
-    // its slot to shared memory at the end of the iteration, after the products (by then the read has
-    // landed); the copies at the top of the next iteration, past the barrier, read their rows' slots from
-    // there. With two stages a copy is issued only once the previous tile has landed, so any work before
-    // it leaves memory idle.
-    using Slots = SlotTable<Tr, Tr::BLOCK_N>;
-    Slots slot_table(sKV + 2 * Tr::STAGES * Tr::SMEM_KV);
     const bool paged = k_rows.pages != nullptr;
+    auto warp_n0 = [&](int t) { return blk.key_lo + (blk.tile_begin + t) * Tr::BLOCK_N + warp * Tr::WARP_N; };
+    uint32_t page_ahead = UINT32_MAX;
     auto look_up = [&](int t) {
-        if (paged && t < blk.tiles) slot_table.look_up(k_rows, tile_n0(t), blk.key_hi);
-    };
-    auto publish = [&](int t) {
-        if (paged && t < blk.tiles) slot_table.publish(k_rows, tile_n0(t), t % 2);
+        if (paged && t < blk.tiles && lane < Tr::WARP_N) {
+            const int j = warp_n0(t) + lane;
+            page_ahead = j < blk.key_hi ? k_rows.pages[k_rows.page_index(j)] : UINT32_MAX;
+        }
     };
     auto load_tile = [&](int t) {
-        const int n0 = tile_n0(t);
-        T* sK = sKV + (2 * (t % Tr::STAGES)) * Tr::SMEM_KV;
+        const int n0 = warp_n0(t);
+        T* sK = sKV + (2 * (t % Tr::STAGES)) * Tr::SMEM_KV + warp * Tr::WARP_N * Tr::PITCH;
         if (paged) {
-            int slot[Slots::PER_THREAD];
-            slot_table.slots(loader, t % 2, slot);
-            loader.template load_slots<Tr::BLOCK_N, Tr::VIA_L1>(sK, k_rows, slot);
-            loader.template load_slots<Tr::BLOCK_N, Tr::VIA_L1>(sK + Tr::SMEM_KV, v_rows, slot);
+            const int mine = lane < Tr::WARP_N ? k_rows.slot(n0 + lane, page_ahead) : -1;
+            int slot[ROWS_PER_LANE];
+#pragma unroll
+            for (int i = 0; i < ROWS_PER_LANE; ++i)
+                slot[i] = __shfl_sync(0xffffffffu, mine, loader.row0 + i * TileLoader<Slice>::ROWS_PER_PASS);
+            loader.template load_slots<Tr::WARP_N, Tr::VIA_L1>(sK, k_rows, slot);
+            loader.template load_slots<Tr::WARP_N, Tr::VIA_L1>(sK + Tr::SMEM_KV, v_rows, slot);
         } else {
             // Keys past key_hi are no row's: zero-filled, not read (and masked below).
-            loader.template load<Tr::BLOCK_N, Tr::VIA_L1>(sK, k_rows, n0, blk.key_hi - n0);
-            loader.template load<Tr::BLOCK_N, Tr::VIA_L1>(sK + Tr::SMEM_KV, v_rows, n0, blk.key_hi - n0);
+            loader.template load<Tr::WARP_N, Tr::VIA_L1>(sK, k_rows, n0, blk.key_hi - n0);
+            loader.template load<Tr::WARP_N, Tr::VIA_L1>(sK + Tr::SMEM_KV, v_rows, n0, blk.key_hi - n0);
         }
     };
 #pragma unroll
     for (int t = 0; t < Tr::STAGES - 1; ++t) {
-        if (paged) {
-            look_up(t);
-            publish(t);
-            __syncthreads();  // the slots of tile t are published
-        }
+        look_up(t);
         if (t < blk.tiles) load_tile(t);
         cp_async_commit();  // one group per tile, empty ones included, so wait counts stay uniform
     }
     look_up(Tr::STAGES - 1);
-    publish(Tr::STAGES - 1);  // read after the barrier at the top of the first iteration
+    cp_async_wait<Tr::STAGES - 1>();  // this thread's part of Q landed ...
+    __syncthreads();                  // ... and every thread's
     // The combine kernel (launched with PDL) may take its place on the SMs now; it waits for this grid's end.
     grid_launch_dependents();
 
@@ -188,15 +200,15 @@ __global__ void __launch_bounds__(Tr::THREADS) flash_decode_kernel(const FlashDe
 
     // ---- Main loop: this split's tiles; warp w owns keys [16 w, 16 w + 16) of each. --------------------
     for (int t = 0; t < blk.tiles; ++t) {
-        cp_async_wait<Tr::STAGES - 2>();  // tile t (and Q) landed for this thread
-        __syncthreads();                  // ... for every thread; every warp is done with tile t - 1's stage
+        cp_async_wait<Tr::STAGES - 2>();  // this thread's rows of tile t landed ...
+        __syncwarp();                     // ... and the warp's; the warp is done with tile t - 1's stage
         if (t + Tr::STAGES - 1 < blk.tiles) load_tile(t + Tr::STAGES - 1);  // into tile t - 1's stage
         cp_async_commit();
-        look_up(t + Tr::STAGES);  // published at the end of this iteration
+        look_up(t + Tr::STAGES);  // its read lands while this tile is computed on
 
         const T* sK = sKV + (2 * (t % Tr::STAGES)) * Tr::SMEM_KV;
         const T* sV = sK + Tr::SMEM_KV;
-        const int key0 = blk.key_lo + (blk.tile_begin + t) * Tr::BLOCK_N + warp * Tr::WARP_N;
+        const int key0 = warp_n0(t);
 
         // S = Q K^T for this warp's 16 keys: two n8 tiles.
         float s[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
@@ -259,14 +271,11 @@ __global__ void __launch_bounds__(Tr::THREADS) flash_decode_kernel(const FlashDe
             mma_16816<T>(o_acc[2 * dp], a, b[0], b[1]);
             mma_16816<T>(o_acc[2 * dp + 1], a, b[2], b[3]);
         }
-        // Tile t + STAGES's slots, into the buffer tile t + STAGES - 2's were read from before this
-        // iteration's barrier; the next iteration's barrier orders them before their copy.
-        publish(t + Tr::STAGES);
     }
 
     // ---- Merge the warps through shared memory (the K/V stages are free once every copy landed). -------
     cp_async_wait<0>();
-    __syncthreads();
+    __syncthreads();  // every warp is done with its stages
     float* sO = reinterpret_cast<float*>(sKV);                       // [warp][row][O_PITCH]
     float* sM = sO + Tr::NUM_WARPS * Tr::BLOCK_M * Tr::O_PITCH;      // [warp][row]: row max (base 2)
     float* sL = sM + Tr::NUM_WARPS * Tr::BLOCK_M;                    // [warp][row]: row sum

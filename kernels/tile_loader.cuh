@@ -26,9 +26,10 @@ struct TileLoader {
     int row0, col;
     bool in_tile, col_valid;
 
-    __device__ __forceinline__ explicit TileLoader(int head_dim) {
-        row0 = threadIdx.x / CHUNKS_POW2;
-        col = (threadIdx.x % CHUNKS_POW2) * 8;
+    // `thread`: this thread's index among the Tr::THREADS that copy (a warp's lane when a warp copies alone).
+    __device__ __forceinline__ explicit TileLoader(int head_dim, int thread = int(threadIdx.x)) {
+        row0 = thread / CHUNKS_POW2;
+        col = (thread % CHUNKS_POW2) * 8;
         in_tile = col < Tr::HEAD_DIM;
         col_valid = col < head_dim;
     }
@@ -104,57 +105,6 @@ struct TileLoader {
         for (int i = 0; i < ROWS / ROWS_PER_PASS; ++i)
             cp_async_16_via<VIA_L1>(dst + i * ROWS_PER_PASS * Tr::PITCH, base + uint64_t(uint32_t(max(slot[i], 0))) * stride,
                                     col_valid && slot[i] >= 0);
-    }
-};
-
-// The cache slots of the ROWS keys of a paged tile, each looked up once, by one thread, and shared through
-// shared memory. A TileLoader thread copies ROWS / ROWS_PER_PASS rows, and every row is copied by
-// CHUNKS_POW2 threads: when each of them read its rows' block-table entries and formed their slots itself,
-// the paged decode ran 25% more instructions than the dense one and reached 83-89% of its speed
-// (BENCHMARKS.md, serving v1). Two buffers: a tile's slots are published while the previous tile's are
-// read; `publish` into buffer b must follow a barrier after the last `slots` from b, and precede a barrier
-// before the next.
-template <typename Tr, int ROWS>
-struct SlotTable {
-    using T = typename Tr::T;
-    static constexpr int ROWS_PER_PASS = TileLoader<Tr>::ROWS_PER_PASS;
-    static constexpr int PER_THREAD = ROWS / ROWS_PER_PASS;  // rows a copying thread copies
-    static_assert(Tr::THREADS >= ROWS, "one thread per row looks the rows up");
-    static_assert(ROWS % ROWS_PER_PASS == 0, "tile rows are whole passes");
-
-    // [2][ROWS] ints (the owner reserves 2 * ROWS * 4 bytes); row r at (r % ROWS_PER_PASS) * PER_THREAD +
-    // r / ROWS_PER_PASS, so that the rows of one copying thread are adjacent (vector loads).
-    int* table;
-    uint32_t page;  // the block-table entry of key n0 + threadIdx.x of the tile being looked up
-
-    __device__ __forceinline__ explicit SlotTable(void* smem) : table(reinterpret_cast<int*>(smem)), page(UINT32_MAX) {}
-
-    // Thread i < ROWS reads the block-table entry of key n0 + i (none for keys >= key_hi). Only the read:
-    // `publish` uses it later, once it has landed.
-    __device__ __forceinline__ void look_up(const KvRows<T>& src, int n0, int key_hi) {
-        const int j = n0 + int(threadIdx.x);
-        if (threadIdx.x < ROWS) page = j < key_hi ? src.pages[src.page_index(j)] : UINT32_MAX;
-    }
-
-    // The slots of the tile looked up last into buffer `buf` (-1: not copied, zero-filled).
-    __device__ __forceinline__ void publish(const KvRows<T>& src, int n0, int buf) {
-        const int r = int(threadIdx.x);
-        if (r < ROWS) table[buf * ROWS + (r % ROWS_PER_PASS) * PER_THREAD + r / ROWS_PER_PASS] = src.slot(n0 + r, page);
-    }
-
-    // The slots of this thread's rows (TileLoader::load_slots' order) from buffer `buf`.
-    __device__ __forceinline__ void slots(const TileLoader<Tr>& loader, int buf, int (&slot)[PER_THREAD]) const {
-        const int* s = table + buf * ROWS + loader.row0 * PER_THREAD;
-        if constexpr (PER_THREAD % 4 == 0) {
-#pragma unroll
-            for (int i = 0; i < PER_THREAD; i += 4) {
-                const int4 v = *reinterpret_cast<const int4*>(s + i);
-                slot[i] = v.x, slot[i + 1] = v.y, slot[i + 2] = v.z, slot[i + 3] = v.w;
-            }
-        } else {
-#pragma unroll
-            for (int i = 0; i < PER_THREAD; ++i) slot[i] = s[i];
-        }
     }
 };
 
