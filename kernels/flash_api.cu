@@ -5,24 +5,9 @@
 #include <stddef.h>
 #include <stdlib.h>
 
-#include <type_traits>
-
 #include "flash_api.h"
-#include "flash_decode_kernel.cuh"  // DECODE_MAX_SPLITS
-
-// Calls run(std::integral_constant<int, D>) for the smallest instantiated head_dim D >= head_dim.
-template <typename Run>
-static cudaError_t dispatch_head_dim(int head_dim, Run&& run) {
-    if (head_dim <= 32) return run(std::integral_constant<int, 32>{});
-    if (head_dim <= 64) return run(std::integral_constant<int, 64>{});
-    if (head_dim <= 96) return run(std::integral_constant<int, 96>{});
-    if (head_dim <= 128) return run(std::integral_constant<int, 128>{});
-    if (head_dim <= 160) return run(std::integral_constant<int, 160>{});
-    if (head_dim <= 192) return run(std::integral_constant<int, 192>{});
-    if (head_dim <= 224) return run(std::integral_constant<int, 224>{});
-    if (head_dim <= 256) return run(std::integral_constant<int, 256>{});
-    return cudaErrorInvalidValue;  // the Rust side rejects these first
-}
+#include "generated/dispatch_head_dim.h"
+#include "sm80/flash_decode_kernel.cuh"  // DECODE_MAX_SPLITS
 
 // Whether the current device runs the sm_90a (wgmma) kernels: compute capability 9.0 exactly, for which
 // build.rs embeds sm_90a machine code (other devices run the sm_80 code or its PTX). CANDLE_FA2_NO_WGMMA
@@ -68,7 +53,7 @@ extern "C" int candle_fa2_decode(const FlashDecodeParams* params, void* stream) 
     return err != cudaSuccess ? err : fa2::fill_uncovered_rows(p.fwd, s);
 }
 
-// The split count the decode heuristic picks (kernels/flash_decode_kernel.cuh), for the caller to size the
+// The split count the decode heuristic picks (sm80/flash_decode_kernel.cuh), for the caller to size the
 // scratch; 1 when the device cannot be queried.
 extern "C" int candle_fa2_decode_num_splits(const FlashFwdParams* params) {
     const FlashFwdParams& p = *params;
@@ -79,6 +64,13 @@ extern "C" int candle_fa2_decode_num_splits(const FlashFwdParams* params) {
         return cudaSuccess;
     });
     return splits;
+}
+
+// 1 when this build holds the kernels head_dim runs on, else 0: a development build may compile only some
+// head dims (CANDLE_FA2_HDIMS, build.rs), and the Rust side asks before it launches, to name the head_dim in
+// its error instead of reporting the cudaErrorNotSupported the dispatch returns.
+extern "C" int candle_fa2_has_head_dim(int head_dim) {
+    return dispatch_head_dim(head_dim, [](auto) { return cudaSuccess; }) == cudaSuccess;
 }
 
 extern "C" const char* candle_fa2_error_string(int code) {

@@ -1,9 +1,9 @@
-// Host entry points of the kernels, one per (dtype, instantiated head_dim); defined in fwd_hdim*.cu,
-// bwd_hdim*.cu, decode_hdim*.cu and varlen_fill.cu.
+// Host entry points of the kernels, one per (dtype, instantiated head_dim); defined in run_fwd.cuh,
+// run_bwd.cuh and sm80/decode_configs.cuh, instantiated in generated/, and varlen_fill.cu.
 #pragma once
 #include <cuda_runtime.h>
 
-#include "flash_params.h"
+#include "common/flash_params.h"
 
 namespace fa2 {
 // sm90a: run the Hopper (wgmma) kernels where the head_dim has one.
@@ -11,7 +11,7 @@ template <typename T, int HEAD_DIM>
 cudaError_t run_fwd(const FlashFwdParams& p, cudaStream_t stream, bool sm90a);
 template <typename T, int HEAD_DIM>
 cudaError_t run_bwd(const FlashBwdParams& p, cudaStream_t stream, bool sm90a);
-// The split-KV decode (decode_hdim*.cu) and the split count its heuristic picks for these params.
+// The split-KV decode (generated/decode_hdim*.cu) and the split count its heuristic picks for these params.
 template <typename T, int HEAD_DIM>
 cudaError_t run_decode(const FlashDecodeParams& p, cudaStream_t stream);
 template <typename T, int HEAD_DIM>

@@ -9,7 +9,7 @@
 #include <stdint.h>
 
 #include "flash_api.h"
-#include "seq_view.cuh"
+#include "common/seq_view.cuh"
 
 namespace {
 

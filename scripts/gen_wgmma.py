@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
-"""Writes kernels/wgmma.cuh: wrappers over the Hopper wgmma.mma_async shapes the sm90 forward uses.
+"""Writes kernels/sm90/wgmma.cuh: wrappers over the Hopper wgmma.mma_async shapes the sm90 forward uses.
 
 One wgmma instruction names every accumulator register as an asm operand (up to 128 of them), which no
 template can spell, so the wrappers are generated. Run from the repository root after changing SHAPES:
 
-    python3 scripts/gen_wgmma.py
+    python3 scripts/gen_wgmma.py           # --check: exit 1 when the committed file differs
 """
 
+import sys
 from pathlib import Path
 
 # (n, a_from_registers): S = Q K^T reads Q and K from shared memory (SS); O += P V takes P from registers
@@ -83,9 +84,17 @@ def main():
             body = "".join(wrapper(ptype, n, rs) for rs in sorted(kinds))
             out.append(f"\ntemplate <>\nstruct Wgmma<{ctype}, {n}> {{{body}\n}};\n")
     out.append("\n}  // namespace fa2\n")
-    path = Path(__file__).resolve().parent.parent / "kernels" / "wgmma.cuh"
-    path.write_text("".join(out))
-    print(f"wrote {path}")
+    path = Path(__file__).resolve().parent.parent / "kernels" / "sm90" / "wgmma.cuh"
+    text = "".join(out)
+    same = path.is_file() and path.read_text() == text
+    if sys.argv[1:] == ["--check"]:
+        if not same:
+            sys.exit(f"{path} is not what scripts/gen_wgmma.py writes (run it and commit)")
+        return
+    # Rewritten only when it changes: a newer header makes build.rs recompile every kernel.
+    if not same:
+        path.write_text(text)
+    print(f"{path}: {'unchanged' if same else 'written'}")
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ GPU_EXAMPLES=${GPU_EXAMPLES:-}
   strip "$pack/bin/$name"
 done
 # The standalone sm_90a layout check (tests/cuda/wgmma_layout.cu): plain nvcc, no Rust.
-nvcc -o "$pack/bin/wgmma_layout" tests/cuda/wgmma_layout.cu -gencode=arch=compute_90a,code=sm_90a -std=c++17 -O2 \
+nvcc -o "$pack/bin/wgmma_layout" tests/cuda/wgmma_layout.cu -I kernels -gencode=arch=compute_90a,code=sm_90a -std=c++17 -O2 \
   -cudart shared --cudadevrt none -L"$CUDA_ROOT/lib64" -L"$CUDA_ROOT/stubs"
 tar -C "$pack" -cf - bin | xz -T0 -6 > "$pack/bins.tar.xz"
 rm -rf "$pack/bin"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the GPU bench binary once per set of extra nvcc flags, so several kernel variants are timed side by
 # side in one call on the GPU host. A variant is a -D switch: wrap the tile parameter under test in
-# kernels/*_configs.cuh in `#ifndef NAME / #define NAME default`, measure, then bake the winner in.
+# a tile table (kernels/sm80/*_tiles.cuh, kernels/sm90/*_tiles.cuh, kernels/sm80/decode_configs.cuh) in
+# `#ifndef NAME / #define NAME default`, measure, then bake the winner in.
 #
 #   scripts/gpu_variants.sh NAME="-DFOO=1 -DBAR=2" NAME2="..."    (here: builds into .gpu/variants.tar.xz)
 #   bash .gpu/run.sh variants OUTDIR [BENCH ARGS]                   (there: runs every variant's bench)

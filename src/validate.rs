@@ -93,7 +93,7 @@ pub struct AttnSpec {
 }
 
 /// Sequences of different lengths packed along one row dimension, and K/V in pages: the layouts a server
-/// uses. The kernels read the offsets and the block table on the device (kernels/seq_view.cuh).
+/// uses. The kernels read the offsets and the block table on the device (kernels/common/seq_view.cuh).
 #[derive(Debug, Clone)]
 pub struct Ragged {
     /// (batch + 1,) u32 rising offsets: q and the output are (total_q, heads_q, head_dim), sequence b their
@@ -139,7 +139,7 @@ impl AttnSpec {
     }
 }
 
-/// The most key ranges the split-KV decode may cut a sequence into (kernels/flash_decode_kernel.cuh).
+/// The most key ranges the split-KV decode may cut a sequence into (kernels/sm80/flash_decode_kernel.cuh).
 pub const MAX_SPLITS: usize = 128;
 
 /// Two `Device::new_cuda(0)` calls give two distinct devices at one location, whose tensors cannot be

@@ -1,4 +1,4 @@
-//! The C ABI of kernels/flash_api.cu. `FlashFwdParams` and `FlashBwdParams` mirror kernels/flash_params.h
+//! The C ABI of kernels/flash_api.cu. `FlashFwdParams` and `FlashBwdParams` mirror kernels/common/flash_params.h
 //! field for field; the tests below hold the layouts together.
 
 use std::ffi::{c_char, c_void};
@@ -126,6 +126,8 @@ extern "C" {
     pub fn candle_fa2_fwd(params: *const FlashFwdParams, stream: *mut c_void) -> i32;
     /// Launches the backward kernels (D, then the KEYS and QUERIES passes) on `stream`.
     pub fn candle_fa2_bwd(params: *const FlashBwdParams, stream: *mut c_void) -> i32;
+    /// 1 when this build holds the kernels `head_dim` runs on, else 0 (a build with `CANDLE_FA2_HDIMS`).
+    pub fn candle_fa2_has_head_dim(head_dim: i32) -> i32;
     pub fn candle_fa2_error_string(code: i32) -> *const c_char;
     /// Writes `offsetof` of each field of the C struct, then its `sizeof`, into `out` (`n` slots); returns
     /// how many it wrote.
@@ -278,15 +280,29 @@ mod tests {
     fn params_layout_matches_c() {
         let want = super::rust_params_layout();
         let got = c_layout(super::candle_fa2_params_layout, want.len());
-        assert_eq!(got, want, "FlashFwdParams: kernels/flash_params.h and src/cuda/ffi.rs disagree");
+        assert_eq!(got, want, "FlashFwdParams: kernels/common/flash_params.h and src/cuda/ffi.rs disagree");
         let want = super::rust_bwd_params_layout();
         let got = c_layout(super::candle_fa2_bwd_params_layout, want.len());
-        assert_eq!(got, want, "FlashBwdParams: kernels/flash_params.h and src/cuda/ffi.rs disagree");
+        assert_eq!(got, want, "FlashBwdParams: kernels/common/flash_params.h and src/cuda/ffi.rs disagree");
         let want = super::rust_decode_params_layout();
         let got = c_layout(super::candle_fa2_decode_params_layout, want.len());
-        assert_eq!(got, want, "FlashDecodeParams: kernels/flash_params.h and src/cuda/ffi.rs disagree");
+        assert_eq!(got, want, "FlashDecodeParams: kernels/common/flash_params.h and src/cuda/ffi.rs disagree");
         let want = super::rust_cache_write_params_layout();
         let got = c_layout(super::candle_fa2_cache_write_params_layout, want.len());
-        assert_eq!(got, want, "CacheWriteParams: kernels/flash_params.h and src/cuda/ffi.rs disagree");
+        assert_eq!(got, want, "CacheWriteParams: kernels/common/flash_params.h and src/cuda/ffi.rs disagree");
+    }
+
+    /// Every head_dim the Rust side accepts runs on the instantiation of the next multiple of 32, present
+    /// unless CANDLE_FA2_HDIMS (build.rs) left it out; none past the largest.
+    #[test]
+    fn head_dims_built() {
+        let built: Option<Vec<usize>> =
+            option_env!("CANDLE_FA2_HDIMS_BUILT").map(|l| l.split(',').map(|d| d.parse().unwrap()).collect());
+        for d in (8..=crate::cuda::MAX_HEAD_DIM).step_by(8) {
+            let want = built.as_ref().is_none_or(|b| b.contains(&d.next_multiple_of(32)));
+            // SAFETY: a pure function of its argument.
+            assert_eq!(unsafe { super::candle_fa2_has_head_dim(d as i32) } == 1, want, "head_dim {d}");
+        }
+        assert_eq!(unsafe { super::candle_fa2_has_head_dim(crate::cuda::MAX_HEAD_DIM as i32 + 8) }, 0);
     }
 }

@@ -18,7 +18,7 @@ use candle_core::cuda_backend::cudarc::driver::CudaStream;
 
 use crate::validate::{AttnSpec, MAX_SPLITS};
 
-/// The largest head_dim with a kernel instantiation (kernels/fwd_configs.cuh).
+/// The largest head_dim with a kernel instantiation (`HEAD_DIMS` of scripts/gen_kernels.py).
 pub const MAX_HEAD_DIM: usize = 256;
 
 /// Whether the kernels can read this layout in place: unit stride on head_dim, and every other stride and
@@ -186,6 +186,14 @@ fn check_head_dim(spec: &AttnSpec) -> Result<()> {
     if !d.is_multiple_of(8) || d > MAX_HEAD_DIM {
         bail!("flash_attn: head_dim {d} on CUDA must be a multiple of 8 and at most {MAX_HEAD_DIM}")
     }
+    // SAFETY: a pure function of its argument; touches no device.
+    if unsafe { ffi::candle_fa2_has_head_dim(d as i32) } == 0 {
+        let built = option_env!("CANDLE_FA2_HDIMS_BUILT").unwrap_or("all");
+        bail!(
+            "flash_attn: head_dim {d} is not in this build of the CUDA kernels, built with CANDLE_FA2_HDIMS={built}: \
+             rebuild without CANDLE_FA2_HDIMS, or name the head_dim there"
+        )
+    }
     Ok(())
 }
 
@@ -233,7 +241,7 @@ fn launch<T: CudaDType + DeviceRepr>(
                     s.0
                 )
             }
-            // The copies form a row's offset as a 32 x 32 -> 64-bit product (kernels/tile_loader.cuh).
+            // The copies form a row's offset as a 32 x 32 -> 64-bit product (kernels/common/tile_loader.cuh).
             if s.1 > i32::MAX as i64 {
                 bail!("flash_attn: {name} has a row stride of {} elements, more than the kernels take (2^31 - 1)", s.1)
             }

@@ -1,4 +1,4 @@
-// Standalone check of the sm_90a building blocks of kernels/flash_fwd_sm90.cuh on one warpgroup: the
+// Standalone check of the sm_90a building blocks of kernels/sm90/flash_fwd_sm90.cuh on one warpgroup: the
 // swizzled tile loader, the shared-memory descriptors and both wgmma forms (S = Q K^T from shared memory,
 // O = P V with P in registers and V MN-major), against a host product. Built and run by scripts/gpu_run.sh
 // (`wgmma` mode) on a Hopper GPU; prints the largest error of each product and exits 1 when one is wrong.
@@ -6,7 +6,7 @@
 #include <cstdlib>
 #include <vector>
 
-#include "../../kernels/flash_fwd_sm90.cuh"
+#include "sm90/flash_fwd_sm90.cuh"
 
 using T = __nv_bfloat16;
 constexpr int D = 128, N = 128;  // Q: 64 x D, K and V: N x D

@@ -1,7 +1,0 @@
-// The split-KV decode at head_dim 32, both dtypes (kernels/decode_configs.cuh).
-#include "decode_configs.cuh"
-
-template cudaError_t fa2::run_decode<__nv_bfloat16, 32>(const FlashDecodeParams&, cudaStream_t);
-template cudaError_t fa2::run_decode<__half, 32>(const FlashDecodeParams&, cudaStream_t);
-template int fa2::decode_num_splits<__nv_bfloat16, 32>(const FlashFwdParams&);
-template int fa2::decode_num_splits<__half, 32>(const FlashFwdParams&);

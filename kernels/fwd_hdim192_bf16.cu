@@ -1,4 +1,0 @@
-// One instantiation per translation unit, so nvcc compiles them in parallel.
-#include "fwd_configs.cuh"
-
-template cudaError_t fa2::run_fwd<__nv_bfloat16, 192>(const FlashFwdParams&, cudaStream_t, bool);

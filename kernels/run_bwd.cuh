@@ -1,0 +1,25 @@
+// Which backward kernels run a call, per instantiated head_dim: the Hopper passes where their tile table
+// (sm90/bwd_tiles.cuh) has the head_dim and the call suits them, else mma.sync (sm80/bwd_tiles.cuh).
+// Instantiated in generated/bwd_hdim*.cu.
+#pragma once
+#include "sm80/bwd_tiles.cuh"
+#include "sm90/bwd_tiles.cuh"
+
+namespace fa2 {
+
+// sm90a: the device runs sm_90a code (flash_api.cu).
+template <typename T, int HEAD_DIM>
+cudaError_t run_bwd(const FlashBwdParams& p, cudaStream_t stream, bool sm90a) {
+    using Sm90 = Sm90BwdConfig<T, HEAD_DIM>;
+    if constexpr (Sm90::AVAILABLE) {
+        if (sm90a && !p.fwd.transform_logits && !p.dq_atomics) {
+            cudaError_t err = launch_bwd_delta<T>(p, stream);
+            if (err == cudaSuccess) err = launch_bwd_sm90_pass<typename Sm90::Keys>(p, stream);
+            if (err == cudaSuccess) err = launch_bwd_sm90_pass<typename Sm90::Queries>(p, stream);
+            return err;
+        }
+    }
+    return launch_bwd<T, BwdConfig<T, HEAD_DIM>>(p, stream);
+}
+
+}  // namespace fa2

@@ -1,0 +1,27 @@
+// Which forward kernel runs a call, per instantiated head_dim: the Hopper one where its tile table
+// (sm90/fwd_tiles.cuh) has the head_dim and the call suits it, else mma.sync (sm80/fwd_tiles.cuh), with
+// blocks of 8 warps for long queries where the head_dim has them. Instantiated in generated/fwd_hdim*.cu.
+#pragma once
+#include "sm80/fwd_tiles.cuh"
+#include "sm90/fwd_tiles.cuh"
+
+namespace fa2 {
+
+// sm90a: the device runs sm_90a code (an H100/H200 and a build that holds it, decided in flash_api.cu).
+template <typename T, int HEAD_DIM>
+cudaError_t run_fwd(const FlashFwdParams& p, cudaStream_t stream, bool sm90a) {
+    using Sm90 = Sm90Config<T, HEAD_DIM>;
+    if constexpr (Sm90::AVAILABLE) {
+        if (sm90a && !p.transform_logits && p.seqlen_k >= Sm90::FROM_SEQLEN_K)
+            return launch_fwd_sm90<typename Sm90::Traits>(p, stream);
+    }
+    using Config = FwdConfig<T, HEAD_DIM>;
+    if constexpr (HasLong<Config>::value) {
+        const bool right_bounded = p.window_right <= p.seqlen_k;  // causal or a window
+        if (p.seqlen_q >= (right_bounded ? Config::LONG_FROM_CAUSAL : Config::LONG_FROM))
+            return launch_fwd<typename Config::TraitsLong>(p, stream);
+    }
+    return launch_fwd<typename Config::Traits>(p, stream);
+}
+
+}  // namespace fa2

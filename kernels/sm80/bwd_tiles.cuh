@@ -1,0 +1,76 @@
+// Tile configuration of the two backward passes per instantiated head_dim (sm80/flash_bwd_kernel.cuh).
+// Every head_dim that is a multiple of 8 runs on the smallest instantiation >= it, as the forward.
+//
+// KeysPass / QueriesPass<T, HEAD_DIM, M_TILES, NUM_WARPS, BLOCK_C, D_SPLIT, MIN_BLOCKS>. Registers bound the
+// choice: a warp of the KEYS pass holds dK and dV (2 x M_TILES x D_OWN/8 x 4 f32) plus the S and dP tiles
+// (2 x M_TILES x BLOCK_C/8 x 4); the QUERIES pass holds dQ plus the same two tiles. From d160 the KEYS
+// pass splits the gradient columns over warp pairs (D_SPLIT 2) so both fit.
+#pragma once
+#include "sm80/flash_bwd_kernel.cuh"
+
+namespace fa2 {
+
+// Keys<KEYS> and Keys<KEYS_DQ> share one tile shape; the KEYS_DQ pass adds the dSᵀ tile to shared memory.
+template <typename T, int D, int MT, int W, int C, int SPLIT, int MINB>
+struct KeysPass {
+    template <BwdPass P>
+    using Keys = BwdTraits<T, P, D, MT, W, C, SPLIT, MINB>;
+};
+template <typename T, int D, int MT, int W, int C, int SPLIT, int MINB>
+using QueriesPass = BwdTraits<T, BwdPass::QUERIES, D, MT, W, C, SPLIT, MINB>;
+
+template <typename T, int HEAD_DIM>
+struct BwdConfig;
+
+// Measured on the H100 (BENCHMARKS.md, backward v2): what bounds the KEYS pass is shared-memory reads per
+// MMA (every warp reads every streamed Q/dO fragment for its own rows) and, with dQ atomics, the atomics
+// per key: more key rows per block help both.
+//
+// 64 keys (queries) per block, 4 warps of 16 rows, 64-wide streamed tiles.
+template <typename T> struct BwdConfig<T, 32> {
+    template <BwdPass P>
+    using Keys = typename KeysPass<T, 32, 1, 4, 64, 1, 2>::template Keys<P>;
+    using Queries = QueriesPass<T, 32, 1, 4, 64, 1, 2>;
+};
+// d64 KEYS: two m-tiles per warp (128 keys per block) reuse each streamed fragment twice: +20% fwd+bwd at
+// 4k and 16k against one m-tile with 64-wide tiles (23% slower at 1k causal, the one row that lost).
+template <typename T> struct BwdConfig<T, 64> {
+    template <BwdPass P>
+    using Keys = typename KeysPass<T, 64, 2, 4, 32, 1, 2>::template Keys<P>;
+    using Queries = QueriesPass<T, 64, 1, 4, 64, 1, 2>;
+};
+template <typename T> struct BwdConfig<T, 96> {
+    template <BwdPass P>
+    using Keys = typename KeysPass<T, 96, 1, 4, 64, 1, 2>::template Keys<P>;
+    using Queries = QueriesPass<T, 96, 1, 4, 64, 1, 2>;
+};
+// d128 KEYS: dK + dV are 128 accumulators per thread, so one m-tile per warp; 8 warps (128 keys per block)
+// with 64-wide streamed tiles: +12-15% fwd+bwd against 4 warps with 32-wide tiles (half the dQ atomics and
+// Q/dO reads per key).
+template <typename T> struct BwdConfig<T, 128> {
+    template <BwdPass P>
+    using Keys = typename KeysPass<T, 128, 1, 8, 64, 1, 1>::template Keys<P>;
+    using Queries = QueriesPass<T, 128, 1, 4, 64, 1, 2>;
+};
+template <typename T> struct BwdConfig<T, 160> {
+    template <BwdPass P>
+    using Keys = typename KeysPass<T, 160, 1, 8, 32, 2, 1>::template Keys<P>;
+    using Queries = QueriesPass<T, 160, 1, 4, 32, 1, 2>;
+};
+template <typename T> struct BwdConfig<T, 192> {
+    template <BwdPass P>
+    using Keys = typename KeysPass<T, 192, 1, 8, 32, 2, 1>::template Keys<P>;
+    using Queries = QueriesPass<T, 192, 1, 4, 32, 1, 1>;
+};
+template <typename T> struct BwdConfig<T, 224> {
+    template <BwdPass P>
+    using Keys = typename KeysPass<T, 224, 1, 8, 32, 2, 1>::template Keys<P>;
+    using Queries = QueriesPass<T, 224, 1, 4, 32, 1, 1>;
+};
+template <typename T> struct BwdConfig<T, 256> {
+    template <BwdPass P>
+    using Keys = typename KeysPass<T, 256, 1, 8, 32, 2, 1>::template Keys<P>;
+    using Queries = QueriesPass<T, 256, 1, 4, 32, 1, 1>;
+};
+
+}  // namespace fa2

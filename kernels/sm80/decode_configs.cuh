@@ -1,0 +1,50 @@
+// Tile configurations of the split-KV decode per instantiated head_dim (head dims in between run on the next
+// one up, masked), and the choice between them at run time. DecodeTraits<T, HEAD_DIM, NUM_WARPS, STAGES,
+// VIA_L1>: each warp takes 16 keys of a tile, so BLOCK_N = 16 x NUM_WARPS. Measured on the H200
+// (BENCHMARKS.md, decode v1-v3; results/h200-2026-11-30-decode-variants/).
+#pragma once
+#include <type_traits>
+
+#include "sm80/flash_decode_kernel.cuh"
+
+namespace fa2 {
+
+template <typename T, int HEAD_DIM>
+struct DecodeConfig {
+    // Fits the 99 KB of shared memory that sm_86 / sm_89 / sm_120 GPUs give a block (RTX 30xx/40xx/50xx, L4,
+    // L40S): 64-key tiles of 4 warps up to d128 (3 stages at d64, 2 at d96/d128: 3 would be 109 KB), 32-key
+    // tiles of 2 warps above (a warp's O is HEAD_DIM / 2 accumulators per thread). 2-6 stages, 32- or 64-key
+    // tiles and L2 prefetch hints all measured within the run-to-run spread of each other here.
+    static constexpr int WARPS = HEAD_DIM <= 128 ? 4 : 2;
+    static constexpr int STAGES = HEAD_DIM <= 64 ? 3 : HEAD_DIM <= 128 ? 2 : HEAD_DIM <= 224 ? 3 : 2;
+    // cp.async.ca up to d128: 5-9% faster at d64 and d128 on the large rows; 10-15% slower at d256.
+    static constexpr bool VIA_L1 = HEAD_DIM <= 128;
+    using Small = DecodeTraits<T, HEAD_DIM, WARPS, STAGES, VIA_L1>;
+    static_assert(Small::SMEM_BYTES <= 101376, "the fallback fits consumer GPUs");
+    // Where the GPU has the shared memory (A100, H100, H200): 128-key tiles of 8 warps at d96/d128 (143 KB
+    // at d128, one block per SM), with copies through L1: 0.94-1.01x cuDNN on the d128 rows against
+    // 0.82-0.99x for Small. At d64 8 warps were slower; above d128 there is no register room for them.
+    // Three stages (213 KB) measured 15-20% slower on every d128 row, contiguous and paged alike
+    // (results/h200-2026-11-30-serving/decode-stages-variants.jsonl).
+    using Large = std::conditional_t<HEAD_DIM == 96 || HEAD_DIM == 128, DecodeTraits<T, HEAD_DIM, 8, 2, true>, Small>;
+};
+
+// Large where the device lets a block have its shared memory (decode_smem_optin), else Small.
+template <typename T, int HEAD_DIM, typename Run>
+auto with_decode_traits(Run&& run) {
+    using Config = DecodeConfig<T, HEAD_DIM>;
+    if (decode_smem_optin() >= Config::Large::SMEM_BYTES) return run(DecodeLaunch<typename Config::Large>{});
+    return run(DecodeLaunch<typename Config::Small>{});
+}
+
+template <typename T, int HEAD_DIM>
+cudaError_t run_decode(const FlashDecodeParams& p, cudaStream_t stream) {
+    return with_decode_traits<T, HEAD_DIM>([&](auto launch) { return decltype(launch)::run(p, stream); });
+}
+
+template <typename T, int HEAD_DIM>
+int decode_num_splits(const FlashFwdParams& p) {
+    return with_decode_traits<T, HEAD_DIM>([&](auto launch) { return decltype(launch)::num_splits(p); });
+}
+
+}  // namespace fa2

@@ -1,0 +1,514 @@
+// Split-KV decode (flash-decoding), mma.sync (sm_80+): few query rows against a long K/V.
+//
+// Decode reads every key and value once per token, so HBM bandwidth, not FLOP/s, bounds it. The prefill
+// kernel gives each query head its own block of >= 64 rows: with one query row that reads K/V once per
+// query head and launches batch x heads_q mostly idle blocks. Here instead:
+// - GQA packing: the query heads that share a KV head are rows of one 16-row tile (packed row r is query
+//   row r / group_size of head kv_head * group_size + r % group_size), so each K/V tile is read once per KV
+//   head, whatever the group size.
+// - Split-KV: the keys a tile sees are cut into `num_splits` contiguous ranges, one block each, so that
+//   batch x heads_kv x splits blocks fill the GPU. Each split writes its O (normalised, f32) and LSE; the
+//   combine kernel merges them by LSE: LSE = log sum_s exp(LSE_s), O = sum_s exp(LSE_s - LSE) O_s.
+// - Inside a block, warps split the keys too: warp w takes keys [16 w, 16 w + 16) of every BLOCK_N-key tile
+//   and keeps its own O, row max and row sum; the warps merge through shared memory once, at the end.
+// - K/V tiles stream through STAGES shared-memory stages by cp.async, STAGES - 1 tiles in flight while a
+//   tile is computed on. Each warp copies its own keys' rows and waits for them alone: no block barrier in
+//   the loop.
+// - Each block works on its sequence's view (seq_view.cuh): per-sequence key counts, variable-length query
+//   rows and paged K/V are all read on the device, so sequences of different fill decode in one launch,
+//   with no host read-back, each with its own bottom-right diagonal.
+// Logits are always formed explicitly (scale, softcap, ALiBi, mask): the kernel is memory-bound, the few
+// extra instructions are free, and one kernel serves every option.
+#pragma once
+#include <math.h>
+#include <stdlib.h>
+
+#include <atomic>
+
+#include "common/flash_params.h"
+#include "common/ptx.cuh"
+#include "common/seq_view.cuh"
+#include "common/tile_loader.cuh"
+
+namespace fa2 {
+
+// The most splits a launch may have (the combine kernel caches one weight per split in shared memory).
+constexpr int DECODE_MAX_SPLITS = 128;
+
+template <typename T_, int HEAD_DIM_, int NUM_WARPS_, int STAGES_, bool VIA_L1_>
+struct DecodeTraits {
+    using T = T_;
+    static constexpr int HEAD_DIM = HEAD_DIM_;
+    static constexpr int NUM_WARPS = NUM_WARPS_;
+    static constexpr int THREADS = 32 * NUM_WARPS;
+    static constexpr int BLOCK_M = 16;  // packed query rows of a block: one m16 MMA tile
+    static constexpr int WARP_N = 16;   // keys per warp and tile: one k16 step of P V
+    static constexpr int BLOCK_N = WARP_N * NUM_WARPS;
+    static constexpr int STAGES = STAGES_;
+    static constexpr bool VIA_L1 = VIA_L1_;  // K/V copies by cp.async.ca rather than .cg
+    static constexpr int PITCH = HEAD_DIM + 8;  // 16 extra bytes: ldmatrix rows in distinct bank groups
+    static constexpr int SMEM_Q = BLOCK_M * PITCH;
+    static constexpr int SMEM_KV = BLOCK_N * PITCH;  // one K or one V tile
+    // Q, then the K/V stages (stage s: its K tile, then its V tile).
+    static constexpr int SMEM_BYTES = (SMEM_Q + 2 * STAGES * SMEM_KV) * int(sizeof(T));
+    static constexpr int D_TILES = HEAD_DIM / 8;
+    // After the loop the K/V stages hold each warp's O (f32, padded rows), row max and row sum.
+    static constexpr int O_PITCH = HEAD_DIM + 4;
+    static constexpr int SMEM_MERGE = (NUM_WARPS * BLOCK_M * O_PITCH + 2 * NUM_WARPS * BLOCK_M) * 4;
+
+    static_assert(HEAD_DIM % 16 == 0, "head_dim tiles are k16 steps of Q K^T");
+    static_assert(STAGES >= 2, "a stage loads while another is read");
+    static_assert(SMEM_MERGE <= 2 * STAGES * SMEM_KV * int(sizeof(T)), "the merge fits in the K/V stages");
+    static_assert(SMEM_BYTES <= 227 * 1024, "shared memory per block on sm_90");
+};
+
+// One warp's share of a K/V tile (its WARP_N keys), as a TileLoader copies it with the warp's 32 lanes.
+template <typename Tr>
+struct WarpSlice {
+    using T = typename Tr::T;
+    static constexpr int HEAD_DIM = Tr::HEAD_DIM;
+    static constexpr int THREADS = 32;
+    static constexpr int PITCH = Tr::PITCH;
+};
+
+// Where one block's rows and keys are: packed rows [r0, r0 + 16) of one KV head and the key tiles of one
+// split, in its sequence's view `p` (seq_view.cuh: that sequence's query rows and key count).
+struct DecodeBlock {
+    int kv_head, split;
+    int r0, packed_rows;     // first packed row; group_size * seqlen_q
+    int offset;              // seqlen_k - seqlen_q (bottom-right diagonal)
+    int key_lo, key_hi;      // keys [key_lo, key_hi) hold every key a row of the block sees
+    int tile_begin, tiles;   // this split's tiles, BLOCK_N keys each from key_lo
+
+    __device__ __forceinline__ DecodeBlock(const FlashFwdParams& p, int num_splits, int row_blocks, int block_n) {
+        split = blockIdx.x / row_blocks;
+        r0 = (blockIdx.x % row_blocks) * 16;
+        kv_head = blockIdx.y;
+        packed_rows = p.seqlen_q * p.group_size;
+        const int seqlen_k = p.seqlen_k;
+        offset = seqlen_k - p.seqlen_q;
+        const int i_lo = r0 / p.group_size, i_hi = (min(r0 + 16, packed_rows) - 1) / p.group_size;
+        key_lo = max(0, i_lo + offset - p.window_left);
+        key_hi = min(seqlen_k, i_hi + offset + p.window_right + 1);
+        const int n_tiles = key_hi > key_lo ? (key_hi - key_lo + block_n - 1) / block_n : 0;
+        const int per_split = (n_tiles + num_splits - 1) / num_splits;
+        tile_begin = split * per_split;
+        tiles = max(0, min(n_tiles, tile_begin + per_split) - tile_begin);
+    }
+
+    // Query row and query head of packed row r.
+    __device__ __forceinline__ int query_row(const FlashFwdParams& p, int r) const { return r / p.group_size; }
+    __device__ __forceinline__ int head(const FlashFwdParams& p, int r) const {
+        return kv_head * p.group_size + r % p.group_size;
+    }
+
+    // A variable-length batch's grid covers its longest sequence: row blocks past this one's do nothing.
+    __device__ __forceinline__ bool past_end() const { return r0 >= packed_rows; }
+};
+
+template <typename Tr>
+__global__ void __launch_bounds__(Tr::THREADS) flash_decode_kernel(const FlashDecodeParams dp) {
+    using T = typename Tr::T;
+    constexpr int DT = Tr::D_TILES;
+    const FlashFwdParams p = sequence_view<T>(dp.fwd, blockIdx.z);
+    extern __shared__ __align__(16) unsigned char smem[];
+    T* sQ = reinterpret_cast<T*>(smem);
+    T* sKV = sQ + Tr::SMEM_Q;  // stage s: K tile at 2 s, V tile at 2 s + 1 (units of SMEM_KV)
+
+    // Row blocks of the longest sequence (the grid's), then this sequence's.
+    const int row_blocks = (dp.fwd.seqlen_q * p.group_size + Tr::BLOCK_M - 1) / Tr::BLOCK_M;
+    const DecodeBlock blk(p, dp.num_splits, row_blocks, Tr::BLOCK_N);
+    if (blk.past_end()) return;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+
+    // ---- Prologue: Q (rows gathered from their heads), then the first STAGES - 1 K/V tiles. ------------
+    {
+        constexpr int CHUNKS = Tr::HEAD_DIM / 8;
+        for (int c = threadIdx.x; c < Tr::BLOCK_M * CHUNKS; c += Tr::THREADS) {
+            const int rr = c / CHUNKS, col = (c % CHUNKS) * 8, r = blk.r0 + rr;
+            const bool valid = r < blk.packed_rows && col < p.head_dim;
+            const T* src = reinterpret_cast<const T*>(p.q);
+            if (valid) src += int64_t(blk.query_row(p, r)) * p.q_row_stride + blk.head(p, r) * p.q_head_stride + col;
+            cp_async_16(sQ + rr * Tr::PITCH + col, src, valid);
+        }
+    }
+    cp_async_commit();  // Q: a group of its own, awaited by the whole block below
+
+    // Each warp copies the K/V rows of its own keys (WARP_N of each tile) and waits for them alone: no
+    // block barrier in the loop. Measured against copies by the whole block with a barrier per tile, the
+    // same tiles: 1-8% faster at d128 contiguous, 2-7% paged (BENCHMARKS.md, decode v5). Paged: lane
+    // l < WARP_N reads the block-table entry of its key a tile ahead (page_ahead, used by the next copy),
+    // and the slots reach the lanes that copy each row by shuffles.
+    using Slice = WarpSlice<Tr>;
+    const TileLoader<Slice> loader(p.head_dim, lane);
+    constexpr int ROWS_PER_LANE = Tr::WARP_N / TileLoader<Slice>::ROWS_PER_PASS;
+    const KvRows<T> k_rows = key_rows<T>(p, blk.kv_head), v_rows = value_rows<T>(p, blk.kv_head);
+    const bool paged = k_rows.pages != nullptr;
+    auto warp_n0 = [&](int t) { return blk.key_lo + (blk.tile_begin + t) * Tr::BLOCK_N + warp * Tr::WARP_N; };
+    uint32_t page_ahead = UINT32_MAX;
+    auto look_up = [&](int t) {
+        if (paged && t < blk.tiles && lane < Tr::WARP_N) {
+            const int j = warp_n0(t) + lane;
+            page_ahead = j < blk.key_hi ? k_rows.pages[k_rows.page_index(j)] : UINT32_MAX;
+        }
+    };
+    auto load_tile = [&](int t) {
+        const int n0 = warp_n0(t);
+        T* sK = sKV + (2 * (t % Tr::STAGES)) * Tr::SMEM_KV + warp * Tr::WARP_N * Tr::PITCH;
+        if (paged) {
+            const int mine = lane < Tr::WARP_N ? k_rows.slot(n0 + lane, page_ahead) : -1;
+            int slot[ROWS_PER_LANE];
+#pragma unroll
+            for (int i = 0; i < ROWS_PER_LANE; ++i)
+                slot[i] = __shfl_sync(0xffffffffu, mine, loader.row0 + i * TileLoader<Slice>::ROWS_PER_PASS);
+            loader.template load_slots<Tr::WARP_N, Tr::VIA_L1>(sK, k_rows, slot);
+            loader.template load_slots<Tr::WARP_N, Tr::VIA_L1>(sK + Tr::SMEM_KV, v_rows, slot);
+        } else {
+            // Keys past key_hi are no row's: zero-filled, not read (and masked below).
+            loader.template load<Tr::WARP_N, Tr::VIA_L1>(sK, k_rows, n0, blk.key_hi - n0);
+            loader.template load<Tr::WARP_N, Tr::VIA_L1>(sK + Tr::SMEM_KV, v_rows, n0, blk.key_hi - n0);
+        }
+    };
+#pragma unroll
+    for (int t = 0; t < Tr::STAGES - 1; ++t) {
+        look_up(t);
+        if (t < blk.tiles) load_tile(t);
+        cp_async_commit();  // one group per tile, empty ones included, so wait counts stay uniform
+    }
+    look_up(Tr::STAGES - 1);
+    cp_async_wait<Tr::STAGES - 1>();  // this thread's part of Q landed ...
+    __syncthreads();                  // ... and every thread's
+    // The combine kernel (launched with PDL) may take its place on the SMs now; it waits for this grid's end.
+    grid_launch_dependents();
+
+    // This thread's two rows (the C fragment holds rows lane / 4 and lane / 4 + 8): query row and slope.
+    int row_i[2];
+    float slope[2];
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+        const int r = min(blk.r0 + lane / 4 + 8 * h, blk.packed_rows - 1);  // rows past the end: any valid one
+        row_i[h] = blk.query_row(p, r);
+        slope[h] = p.alibi_slopes ? p.alibi_slopes[blk.head(p, r)] : 0.f;
+    }
+
+    float o_acc[DT][4];
+    float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.f, 0.f};
+#pragma unroll
+    for (int dt = 0; dt < DT; ++dt)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) o_acc[dt][e] = 0.f;
+
+    // ---- Main loop: this split's tiles; warp w owns keys [16 w, 16 w + 16) of each. --------------------
+    for (int t = 0; t < blk.tiles; ++t) {
+        cp_async_wait<Tr::STAGES - 2>();  // this thread's rows of tile t landed ...
+        __syncwarp();                     // ... and the warp's; the warp is done with tile t - 1's stage
+        if (t + Tr::STAGES - 1 < blk.tiles) load_tile(t + Tr::STAGES - 1);  // into tile t - 1's stage
+        cp_async_commit();
+        look_up(t + Tr::STAGES);  // its read lands while this tile is computed on
+
+        const T* sK = sKV + (2 * (t % Tr::STAGES)) * Tr::SMEM_KV;
+        const T* sV = sK + Tr::SMEM_KV;
+        const int key0 = warp_n0(t);
+
+        // S = Q K^T for this warp's 16 keys: two n8 tiles.
+        float s[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
+#pragma unroll
+        for (int kk = 0; kk < Tr::HEAD_DIM / 16; ++kk) {
+            uint32_t a[4], b[4];
+            ldmatrix_x4(a, sQ + (lane % 16) * Tr::PITCH + kk * 16 + (lane / 16) * 8);
+            ldmatrix_x4(b, sK + (warp * Tr::WARP_N + (lane / 16) * 8 + lane % 8) * Tr::PITCH + kk * 16 +
+                               ((lane / 8) % 2) * 8);
+            mma_16816<T>(s[0], a, b[0], b[1]);
+            mma_16816<T>(s[1], a, b[2], b[3]);
+        }
+
+        // Base-2 logits: scale, softcap, ALiBi, then the mask (-inf).
+#pragma unroll
+        for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+                const int h = e / 2, key = key0 + nt * 8 + 2 * (lane % 4) + (e % 2);
+                const int dist = key - row_i[h] - blk.offset;
+                float x = s[nt][e] * p.softmax_scale;
+                if (p.softcap > 0.f) x = p.softcap * tanhf(x / p.softcap);
+                x = (x - slope[h] * fabsf(float(dist))) * LOG2E;
+                const bool visible = key < blk.key_hi && dist >= -p.window_left && dist <= p.window_right;
+                s[nt][e] = visible ? x : -INFINITY;
+            }
+
+        // Online softmax over the warp's keys; a row lives in a quad of 4 lanes.
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+            float m = fmaxf(row_max[h], fmaxf(fmaxf(s[0][2 * h], s[0][2 * h + 1]), fmaxf(s[1][2 * h], s[1][2 * h + 1])));
+            m = quad_max(m);
+            const float m_ref = m == -INFINITY ? 0.f : m;  // no key seen yet: every exp2 below is 0
+            const float alpha = exp2f(row_max[h] - m_ref);
+            row_max[h] = m;
+            row_sum[h] *= alpha;
+#pragma unroll
+            for (int dt = 0; dt < DT; ++dt) o_acc[dt][2 * h] *= alpha, o_acc[dt][2 * h + 1] *= alpha;
+#pragma unroll
+            for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+                for (int e = 0; e < 2; ++e) {
+                    const float pr = exp2f(s[nt][2 * h + e] - m_ref);
+                    s[nt][2 * h + e] = pr;
+                    row_sum[h] += pr;  // per-lane partial; the quad is summed at the merge
+                }
+        }
+
+        // O += P V: the S accumulators are the A fragment of one k16 step.
+        uint32_t a[4];
+        a[0] = pack2<T>(s[0][0], s[0][1]);
+        a[1] = pack2<T>(s[0][2], s[0][3]);
+        a[2] = pack2<T>(s[1][0], s[1][1]);
+        a[3] = pack2<T>(s[1][2], s[1][3]);
+#pragma unroll
+        for (int dp = 0; dp < DT / 2; ++dp) {
+            uint32_t b[4];
+            ldmatrix_x4_trans(b, sV + (warp * Tr::WARP_N + ((lane / 8) % 2) * 8 + lane % 8) * Tr::PITCH + dp * 16 +
+                                     (lane / 16) * 8);
+            mma_16816<T>(o_acc[2 * dp], a, b[0], b[1]);
+            mma_16816<T>(o_acc[2 * dp + 1], a, b[2], b[3]);
+        }
+    }
+
+    // ---- Merge the warps through shared memory (the K/V stages are free once every copy landed). -------
+    cp_async_wait<0>();
+    __syncthreads();  // every warp is done with its stages
+    float* sO = reinterpret_cast<float*>(sKV);                       // [warp][row][O_PITCH]
+    float* sM = sO + Tr::NUM_WARPS * Tr::BLOCK_M * Tr::O_PITCH;      // [warp][row]: row max (base 2)
+    float* sL = sM + Tr::NUM_WARPS * Tr::BLOCK_M;                    // [warp][row]: row sum
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+        const int rr = lane / 4 + 8 * h;
+        const float sum = quad_sum(row_sum[h]);
+        if (lane % 4 == 0) sM[warp * Tr::BLOCK_M + rr] = row_max[h], sL[warp * Tr::BLOCK_M + rr] = sum;
+        float* o_row = sO + (warp * Tr::BLOCK_M + rr) * Tr::O_PITCH;
+#pragma unroll
+        for (int dt = 0; dt < DT; ++dt)
+            *reinterpret_cast<float2*>(o_row + dt * 8 + 2 * (lane % 4)) = make_float2(o_acc[dt][2 * h], o_acc[dt][2 * h + 1]);
+    }
+    __syncthreads();
+
+    // ---- Epilogue: each thread a pair of columns of a row; O and LSE of the block (or of its split). ----
+    const bool partial = dp.num_splits > 1;
+    const int64_t rows_total = lse_rows(dp.fwd);
+    const int64_t lse_base = p.lse - dp.fwd.lse;  // this sequence's first LSE row
+    for (int idx = threadIdx.x; idx < Tr::BLOCK_M * (Tr::HEAD_DIM / 2); idx += Tr::THREADS) {
+        const int rr = idx / (Tr::HEAD_DIM / 2), col = (idx % (Tr::HEAD_DIM / 2)) * 2, r = blk.r0 + rr;
+        if (r >= blk.packed_rows || col >= p.head_dim) continue;
+        float m = -INFINITY;
+#pragma unroll
+        for (int w = 0; w < Tr::NUM_WARPS; ++w) m = fmaxf(m, sM[w * Tr::BLOCK_M + rr]);
+        float sum = 0.f, o0 = 0.f, o1 = 0.f;
+#pragma unroll
+        for (int w = 0; w < Tr::NUM_WARPS; ++w) {
+            const float mw = sM[w * Tr::BLOCK_M + rr];
+            const float scale = mw == -INFINITY ? 0.f : exp2f(mw - m);
+            const float2 o = *reinterpret_cast<const float2*>(sO + (w * Tr::BLOCK_M + rr) * Tr::O_PITCH + col);
+            sum += scale * sL[w * Tr::BLOCK_M + rr];
+            o0 += scale * o.x, o1 += scale * o.y;
+        }
+        const float inv = sum > 0.f ? 1.f / sum : 0.f;
+        const float lse = sum > 0.f ? (m + log2f(sum)) * LN2 : -INFINITY;
+        const int i = blk.query_row(p, r), head = blk.head(p, r);
+        const int64_t lse_row = head * p.lse_head_stride + i;  // in this sequence's view
+        if (partial) {
+            const int64_t part_row = blk.split * rows_total + lse_base + lse_row;
+            *reinterpret_cast<float2*>(dp.o_partial + part_row * p.head_dim + col) = make_float2(o0 * inv, o1 * inv);
+            if (col == 0) dp.lse_partial[part_row] = lse;
+        } else {
+            T* o = reinterpret_cast<T*>(p.o) + int64_t(i) * p.o_row_stride + head * p.o_head_stride;
+            *reinterpret_cast<uint32_t*>(o + col) = pack2<T>(o0 * inv, o1 * inv);
+            if (col == 0) p.lse[lse_row] = lse;
+        }
+    }
+}
+
+// Merges the splits' (O, LSE) of one query row per block: LSE = log sum_s exp(LSE_s), O = sum_s
+// exp(LSE_s - LSE) O_s. Thread s first takes split s's LSE (two block reductions, the weights into shared
+// memory); then the threads form groups of head_dim / 4, each thread one float4 of columns and the splits
+// of its group (s = group, group + GROUPS, ...), so every thread has several independent loads in flight
+// (one warp walking every split in turn waited on L2 once per split: 30 us at 49 splits). Splits that saw
+// no key have LSE -inf and weight 0; a row no split saw gets zeros and LSE -inf.
+template <typename T, int THREADS>
+__global__ void __launch_bounds__(THREADS) decode_combine_kernel(const FlashDecodeParams dp) {
+    static_assert(THREADS >= DECODE_MAX_SPLITS, "one thread per split");
+    const FlashFwdParams& p = dp.fwd;
+    __shared__ float weights[DECODE_MAX_SPLITS];
+    __shared__ float reduce[THREADS / 32];
+    __shared__ float4 partial_sums[THREADS];
+    const int64_t rows_total = lse_rows(p);
+    const int row = blockIdx.x;  // (batch, head, query row) or (head, query row of all sequences): the LSE's
+    const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, splits = dp.num_splits;
+    grid_dependency_wait();  // the splits' partials are written (DecodeLaunch::run launches this with PDL)
+
+    // LSE over the splits: block max, then block sum of exp(LSE_s - max).
+    const float lse_s = tid < splits ? dp.lse_partial[int64_t(tid) * rows_total + row] : -INFINITY;
+    float m = lse_s;
+#pragma unroll
+    for (int x = 16; x > 0; x /= 2) m = fmaxf(m, __shfl_xor_sync(0xffffffff, m, x));
+    if (lane == 0) reduce[warp] = m;
+    __syncthreads();
+    m = reduce[0];
+#pragma unroll
+    for (int w = 1; w < THREADS / 32; ++w) m = fmaxf(m, reduce[w]);
+    const float m_ref = m == -INFINITY ? 0.f : m;
+    float sum = expf(lse_s - m_ref);  // 0 for -inf
+#pragma unroll
+    for (int x = 16; x > 0; x /= 2) sum += __shfl_xor_sync(0xffffffff, sum, x);
+    __syncthreads();  // every thread has read reduce[] above
+    if (lane == 0) reduce[warp] = sum;
+    __syncthreads();
+    sum = 0.f;
+#pragma unroll
+    for (int w = 0; w < THREADS / 32; ++w) sum += reduce[w];
+    const float lse = sum > 0.f ? m_ref + logf(sum) : -INFINITY;
+    if (tid < splits) weights[tid] = sum > 0.f ? expf(lse_s - lse) : 0.f;
+    __syncthreads();
+
+    // O: groups of head_dim / 4 threads, each group a share of the splits.
+    const int quads = p.head_dim / 4, groups = THREADS / quads;
+    const int group = tid / quads, col = (tid % quads) * 4;
+    float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
+    if (group < groups) {
+        const float* o_s = dp.o_partial + int64_t(row) * p.head_dim + col;
+        const int64_t split_stride = int64_t(rows_total) * p.head_dim;
+#pragma unroll 4
+        for (int s = group; s < splits; s += groups) {
+            const float4 part = *reinterpret_cast<const float4*>(o_s + s * split_stride);
+            const float w = weights[s];
+            acc.x += w * part.x, acc.y += w * part.y, acc.z += w * part.z, acc.w += w * part.w;
+        }
+    }
+    partial_sums[tid] = acc;
+    __syncthreads();
+    if (group == 0) {
+        for (int g = 1; g < groups; ++g) {
+            const float4 other = partial_sums[g * quads + tid];
+            acc.x += other.x, acc.y += other.y, acc.z += other.z, acc.w += other.w;
+        }
+        // Varlen: the LSE is (heads_q, total_q) and o (total_q, heads_q, head_dim), a batch of one.
+        const int rows = p.cu_seqlens_q ? p.total_q : p.seqlen_q;
+        const int i = row % rows, head = (row / rows) % p.heads_q, batch = row / (rows * p.heads_q);
+        T* o = reinterpret_cast<T*>(p.o) + batch * p.o_batch_stride + int64_t(i) * p.o_row_stride +
+               head * p.o_head_stride + col;
+        *reinterpret_cast<uint2*>(o) = make_uint2(pack2<T>(acc.x, acc.y), pack2<T>(acc.z, acc.w));
+    }
+    if (tid == 0) p.lse[row] = lse;
+}
+
+// What the decode asks the driver once per device: `query(device)` gives the value, > 0, or 0 when it cannot
+// be asked (then nothing is cached and the next call asks again); `cache` is the caller's static array.
+constexpr int MAX_DEVICES = 64;
+template <typename Query>
+int64_t once_per_device(std::atomic<int64_t> (&cache)[MAX_DEVICES], Query query) {
+    int dev = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess || dev < 0) return 0;
+    if (dev < MAX_DEVICES && cache[dev].load(std::memory_order_relaxed) > 0) return cache[dev].load(std::memory_order_relaxed);
+    const int64_t value = query(dev);
+    if (dev < MAX_DEVICES && value > 0) cache[dev].store(value, std::memory_order_relaxed);
+    return value;
+}
+
+// The shared memory a block of the current device may opt in to (cudaDevAttrMaxSharedMemoryPerBlockOptin);
+// CANDLE_FA2_MAX_SMEM=BYTES caps it, so that the configurations of GPUs with less (99 KB on sm_86/89/120)
+// can be run and tested on an A100 or H100. 0 when the device cannot be queried.
+inline int decode_smem_optin() {
+    static std::atomic<int64_t> cached[MAX_DEVICES];
+    static const int cap = [] {
+        const char* env = getenv("CANDLE_FA2_MAX_SMEM");
+        return env ? atoi(env) : 0;
+    }();
+    return int(once_per_device(cached, [](int dev) {
+        int bytes = 0;
+        if (cudaDeviceGetAttribute(&bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess) return 0;
+        return cap > 0 ? min(bytes, cap) : bytes;
+    }));
+}
+
+// Programmatic dependent launch (compute capability 9.0 and up).
+// CANDLE_FA2_NO_PDL=1 launches the combine after the split kernel as before (BENCHMARKS.md, decode v4).
+inline bool device_has_pdl() {
+    static std::atomic<int64_t> cached[MAX_DEVICES];  // the compute capability's major number
+    static const bool disabled = [] {
+        const char* env = getenv("CANDLE_FA2_NO_PDL");
+        return env && env[0] && env[0] != '0';
+    }();
+    return !disabled && once_per_device(cached, [](int dev) {
+        int major = 0;
+        return cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess ? major : 0;
+    }) >= 9;
+}
+
+template <typename Tr>
+struct DecodeLaunch {
+    static int row_blocks(const FlashFwdParams& p) { return (p.seqlen_q * p.group_size + Tr::BLOCK_M - 1) / Tr::BLOCK_M; }
+
+    static cudaError_t prepare() {
+        if (Tr::SMEM_BYTES <= 48 * 1024) return cudaSuccess;
+        return cudaFuncSetAttribute(flash_decode_kernel<Tr>, cudaFuncAttributeMaxDynamicSharedMemorySize, Tr::SMEM_BYTES);
+    }
+
+    // Splits that fill the GPU: batch x heads_kv x row blocks blocks per split, as many blocks per SM as
+    // shared memory allows. FA2's rule: the fewest splits whose last wave is at least 85% as full as the
+    // best choice's, one split when the GPU is nearly full without splitting, never more splits than key
+    // tiles. `p.seqlen_k` is the longest sequence (the cache's capacity with per-sequence counts).
+    // Block slots of the device (SMs x resident blocks per SM), asked once per device and configuration.
+    static int64_t slots() {
+        static std::atomic<int64_t> cached[MAX_DEVICES];
+        return once_per_device(cached, [](int dev) -> int64_t {
+            int sms = 0, per_sm = 0;
+            if (prepare() != cudaSuccess) return 0;
+            if (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) return 0;
+            if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, flash_decode_kernel<Tr>, Tr::THREADS,
+                                                              Tr::SMEM_BYTES) != cudaSuccess)
+                return 0;
+            return int64_t(sms) * max(per_sm, 1);
+        });
+    }
+
+    static int num_splits(const FlashFwdParams& p) {
+        const int64_t slots = DecodeLaunch::slots();
+        if (slots <= 0) return 1;
+        const int64_t blocks = int64_t(p.batch) * p.heads_kv * row_blocks(p);
+        if (blocks * 10 >= slots * 8) return 1;
+        const int tiles = (p.seqlen_k + Tr::BLOCK_N - 1) / Tr::BLOCK_N;
+        const int max_splits = max(1, min(DECODE_MAX_SPLITS, tiles));
+        auto efficiency = [&](int s) {
+            const double waves = double(blocks * s) / double(slots);
+            return waves / ceil(waves);
+        };
+        double best = 0.0;
+        for (int s = 1; s <= max_splits; ++s) best = fmax(best, efficiency(s));
+        for (int s = 1; s <= max_splits; ++s)
+            if (efficiency(s) >= 0.85 * best) return s;
+        return 1;
+    }
+
+    static cudaError_t run(const FlashDecodeParams& dp, cudaStream_t stream) {
+        const FlashFwdParams& p = dp.fwd;
+        cudaError_t err = prepare();
+        if (err != cudaSuccess) return err;
+        const int rb = row_blocks(p);
+        const dim3 grid(rb * dp.num_splits, p.heads_kv, p.batch);
+        flash_decode_kernel<Tr><<<grid, Tr::THREADS, Tr::SMEM_BYTES, stream>>>(dp);
+        err = cudaGetLastError();
+        if (err != cudaSuccess || dp.num_splits == 1) return err;
+        // Launched as a programmatic dependent of the split kernel where the GPU has it (sm_90+): its blocks
+        // are resident and waiting when the last split finishes, instead of launching after it.
+        cudaLaunchConfig_t config = {};
+        config.gridDim = dim3(unsigned(lse_rows(p)));
+        config.blockDim = dim3(128);
+        config.stream = stream;
+        cudaLaunchAttribute pdl[1];
+        pdl[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+        pdl[0].val.programmaticStreamSerializationAllowed = 1;
+        config.attrs = pdl;
+        config.numAttrs = device_has_pdl() ? 1 : 0;
+        return cudaLaunchKernelEx(&config, decode_combine_kernel<typename Tr::T, 128>, dp);
+    }
+};
+
+}  // namespace fa2

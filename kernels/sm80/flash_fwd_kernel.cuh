@@ -1,0 +1,257 @@
+// FlashAttention-2 forward, mma.sync (sm_80+).
+//
+// Work partitioning (FA2): one thread block per (query block, head, batch); each warp owns
+// 16 * M_TILES query rows and sees every key, so warps never combine partial results. K and V stream
+// through shared memory by cp.async: V[n] loads while S = Q K[n]^T runs, K[n-1] loads while the softmax
+// and O += P V[n] run. Key blocks run from last to first, so a causal diagonal block (the only masked one)
+// comes first and the rest skip the mask arithmetic. P never leaves registers: the S accumulators are
+// repacked as the A operand of P V. O is rescaled when the running max grows and divided by the row sum
+// once at the end; only the log-sum-exp is stored.
+#pragma once
+#include <math.h>
+
+#include "common/flash_params.h"
+#include "common/fwd_block.cuh"
+#include "common/ptx.cuh"
+#include "common/tile_loader.cuh"
+
+namespace fa2 {
+
+// Every tile and shared-memory decision of one kernel configuration.
+template <typename T_, int HEAD_DIM_, int M_TILES_, int NUM_WARPS_, int BLOCK_N_, int MIN_BLOCKS_>
+struct FwdTraits {
+    using T = T_;
+    static constexpr int HEAD_DIM = HEAD_DIM_;    // instantiated head_dim; smaller ones run masked
+    static constexpr int M_TILES = M_TILES_;      // 16-row MMA tiles per warp: K/V fragments are reused
+                                                  // M_TILES times, which halves shared-memory reads at 2
+    static constexpr int NUM_WARPS = NUM_WARPS_;
+    static constexpr int THREADS = NUM_WARPS * 32;
+    static constexpr int BLOCK_M = 16 * M_TILES * NUM_WARPS;
+    static constexpr int BLOCK_N = BLOCK_N_;
+    static constexpr int MIN_BLOCKS = MIN_BLOCKS_;  // __launch_bounds__ occupancy hint (caps registers)
+    // Shared-memory row pitch: 16 extra bytes put the 8 rows an ldmatrix reads in 8 different bank groups.
+    static constexpr int PITCH = HEAD_DIM + 8;
+    static constexpr int SMEM_Q = BLOCK_M * PITCH;
+    static constexpr int SMEM_KV = BLOCK_N * PITCH;
+    static constexpr int SMEM_BYTES = (SMEM_Q + 2 * SMEM_KV) * int(sizeof(T));
+    static constexpr int N_TILES = BLOCK_N / 8;    // n8 tiles of S per m-tile
+    static constexpr int D_TILES = HEAD_DIM / 8;   // n8 tiles of O per m-tile
+
+    static_assert(HEAD_DIM % 16 == 0, "head_dim tiles are k16 steps of Q K^T");
+    static_assert(BLOCK_N % 16 == 0, "key blocks are k16 steps of P V");
+    static_assert(SMEM_BYTES <= 227 * 1024, "shared memory per block on sm_90");
+};
+
+// TRANSFORM: logits are formed explicitly (softcap, ALiBi, a scale <= 0). A kernel of its own rather than a
+// runtime branch: the branch's live values cost the plain kernel registers (spills at d64-d128) and up to
+// 5-8% at short sequences (BENCHMARKS.md, v6).
+template <typename Tr, bool TRANSFORM>
+__global__ void __launch_bounds__(Tr::THREADS, Tr::MIN_BLOCKS) flash_fwd_kernel(const FlashFwdParams params) {
+    using T = typename Tr::T;
+    constexpr int MT = Tr::M_TILES, NT = Tr::N_TILES, DT = Tr::D_TILES;
+    extern __shared__ __align__(16) unsigned char smem[];
+    T* sQ = reinterpret_cast<T*>(smem);
+    T* sK = sQ + Tr::SMEM_Q;
+    T* sV = sK + Tr::SMEM_KV;
+
+    // Causal blocks with many keys start first: the tail of the grid is then short blocks (load balance).
+    const int m_block = gridDim.x - 1 - blockIdx.x;
+    const int head = blockIdx.y;
+    const FlashFwdParams p = sequence_view<T>(params, blockIdx.z);
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const FwdBlock<T, Tr::BLOCK_M, Tr::BLOCK_N> blk(p, m_block, head);
+    if (blk.past_end()) return;
+    // This thread's rows: m-tile mt, half h (the C fragment holds rows lane/4 and lane/4 + 8).
+    auto row_of = [&](int mt, int h) { return blk.m0 + (warp * MT + mt) * 16 + lane / 4 + h * 8; };
+
+    if (blk.empty()) {
+        for (int mt = 0; mt < MT; ++mt)
+            for (int h = 0; h < 2; ++h) blk.write_empty_row(p, row_of(mt, h), lane);
+        return;
+    }
+    const int n_block_min = blk.n_block_min, n_block_max = blk.n_block_max;
+
+    const TileLoader<Tr> loader(p.head_dim);
+    loader.template load<Tr::BLOCK_M>(sQ, blk.q, p.q_row_stride, blk.rows_valid);
+    {
+        const int n0 = (n_block_max - 1) * Tr::BLOCK_N;
+        loader.template load<Tr::BLOCK_N>(sK, blk.k, n0, p.seqlen_k - n0);
+    }
+    cp_async_commit();
+
+    const float slope = p.alibi_slopes ? p.alibi_slopes[head] : 0.f;
+    // Plain path: the softmax works on raw scores and folds the scale into exp2's argument (one FFMA).
+    // Transformed path: scores become base-2 logits first, and the fold is 1.
+    const float sl2 = TRANSFORM ? 1.f : p.scale_log2;
+
+    float o_acc[MT][DT][4];
+    float row_max[MT][2], row_sum[MT][2];
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt) {
+#pragma unroll
+        for (int dt = 0; dt < DT; ++dt)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) o_acc[mt][dt][e] = 0.f;
+#pragma unroll
+        for (int h = 0; h < 2; ++h) row_max[mt][h] = -INFINITY, row_sum[mt][h] = 0.f;
+    }
+
+    // ---- Main loop over key blocks, last to first. ----------------------------------------------------
+    for (int n_block = n_block_max - 1; n_block >= n_block_min; --n_block) {
+        const int n0 = n_block * Tr::BLOCK_N;
+        cp_async_wait<0>();  // K[n] (and Q) landed
+        __syncthreads();     // ... for every thread, and every warp is done reading V[n+1]
+        loader.template load<Tr::BLOCK_N>(sV, blk.v, n0, p.seqlen_k - n0);
+        cp_async_commit();
+
+        // S = Q K^T.
+        float s[MT][NT][4];
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+            for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+                for (int e = 0; e < 4; ++e) s[mt][nt][e] = 0.f;
+#pragma unroll
+        for (int kk = 0; kk < Tr::HEAD_DIM / 16; ++kk) {
+            uint32_t a[MT][4];
+#pragma unroll
+            for (int mt = 0; mt < MT; ++mt)
+                ldmatrix_x4(a[mt], sQ + ((warp * MT + mt) * 16 + lane % 16) * Tr::PITCH + kk * 16 + (lane / 16) * 8);
+#pragma unroll
+            for (int np = 0; np < NT / 2; ++np) {
+                uint32_t b[4];
+                ldmatrix_x4(b, sK + (np * 16 + (lane / 16) * 8 + lane % 8) * Tr::PITCH + kk * 16 +
+                                   ((lane / 8) % 2) * 8);
+#pragma unroll
+                for (int mt = 0; mt < MT; ++mt) {
+                    mma_16816<T>(s[mt][2 * np], a[mt], b[0], b[1]);
+                    mma_16816<T>(s[mt][2 * np + 1], a[mt], b[2], b[3]);
+                }
+            }
+        }
+
+        // Logits (softcap, ALiBi), then the mask: a uniform branch per block, rare.
+        if (TRANSFORM) {
+#pragma unroll
+            for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+                for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+                    for (int e = 0; e < 4; ++e) {
+                        float x = s[mt][nt][e] * p.softmax_scale;
+                        if (p.softcap > 0.f) x = p.softcap * tanhf(x / p.softcap);
+                        const int dist = n0 + nt * 8 + 2 * (lane % 4) + (e % 2) - row_of(mt, e / 2) - blk.offset;
+                        x -= slope * fabsf(float(dist));
+                        s[mt][nt][e] = x * LOG2E;
+                    }
+        }
+        if (blk.needs_mask(p, n0)) {
+#pragma unroll
+            for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+                for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+                    for (int e = 0; e < 4; ++e)
+                        if (!blk.visible(p, row_of(mt, e / 2), n0 + nt * 8 + 2 * (lane % 4) + (e % 2)))
+                            s[mt][nt][e] = -INFINITY;
+        }
+
+        cp_async_wait<0>();  // V[n] landed
+        __syncthreads();     // ... for every thread, and every warp is done reading K[n]
+        if (n_block > n_block_min) {
+            const int n_prev = n0 - Tr::BLOCK_N;
+            loader.template load<Tr::BLOCK_N>(sK, blk.k, n_prev, p.seqlen_k - n_prev);
+            cp_async_commit();
+        }
+
+        // Online softmax, base 2. Each row lives in a quad of 4 lanes; m = -inf means no key seen yet.
+        // O is rescaled every block, as in FA2: skipping it when no row max grew (a warp vote) measured
+        // no faster at d64/d128 and 8% slower at d256 (BENCHMARKS.md, v3).
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+            for (int h = 0; h < 2; ++h) {
+                float m = row_max[mt][h];
+#pragma unroll
+                for (int nt = 0; nt < NT; ++nt) m = fmaxf(m, fmaxf(s[mt][nt][2 * h], s[mt][nt][2 * h + 1]));
+                m = quad_max(m);
+                const float m_scaled = m == -INFINITY ? 0.f : m * sl2;
+                const float alpha = exp2f(row_max[mt][h] * sl2 - m_scaled);
+                row_max[mt][h] = m;
+                row_sum[mt][h] *= alpha;
+#pragma unroll
+                for (int dt = 0; dt < DT; ++dt) o_acc[mt][dt][2 * h] *= alpha, o_acc[mt][dt][2 * h + 1] *= alpha;
+                float sum = 0.f;
+#pragma unroll
+                for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+                    for (int e = 0; e < 2; ++e) {
+                        const float pr = exp2f(fmaf(s[mt][nt][2 * h + e], sl2, -m_scaled));
+                        s[mt][nt][2 * h + e] = pr;
+                        sum += pr;
+                    }
+                row_sum[mt][h] += sum;  // per-lane partial; the quad is summed once at the end
+            }
+
+        // O += P V: the S accumulators of n-tiles 2kk, 2kk+1 are the A fragment of k-step kk.
+#pragma unroll
+        for (int kk = 0; kk < Tr::BLOCK_N / 16; ++kk) {
+            uint32_t a[MT][4];
+#pragma unroll
+            for (int mt = 0; mt < MT; ++mt) {
+                a[mt][0] = pack2<T>(s[mt][2 * kk][0], s[mt][2 * kk][1]);
+                a[mt][1] = pack2<T>(s[mt][2 * kk][2], s[mt][2 * kk][3]);
+                a[mt][2] = pack2<T>(s[mt][2 * kk + 1][0], s[mt][2 * kk + 1][1]);
+                a[mt][3] = pack2<T>(s[mt][2 * kk + 1][2], s[mt][2 * kk + 1][3]);
+            }
+#pragma unroll
+            for (int dp = 0; dp < DT / 2; ++dp) {
+                uint32_t b[4];
+                ldmatrix_x4_trans(b, sV + (kk * 16 + ((lane / 8) % 2) * 8 + lane % 8) * Tr::PITCH + dp * 16 +
+                                         (lane / 16) * 8);
+#pragma unroll
+                for (int mt = 0; mt < MT; ++mt) {
+                    mma_16816<T>(o_acc[mt][2 * dp], a[mt], b[0], b[1]);
+                    mma_16816<T>(o_acc[mt][2 * dp + 1], a[mt], b[2], b[3]);
+                }
+            }
+        }
+    }
+
+    // ---- Epilogue: normalise once, write O and the LSE (natural log). ----------------------------------
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+            const float sum = quad_sum(row_sum[mt][h]);
+            const int row = row_of(mt, h);
+            if (row >= p.seqlen_q) continue;
+            const float inv = sum > 0.f ? 1.f / sum : 0.f;
+            T* o_row = blk.o + row * p.o_row_stride;
+#pragma unroll
+            for (int dt = 0; dt < DT; ++dt) {
+                const int col = dt * 8 + 2 * (lane % 4);
+                if (col < p.head_dim)
+                    *reinterpret_cast<uint32_t*>(o_row + col) =
+                        pack2<T>(o_acc[mt][dt][2 * h] * inv, o_acc[mt][dt][2 * h + 1] * inv);
+            }
+            if (lane % 4 == 0)
+                blk.lse[row] = sum > 0.f ? (row_max[mt][h] * sl2 + log2f(sum)) * LN2 : -INFINITY;
+        }
+}
+
+template <typename Tr>
+cudaError_t launch_fwd(const FlashFwdParams& p, cudaStream_t stream) {
+    auto kernel = p.transform_logits ? flash_fwd_kernel<Tr, true> : flash_fwd_kernel<Tr, false>;
+    if (Tr::SMEM_BYTES > 48 * 1024) {
+        // Above 48 KiB a block must opt in; the attribute is per function and cheap to set again.
+        cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Tr::SMEM_BYTES);
+        if (err != cudaSuccess) return err;
+    }
+    const dim3 grid((p.seqlen_q + Tr::BLOCK_M - 1) / Tr::BLOCK_M, p.heads_q, p.batch);
+    kernel<<<grid, Tr::THREADS, Tr::SMEM_BYTES, stream>>>(p);
+    return cudaGetLastError();
+}
+
+}  // namespace fa2

@@ -1,0 +1,31 @@
+// Tile configuration of the Hopper backward (sm90/flash_bwd_sm90.cuh) per head_dim that has one; the
+// others run on mma.sync (sm80/bwd_tiles.cuh). Which of the two runs a call: run_bwd.cuh.
+#pragma once
+#include "sm90/flash_bwd_sm90.cuh"
+
+namespace fa2 {
+
+// Hopper (sm_90a, wgmma) configurations: Sm90BwdTraits<T, PASS, HEAD_DIM, warpgroups, BLOCK_C, blocks per
+// SM>. Warpgroups own 64 rows each; a KEYS thread holds dK and dV (HEAD_DIM / 2 f32 each) and the two score
+// tiles (BLOCK_C / 2 each), 192 accumulators at d128, so one block of two warpgroups per SM there. The
+// plain path without dQ atomics runs here; the rest and the other head dims run on mma.sync.
+template <typename T, int HEAD_DIM>
+struct Sm90BwdConfig {
+    static constexpr bool AVAILABLE = false;
+};
+// d64 QUERIES: one warpgroup of 64 queries against 128-key tiles, two blocks per SM (140 -> 220
+// registers, no spills), so one block's P and dS overlap the other's products: +6-9% fwd+bwd from 2k and
+// +3-8% below against two warpgroups with 64-key tiles (BENCHMARKS.md, backward sm90 v2). The KEYS pass
+// with one warpgroup and two blocks per SM won up to 1k and lost from 4k: kept at two.
+template <typename T> struct Sm90BwdConfig<T, 64> {
+    static constexpr bool AVAILABLE = true;
+    using Keys = Sm90BwdTraits<T, BwdPass::KEYS, 64, 2, 64>;
+    using Queries = Sm90BwdTraits<T, BwdPass::QUERIES, 64, 1, 128, 2>;
+};
+template <typename T> struct Sm90BwdConfig<T, 128> {
+    static constexpr bool AVAILABLE = true;
+    using Keys = Sm90BwdTraits<T, BwdPass::KEYS, 128, 2, 64>;
+    using Queries = Sm90BwdTraits<T, BwdPass::QUERIES, 128, 2, 64>;
+};
+
+}  // namespace fa2

@@ -1,0 +1,274 @@
+// FlashAttention-2 backward on Hopper's warpgroup MMA (wgmma, sm_90a): the two deterministic passes of
+// flash_bwd_kernel.cuh (KEYS: dK and dV, QUERIES: dQ; see there for the algebra), with every tile product
+// on wgmma. Each warpgroup owns 64 rows; the tensor cores read the owned tiles and the streamed ones
+// straight from shared memory, where on mma.sync every streamed Q/dO (K/V) fragment went through ldmatrix
+// once per 16-row warp slice and bounded the loop (BENCHMARKS.md, backward v2).
+//
+//   KEYS:    Sᵀ = K Qᵀ, dPᵀ = V dOᵀ (both operands K-major in shared memory), then Pᵀ and dSᵀ in registers
+//            are the A operands of dV += Pᵀ dO and dK += dSᵀ Q (dO and Q read MN-major, trans-b).
+//   QUERIES: S = Q Kᵀ, dP = dO Vᵀ, then dQ += dS K (K read MN-major).
+// Both passes share this kernel: "rows" X1, X2 are K, V (KEYS) or Q, dO; the streamed "columns" Y1, Y2 are
+// Q, dO (KEYS) or K, V. The plain path only (no softcap, ALiBi or scale <= 0) and no dQ atomics: those run
+// on flash_bwd_kernel.cuh.
+//
+// Pipeline: step s issues C_s (the two score products of column block s) and the gradient products of
+// step s-1 together, then computes P and dS of step s while the tensor cores finish s-1 (as the forward's
+// S_i with P_{i-1} V_{i-1}). The streamed tiles have three stages: step s loads step s+1's over those of
+// step s-2, whose last readers (step s-2's gradient products) were waited for during step s-1.
+#pragma once
+#include <math.h>
+
+#include "common/bwd_block.cuh"
+#include "common/flash_params.h"
+#include "common/ptx.cuh"
+#include "sm90/sm90_common.cuh"
+#include "sm90/wgmma.cuh"
+
+namespace fa2 {
+
+template <typename T_, BwdPass PASS_, int HEAD_DIM_, int NUM_WG_, int BLOCK_C_, int MIN_BLOCKS_ = 1>
+struct Sm90BwdTraits {
+    using T = T_;
+    static constexpr BwdPass PASS = PASS_;
+    static constexpr bool KEYS = PASS == BwdPass::KEYS;
+    static constexpr int HEAD_DIM = HEAD_DIM_;
+    static constexpr int NUM_WG = NUM_WG_;  // warpgroups, 64 owned rows each
+    static constexpr int THREADS = 128 * NUM_WG;
+    static constexpr int BLOCK_R = 64 * NUM_WG;
+    static constexpr int BLOCK_C = BLOCK_C_;
+    static constexpr int MIN_BLOCKS = MIN_BLOCKS_;  // per SM: registers per thread <= 64K / (THREADS x this)
+    static constexpr int STAGES = 3;
+    static constexpr int R_BYTES = BLOCK_R * HEAD_DIM * 2;
+    static constexpr int C_BYTES = BLOCK_C * HEAD_DIM * 2;
+    // KEYS: the LSE and D of each streamed query, per stage.
+    static constexpr int COL_BYTES = KEYS ? 2 * BLOCK_C * int(sizeof(float)) : 0;
+    // X1, X2; Y1, Y2 per stage; the column vectors per stage; +1024: the base is rounded up to the
+    // swizzle's 1024-byte period.
+    static constexpr int SMEM_BYTES = 2 * R_BYTES + STAGES * (2 * C_BYTES + COL_BYTES) + 1024;
+
+    static_assert(sizeof(T) == 2, "f16 / bf16");
+    static_assert(PASS == BwdPass::KEYS || PASS == BwdPass::QUERIES, "no dQ atomics on this path");
+    static_assert(HEAD_DIM % 64 == 0 && HEAD_DIM <= 256, "whole swizzle panels; wgmma n of a gradient");
+    static_assert(BLOCK_C % 64 == 0 && BLOCK_C <= 256, "whole loader passes and k16 steps; wgmma n of S");
+    static_assert(SMEM_BYTES <= 227 * 1024, "shared memory per block on sm_90");
+    // The driver reserves 1 KiB per block out of the SM's 228 KiB.
+    static_assert((SMEM_BYTES + 1024) * MIN_BLOCKS <= 228 * 1024, "MIN_BLOCKS blocks fit an SM's shared memory");
+};
+
+template <typename Tr>
+__global__ void __launch_bounds__(Tr::THREADS, Tr::MIN_BLOCKS) flash_bwd_sm90_kernel(const FlashBwdParams params) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    using T = typename Tr::T;
+    constexpr bool KEYS = Tr::KEYS;
+    constexpr int CT = Tr::BLOCK_C / 8, KC = Tr::BLOCK_C / 16, D = Tr::HEAD_DIM;
+    const FlashBwdParams bp = bwd_sequence_view<T>(params, blockIdx.z);
+    const FlashFwdParams& p = bp.fwd;
+    extern __shared__ __align__(1024) unsigned char bwd_sm90_smem[];
+    const uint32_t smem_raw = smem_addr(bwd_sm90_smem);
+    const uint32_t smem_x1 = (smem_raw + 1023) & ~1023u, smem_x2 = smem_x1 + Tr::R_BYTES;
+    auto smem_y1 = [&](int stage) { return smem_x1 + 2 * Tr::R_BYTES + stage * 2 * Tr::C_BYTES; };
+    auto smem_y2 = [&](int stage) { return smem_y1(stage) + Tr::C_BYTES; };
+    const uint32_t smem_cols = smem_y1(Tr::STAGES);
+    // KEYS: [stage][lse BLOCK_C | delta BLOCK_C], read through generic pointers.
+    const float* cols = reinterpret_cast<const float*>(bwd_sm90_smem + (smem_cols - smem_raw));
+
+    // KEYS runs the heaviest blocks first (low keys see the most queries when causal); QUERIES the last
+    // query blocks first, as the forward.
+    const BwdBlock<T, KEYS, Tr::BLOCK_R, Tr::BLOCK_C> blk(bp, KEYS ? blockIdx.x : gridDim.x - 1 - blockIdx.x,
+                                                          blockIdx.y);
+    if (blk.past_end()) return;
+    const int wg = threadIdx.x / 128, warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32;
+    // This thread's rows: half h of its warp's 16-row slice of its warpgroup's 64.
+    auto row_of = [&](int h) { return blk.r0 + wg * 64 + warp * 16 + lane / 4 + h * 8; };
+
+    const SwizzledTileLoader<Tr> loader(p.head_dim);
+    if (KEYS) {
+        loader.template load<Tr::BLOCK_R>(smem_x1, blk.k + int64_t(blk.r0) * p.k_row_stride, p.k_row_stride,
+                                          blk.rows_valid);
+        loader.template load<Tr::BLOCK_R>(smem_x2, blk.v + int64_t(blk.r0) * p.v_row_stride, p.v_row_stride,
+                                          blk.rows_valid);
+    } else {
+        loader.template load<Tr::BLOCK_R>(smem_x1, blk.q_of(bp, blk.head_lo) + int64_t(blk.r0) * p.q_row_stride,
+                                          p.q_row_stride, blk.rows_valid);
+        loader.template load<Tr::BLOCK_R>(smem_x2, blk.do_of(bp, blk.head_lo) + int64_t(blk.r0) * bp.do_row_stride,
+                                          bp.do_row_stride, blk.rows_valid);
+    }
+    auto load_step = [&](int s) {
+        const int stage = s % Tr::STAGES, h = blk.head_of(s), c0 = blk.c0_of(s);
+        const int cols_valid = blk.n_cols - c0;
+        if (KEYS) {
+            loader.template load<Tr::BLOCK_C>(smem_y1(stage), blk.q_of(bp, h) + int64_t(c0) * p.q_row_stride,
+                                              p.q_row_stride, cols_valid);
+            loader.template load<Tr::BLOCK_C>(smem_y2(stage), blk.do_of(bp, h) + int64_t(c0) * bp.do_row_stride,
+                                              bp.do_row_stride, cols_valid);
+            // Queries past seqlen_q get LSE 0 and D 0: their Q and dO rows are zero, so P = 1 meets dO = 0
+            // and dS = 0; they add nothing.
+#pragma unroll
+            for (int i = threadIdx.x; i < 2 * Tr::BLOCK_C; i += Tr::THREADS) {
+                const int c = i % Tr::BLOCK_C;
+                const float* src = (i < Tr::BLOCK_C ? blk.lse_of(bp, h) : blk.delta_of(bp, h)) + c0 + c;
+                cp_async_4(smem_cols + stage * Tr::COL_BYTES + i * 4, src, c < cols_valid);
+            }
+        } else {
+            loader.template load<Tr::BLOCK_C>(smem_y1(stage), blk.k + int64_t(c0) * p.k_row_stride, p.k_row_stride,
+                                              cols_valid);
+            loader.template load<Tr::BLOCK_C>(smem_y2(stage), blk.v + int64_t(c0) * p.v_row_stride, p.v_row_stride,
+                                              cols_valid);
+        }
+    };
+    if (blk.steps > 0) load_step(0);
+    cp_async_commit();
+
+    // QUERIES: the LSE and D of the owned rows stay in registers.
+    float row_lse2[2], row_delta[2];
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+        const int row = row_of(h);
+        const bool valid = !KEYS && row < p.seqlen_q;
+        row_lse2[h] = valid ? lse_base2(blk.lse_of(bp, blk.head_lo)[row]) : INFINITY;
+        row_delta[h] = valid ? blk.delta_of(bp, blk.head_lo)[row] : 0.f;
+    }
+
+    // acc1: dV (KEYS) or dQ; acc2: dK (KEYS only).
+    float acc1[D / 2], acc2[D / 2];
+#pragma unroll
+    for (int i = 0; i < D / 2; ++i) acc1[i] = 0.f, acc2[i] = 0.f;
+    float c1[Tr::BLOCK_C / 2], c2[Tr::BLOCK_C / 2];  // S or Sᵀ, then P; dP or dPᵀ, then dS
+    uint32_t a_p[KC][4], a_ds[KC][4];                 // P (KEYS only) and dS as A fragments
+
+    // C1 = X1 Y1ᵀ and C2 = X2 Y2ᵀ for this warpgroup's 64 rows, both operands K-major; issued, not waited.
+    auto issue_scores = [&](int stage) {
+#pragma unroll
+        for (int kk = 0; kk < D / 16; ++kk) {
+            Wgmma<T, Tr::BLOCK_C>::ss(c1, k_major_desc<Tr::BLOCK_R>(smem_x1, wg * 64, kk),
+                                      k_major_desc<Tr::BLOCK_C>(smem_y1(stage), 0, kk), kk > 0);
+            Wgmma<T, Tr::BLOCK_C>::ss(c2, k_major_desc<Tr::BLOCK_R>(smem_x2, wg * 64, kk),
+                                      k_major_desc<Tr::BLOCK_C>(smem_y2(stage), 0, kk), kk > 0);
+        }
+        wgmma_commit();
+    };
+    // KEYS: dV += Pᵀ dO, dK += dSᵀ Q; QUERIES: dQ += dS K. The streamed tile is B, MN-major.
+    auto issue_grads = [&](int stage) {
+#pragma unroll
+        for (int kk = 0; kk < KC; ++kk) {
+            if (KEYS) {
+                Wgmma<T, D>::rs(acc1, a_p[kk], mn_major_desc<Tr::BLOCK_C>(smem_y2(stage), kk), 1);
+                Wgmma<T, D>::rs(acc2, a_ds[kk], mn_major_desc<Tr::BLOCK_C>(smem_y1(stage), kk), 1);
+            } else {
+                Wgmma<T, D>::rs(acc1, a_ds[kk], mn_major_desc<Tr::BLOCK_C>(smem_y1(stage), kk), 1);
+            }
+        }
+        wgmma_commit();
+    };
+    // P = exp2(s scale log2(e) - lse2) and dS = P (dP - D) in place of C1 and C2, then zeros where the
+    // pair is masked. dz/ds, the scale, is applied once to dK and dQ at the end.
+    const float sl2 = p.scale_log2;
+    auto probabilities = [&](int s) {
+        const int stage = s % Tr::STAGES, c0 = blk.c0_of(s);
+        const float* col_lse = cols + stage * (Tr::COL_BYTES / 4);
+        const float* col_delta = col_lse + Tr::BLOCK_C;
+#pragma unroll
+        for (int ct = 0; ct < CT; ++ct) {
+            float lse2[2], delta[2];
+            if (KEYS) {  // per column: the two queries of this lane
+                const int c = ct * 8 + 2 * (lane % 4);
+                const float2 l = *reinterpret_cast<const float2*>(col_lse + c);
+                const float2 d = *reinterpret_cast<const float2*>(col_delta + c);
+                lse2[0] = lse_base2(l.x), lse2[1] = lse_base2(l.y), delta[0] = d.x, delta[1] = d.y;
+            }
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+                const float l2 = KEYS ? lse2[e % 2] : row_lse2[e / 2];
+                const float dl = KEYS ? delta[e % 2] : row_delta[e / 2];
+                const float prob = exp2f(fmaf(c1[ct * 4 + e], sl2, -l2));
+                c2[ct * 4 + e] = prob * (c2[ct * 4 + e] - dl);
+                c1[ct * 4 + e] = prob;
+            }
+        }
+        if (blk.needs_mask(p, c0)) {  // a uniform branch per step
+#pragma unroll
+            for (int ct = 0; ct < CT; ++ct)
+#pragma unroll
+                for (int e = 0; e < 4; ++e)
+                    if (!blk.visible(p, row_of(e / 2), c0 + ct * 8 + 2 * (lane % 4) + e % 2))
+                        c1[ct * 4 + e] = 0.f, c2[ct * 4 + e] = 0.f;
+        }
+    };
+    auto pack = [&] {
+        if (KEYS) accumulators_to_a<T, Tr::BLOCK_C>(a_p, c1);
+        accumulators_to_a<T, Tr::BLOCK_C>(a_ds, c2);
+    };
+
+    // Step 0 alone (no gradients in flight yet), then the pipelined steps, then the last gradients. The
+    // steps are peeled rather than branched on so that ptxas sees which wgmma group each register waits
+    // for (it injects a full wait where it cannot tell).
+    const int steps = blk.steps;
+    if (steps > 0) {
+        publish_smem<0>();  // the owned rows and step 0's tiles
+        if (steps > 1) load_step(1);
+        cp_async_commit();
+        wgmma_fence();
+        issue_scores(0);
+        wgmma_wait<0>();
+        fence_registers(c1);
+        fence_registers(c2);
+        probabilities(0);
+        pack();
+        for (int s = 1; s < steps; ++s) {
+            publish_smem<0>();  // step s's tiles
+            if (s + 1 < steps) load_step(s + 1);
+            cp_async_commit();
+            wgmma_fence();
+            issue_scores(s % Tr::STAGES);
+            issue_grads((s - 1) % Tr::STAGES);
+            wgmma_wait<1>();  // the scores of step s
+            fence_registers(c1);
+            fence_registers(c2);
+            probabilities(s);
+            wgmma_wait<0>();  // step s-1's gradients: its A fragments are free again
+            fence_registers(acc1);
+            if (KEYS) fence_registers(acc2);
+            pack();
+        }
+        wgmma_fence();
+        issue_grads((steps - 1) % Tr::STAGES);
+        wgmma_wait<0>();
+        fence_registers(acc1);
+        if (KEYS) fence_registers(acc2);
+    }
+    cp_async_wait<0>();
+
+    // Epilogue: the owned rows out; dK and dQ get the scale (dz/ds).
+    auto store = [&](const float (&acc)[D / 2], float factor, void* base, int64_t row_stride, int64_t head_stride,
+                     int head) {
+        T* out = reinterpret_cast<T*>(base) + head * head_stride;
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+            const int row = row_of(h);
+            if (row < blk.n_rows) store_accumulator_row<T, D>(out + row * row_stride, acc, h, lane, p.head_dim, factor);
+        }
+    };
+    if (KEYS) {
+        store(acc1, 1.f, bp.dv, bp.dv_row_stride, bp.dv_head_stride, blk.kv_head);
+        store(acc2, p.softmax_scale, bp.dk, bp.dk_row_stride, bp.dk_head_stride, blk.kv_head);
+    } else {
+        store(acc1, p.softmax_scale, bp.dq, bp.dq_row_stride, bp.dq_head_stride, blk.head_lo);
+    }
+#elif defined(__CUDA_ARCH__)
+    __trap();  // built without sm_90a: only launched on a device that runs sm_90a code
+#endif
+}
+
+template <typename Tr>
+cudaError_t launch_bwd_sm90_pass(const FlashBwdParams& bp, cudaStream_t stream) {
+    const FlashFwdParams& p = bp.fwd;
+    auto kernel = flash_bwd_sm90_kernel<Tr>;
+    cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Tr::SMEM_BYTES);
+    if (err != cudaSuccess) return err;
+    const int rows = Tr::KEYS ? p.seqlen_k : p.seqlen_q;
+    const dim3 grid((rows + Tr::BLOCK_R - 1) / Tr::BLOCK_R, Tr::KEYS ? p.heads_kv : p.heads_q, p.batch);
+    kernel<<<grid, Tr::THREADS, Tr::SMEM_BYTES, stream>>>(bp);
+    return cudaGetLastError();
+}
+
+}  // namespace fa2
