@@ -38,7 +38,7 @@ struct FlashFwdParams {
     // 1: bf16, 0: f16.
     int32_t is_bf16;
 
-    // ---- Batches of sequences of different lengths, and paged K/V (kernels/seq_view.cuh) ---------------
+    // ---- Batches of sequences of different lengths, and paged K/V (kernels/common/seq_view.cuh) ---------------
     // cu_seqlens_q: (batch + 1,) rising row offsets: sequence b owns rows [cu[b], cu[b+1]) of q and o, which
     // are then (total_q, heads_q, head_dim); seqlen_q is the longest sequence. Null: seqlen_q rows each at
     // q_batch_stride. cu_seqlens_k: the same for k and v (total_k rows), or, with block_table, only lengths.
@@ -79,7 +79,7 @@ struct FlashBwdParams {
     int32_t dq_atomics;
 };
 
-// The split-KV decode (kernels/flash_decode_kernel.cuh): the forward's params plus the splits' scratch.
+// The split-KV decode (kernels/sm80/flash_decode_kernel.cuh): the forward's params plus the splits' scratch.
 // Mirrored by `FlashDecodeParams` in src/cuda/ffi.rs.
 struct FlashDecodeParams {
     FlashFwdParams fwd;

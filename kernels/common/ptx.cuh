@@ -147,7 +147,7 @@ __device__ __forceinline__ void grid_launch_dependents() {
 #endif
 }
 
-// ---- Hopper (sm_90a): warpgroup MMA ordering, see kernels/wgmma.cuh for the MMAs themselves. ----------
+// ---- Hopper (sm_90a): warpgroup MMA ordering, see kernels/sm90/wgmma.cuh for the MMAs themselves. ----------
 // Empty outside sm_90a code: the kernels that call them trap there (flash_fwd_sm90.cuh).
 
 // Orders this thread's earlier register writes before the next wgmma reads them (accumulators, A fragments).
