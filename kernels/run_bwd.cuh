@@ -2,6 +2,7 @@
 // (sm90/bwd_tiles.cuh) has the head_dim and the call suits them, else mma.sync (sm80/bwd_tiles.cuh).
 // Instantiated in generated/bwd_hdim*.cu.
 #pragma once
+#include "common/device_limits.cuh"
 #include "sm80/bwd_tiles.cuh"
 #include "sm90/bwd_tiles.cuh"
 
@@ -19,7 +20,11 @@ cudaError_t run_bwd(const FlashBwdParams& p, cudaStream_t stream, bool sm90a) {
             return err;
         }
     }
-    return launch_bwd<T, BwdConfig<T, HEAD_DIM>>(p, stream);
+    using Config = BwdConfig<T, HEAD_DIM>;
+    if constexpr (bwd_smem_bytes<Config>() > 101376) {
+        if (!smem_fits(bwd_smem_bytes<Config>())) return launch_bwd<T, BwdConfigSmall<T, HEAD_DIM>>(p, stream);
+    }
+    return launch_bwd<T, Config>(p, stream);
 }
 
 }  // namespace fa2

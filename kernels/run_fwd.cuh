@@ -2,6 +2,7 @@
 // (sm90/fwd_tiles.cuh) has the head_dim and the call suits it, else mma.sync (sm80/fwd_tiles.cuh), with
 // blocks of 8 warps for long queries where the head_dim has them. Instantiated in generated/fwd_hdim*.cu.
 #pragma once
+#include "common/device_limits.cuh"
 #include "sm80/fwd_tiles.cuh"
 #include "sm90/fwd_tiles.cuh"
 
@@ -16,10 +17,16 @@ cudaError_t run_fwd(const FlashFwdParams& p, cudaStream_t stream, bool sm90a) {
             return launch_fwd_sm90<typename Sm90::Traits>(p, stream);
     }
     using Config = FwdConfig<T, HEAD_DIM>;
+    // Blocks that need more shared memory than the device gives one (99 KB on sm_86/89/120) are not
+    // launched: long-query blocks fall back to the default ones, those to TraitsSmall where it exists.
     if constexpr (HasLong<Config>::value) {
         const bool right_bounded = p.window_right <= p.seqlen_k;  // causal or a window
-        if (p.seqlen_q >= (right_bounded ? Config::LONG_FROM_CAUSAL : Config::LONG_FROM))
+        if (p.seqlen_q >= (right_bounded ? Config::LONG_FROM_CAUSAL : Config::LONG_FROM) &&
+            smem_fits(Config::TraitsLong::SMEM_BYTES))
             return launch_fwd<typename Config::TraitsLong>(p, stream);
+    }
+    if constexpr (HasSmall<Config>::value) {
+        if (!smem_fits(Config::Traits::SMEM_BYTES)) return launch_fwd<typename Config::TraitsSmall>(p, stream);
     }
     return launch_fwd<typename Config::Traits>(p, stream);
 }

@@ -55,6 +55,17 @@ sanitize() {
   return $status
 }
 
+# The forward and backward suites on the mma.sync kernels with the shared memory of a GPU that gives a block
+# 99 KB (sm_86/89/120): the tiles that fall back there (run_fwd.cuh, run_bwd.cuh) run on this GPU.
+small_smem_tests() {
+  local status=0
+  for t in gpu_forward gpu_backward; do
+    echo "== $t (CANDLE_FA2_MAX_SMEM=101376, mma.sync)"
+    CANDLE_FA2_MAX_SMEM=101376 CANDLE_FA2_NO_WGMMA=1 "$bins/bin/$t" || status=1
+  done
+  return $status
+}
+
 # The bench on the mma.sync kernels (what an A100 runs) on a Hopper GPU, its lines tagged candle-fa2-mma.
 bench_mma() {
   CANDLE_FA2_NO_WGMMA=1 "$bins/bin/gpu_attention" "$@" | sed 's/"impl": "candle-fa2"/"impl": "candle-fa2-mma"/'
@@ -182,9 +193,10 @@ case "${1:-all}" in
   all)
     out=${2:-/tmp/candle-fa2-out}; mkdir -p "$out"
     nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader | tee "$out/gpu.txt"
-    # The forward and backward suites again on the mma.sync path (run either way, failures of all count).
+    # The forward and backward suites again on the mma.sync path, and on it with the 99 KB of shared memory
+    # of sm_86/89/120 GPUs (the fallback tiles); run either way, failures of all count.
     { run_tests; a=$?; CANDLE_FA2_NO_WGMMA=1 "$bins/bin/gpu_forward"; b=$?; CANDLE_FA2_NO_WGMMA=1 "$bins/bin/gpu_backward"
-      exit $(( a | b | $? )); } 2>&1 |
+      c=$?; small_smem_tests; exit $(( a | b | c | $? )); } 2>&1 |
       tee "$out/tests.log"; tests=${PIPESTATUS[0]}
     sanitize 2>&1 | tail -n 40 | tee "$out/sanitizer.log"; san=${PIPESTATUS[0]}
     "$bins/bin/gpu_attention" --dtypes bf16,fp16 --out "$out/bench.jsonl" >/dev/null

@@ -73,4 +73,24 @@ template <typename T> struct BwdConfig<T, 256> {
     using Queries = QueriesPass<T, 256, 1, 4, 32, 1, 1>;
 };
 
+// GPUs that give a block 99 KB of shared memory (sm_86/89/120: RTX 30xx-50xx, L4, L40S) cannot run the
+// passes above from d128 (137-155 KB at d128, 100-137 KB above). These fit, at the cost of fewer rows per
+// block (4 warps; 32-key KEYS blocks from d192, with 16-wide streamed tiles at d256).
+template <typename T, int HEAD_DIM>
+struct BwdConfigSmall {
+    static constexpr bool SPLIT = HEAD_DIM > 128;
+    template <BwdPass P>
+    using Keys = typename KeysPass<T, HEAD_DIM, 1, 4, HEAD_DIM >= 256 ? 16 : 32, SPLIT ? 2 : 1, SPLIT ? 1 : 2>::template Keys<P>;
+    using Queries = QueriesPass<T, HEAD_DIM, 1, 4, SPLIT ? 16 : 32, 1, SPLIT ? 1 : 2>;
+};
+
+// The most shared memory any pass of a configuration asks for (the KEYS_DQ pass with dQ atomics).
+template <typename Config>
+constexpr int bwd_smem_bytes() {
+    constexpr int keys = Config::template Keys<BwdPass::KEYS>::SMEM_BYTES;
+    constexpr int keys_dq = Config::template Keys<BwdPass::KEYS_DQ>::SMEM_BYTES;
+    constexpr int queries = Config::Queries::SMEM_BYTES;
+    return keys > keys_dq ? (keys > queries ? keys : queries) : (keys_dq > queries ? keys_dq : queries);
+}
+
 }  // namespace fa2

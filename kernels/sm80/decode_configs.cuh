@@ -29,11 +29,11 @@ struct DecodeConfig {
     using Large = std::conditional_t<HEAD_DIM == 96 || HEAD_DIM == 128, DecodeTraits<T, HEAD_DIM, 8, 2, true>, Small>;
 };
 
-// Large where the device lets a block have its shared memory (decode_smem_optin), else Small.
+// Large where the device lets a block have its shared memory (smem_optin), else Small.
 template <typename T, int HEAD_DIM, typename Run>
 auto with_decode_traits(Run&& run) {
     using Config = DecodeConfig<T, HEAD_DIM>;
-    if (decode_smem_optin() >= Config::Large::SMEM_BYTES) return run(DecodeLaunch<typename Config::Large>{});
+    if (smem_optin() >= Config::Large::SMEM_BYTES) return run(DecodeLaunch<typename Config::Large>{});
     return run(DecodeLaunch<typename Config::Small>{});
 }
 

@@ -35,9 +35,16 @@ template <typename T> struct FwdConfig<T, 128> {
 };
 // 128 x 32 blocks: O 160 + S 32.
 template <typename T> struct FwdConfig<T, 160> { using Traits = FwdTraits<T, 160, 2, 4, 32, 1>; };
-// One m-tile per warp from here: O alone is 96..128 accumulators.
-template <typename T> struct FwdConfig<T, 192> { using Traits = FwdTraits<T, 192, 1, 8, 64, 1>; };
-template <typename T> struct FwdConfig<T, 224> { using Traits = FwdTraits<T, 224, 1, 8, 64, 1>; };
+// One m-tile per warp from here: O alone is 96..128 accumulators. 100 and 116 KB: GPUs that give a block
+// 99 KB (sm_86/89/120: RTX 30xx-50xx, L4, L40S) run 64 x 64 blocks of 4 warps instead (TraitsSmall).
+template <typename T> struct FwdConfig<T, 192> {
+    using Traits = FwdTraits<T, 192, 1, 8, 64, 1>;
+    using TraitsSmall = FwdTraits<T, 192, 1, 4, 64, 1>;
+};
+template <typename T> struct FwdConfig<T, 224> {
+    using Traits = FwdTraits<T, 224, 1, 8, 64, 1>;
+    using TraitsSmall = FwdTraits<T, 224, 1, 4, 64, 1>;
+};
 // d256: every K/V fragment feeds one MMA pair, so shared-memory bandwidth bounds the loop. 128 x 64 blocks
 // of 8 warps measured 3-10% faster than 64 x 64 blocks of 4 (two per SM), except causal below 8k (v2).
 template <typename T> struct FwdConfig<T, 256> {
@@ -50,5 +57,9 @@ template <typename Config, typename = void>
 struct HasLong : std::false_type {};
 template <typename Config>
 struct HasLong<Config, std::void_t<typename Config::TraitsLong>> : std::true_type {};
+template <typename Config, typename = void>
+struct HasSmall : std::false_type {};
+template <typename Config>
+struct HasSmall<Config, std::void_t<typename Config::TraitsSmall>> : std::true_type {};
 
 }  // namespace fa2

@@ -1,0 +1,49 @@
+// What the kernels' launchers ask of the device before choosing tiles: the shared memory a block may have.
+#pragma once
+#include <cuda_runtime.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#include <algorithm>
+#include <atomic>
+
+namespace fa2 {
+
+// What the launchers ask the driver once per device: `query(device)` gives the value, > 0, or 0 when it cannot
+// be asked (then nothing is cached and the next call asks again); `cache` is the caller's static array.
+constexpr int MAX_DEVICES = 64;
+template <typename Query>
+int64_t once_per_device(std::atomic<int64_t> (&cache)[MAX_DEVICES], Query query) {
+    int dev = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess || dev < 0) return 0;
+    if (dev < MAX_DEVICES && cache[dev].load(std::memory_order_relaxed) > 0) return cache[dev].load(std::memory_order_relaxed);
+    const int64_t value = query(dev);
+    if (dev < MAX_DEVICES && value > 0) cache[dev].store(value, std::memory_order_relaxed);
+    return value;
+}
+
+// The shared memory a block of the current device may opt in to (cudaDevAttrMaxSharedMemoryPerBlockOptin);
+// CANDLE_FA2_MAX_SMEM=BYTES caps it, so that the configurations of GPUs with less (99 KB on sm_86/89/120)
+// can be run and tested on an A100 or H100. 0 when the device cannot be queried (callers then keep their
+// default tiles).
+inline int smem_optin() {
+    static std::atomic<int64_t> cached[MAX_DEVICES];
+    static const int cap = [] {
+        const char* env = getenv("CANDLE_FA2_MAX_SMEM");
+        return env ? atoi(env) : 0;
+    }();
+    return int(once_per_device(cached, [](int dev) {
+        int bytes = 0;
+        if (cudaDeviceGetAttribute(&bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess) return 0;
+        return cap > 0 ? std::min(bytes, cap) : bytes;
+    }));
+}
+
+// Whether the current device lets a block have `bytes` of shared memory (true when it cannot be asked: the
+// launch then reports the device's answer).
+inline bool smem_fits(int bytes) {
+    const int optin = smem_optin();
+    return optin <= 0 || bytes <= optin;
+}
+
+}  // namespace fa2
