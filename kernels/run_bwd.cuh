@@ -21,7 +21,8 @@ cudaError_t run_bwd(const FlashBwdParams& p, cudaStream_t stream, bool sm90a) {
         }
     }
     using Config = BwdConfig<T, HEAD_DIM>;
-    if constexpr (bwd_smem_bytes<Config>() > 101376) {
+    if constexpr (bwd_smem_bytes<Config>() > CONSUMER_SMEM_BYTES) {
+        static_assert(bwd_smem_bytes<BwdConfigSmall<T, HEAD_DIM>>() <= CONSUMER_SMEM_BYTES, "the fallback fits");
         if (!smem_fits(bwd_smem_bytes<Config>())) return launch_bwd<T, BwdConfigSmall<T, HEAD_DIM>>(p, stream);
     }
     return launch_bwd<T, Config>(p, stream);

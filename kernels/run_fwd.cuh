@@ -26,6 +26,7 @@ cudaError_t run_fwd(const FlashFwdParams& p, cudaStream_t stream, bool sm90a) {
             return launch_fwd<typename Config::TraitsLong>(p, stream);
     }
     if constexpr (HasSmall<Config>::value) {
+        static_assert(Config::TraitsSmall::SMEM_BYTES <= CONSUMER_SMEM_BYTES, "the fallback fits");
         if (!smem_fits(Config::Traits::SMEM_BYTES)) return launch_fwd<typename Config::TraitsSmall>(p, stream);
     }
     return launch_fwd<typename Config::Traits>(p, stream);

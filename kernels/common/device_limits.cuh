@@ -9,6 +9,10 @@
 
 namespace fa2 {
 
+// The shared memory sm_86/89/120 GPUs (RTX 30xx-50xx, L4, L40S) let a block opt in to: 99 KB. Every kernel
+// has tiles within it, chosen where the device gives less than the default tiles need.
+constexpr int CONSUMER_SMEM_BYTES = 99 * 1024;
+
 // What the launchers ask the driver once per device: `query(device)` gives the value, > 0, or 0 when it cannot
 // be asked (then nothing is cached and the next call asks again); `cache` is the caller's static array.
 constexpr int MAX_DEVICES = 64;

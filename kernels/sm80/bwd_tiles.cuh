@@ -6,6 +6,9 @@
 // (2 x M_TILES x BLOCK_C/8 x 4); the QUERIES pass holds dQ plus the same two tiles. From d160 the KEYS
 // pass splits the gradient columns over warp pairs (D_SPLIT 2) so both fit.
 #pragma once
+#include <algorithm>
+
+#include "common/device_limits.cuh"
 #include "sm80/flash_bwd_kernel.cuh"
 
 namespace fa2 {
@@ -87,10 +90,8 @@ struct BwdConfigSmall {
 // The most shared memory any pass of a configuration asks for (the KEYS_DQ pass with dQ atomics).
 template <typename Config>
 constexpr int bwd_smem_bytes() {
-    constexpr int keys = Config::template Keys<BwdPass::KEYS>::SMEM_BYTES;
-    constexpr int keys_dq = Config::template Keys<BwdPass::KEYS_DQ>::SMEM_BYTES;
-    constexpr int queries = Config::Queries::SMEM_BYTES;
-    return keys > keys_dq ? (keys > queries ? keys : queries) : (keys_dq > queries ? keys_dq : queries);
+    return std::max({Config::template Keys<BwdPass::KEYS>::SMEM_BYTES,
+                     Config::template Keys<BwdPass::KEYS_DQ>::SMEM_BYTES, Config::Queries::SMEM_BYTES});
 }
 
 }  // namespace fa2

@@ -20,7 +20,7 @@ struct DecodeConfig {
     // cp.async.ca up to d128: 5-9% faster at d64 and d128 on the large rows; 10-15% slower at d256.
     static constexpr bool VIA_L1 = HEAD_DIM <= 128;
     using Small = DecodeTraits<T, HEAD_DIM, WARPS, STAGES, VIA_L1>;
-    static_assert(Small::SMEM_BYTES <= 101376, "the fallback fits consumer GPUs");
+    static_assert(Small::SMEM_BYTES <= CONSUMER_SMEM_BYTES, "the fallback fits consumer GPUs");
     // Where the GPU has the shared memory (A100, H100, H200): 128-key tiles of 8 warps at d96/d128 (143 KB
     // at d128, one block per SM), with copies through L1: 0.94-1.01x cuDNN on the d128 rows against
     // 0.82-0.99x for Small. At d64 8 warps were slower; above d128 there is no register room for them.
