@@ -126,9 +126,10 @@ case "${1:-all}" in
     # Every step has its own time limit and writes its log under OUTDIR as it goes.
     out=${2:-/tmp/candle-fa2-out}; mkdir -p "$out"; shift 2 2>/dev/null || shift
     nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader | tee "$out/gpu.txt"
-    # Twice: the configurations of this GPU, and those of GPUs with 99 KB of shared memory per block.
-    { timeout 240 "$bins/bin/gpu_decode" && CANDLE_FA2_MAX_SMEM=101376 timeout 240 "$bins/bin/gpu_decode"; } \
-      > "$out/tests.log" 2>&1; tests=$?
+    # Three times: the configurations of this GPU, the same with persistent blocks capped at 3 (so that the
+    # small cases run several items per block), and those of GPUs with 99 KB of shared memory per block.
+    { timeout 240 "$bins/bin/gpu_decode" && CANDLE_FA2_DECODE_BLOCKS=3 timeout 240 "$bins/bin/gpu_decode" &&
+      CANDLE_FA2_MAX_SMEM=101376 timeout 240 "$bins/bin/gpu_decode"; } > "$out/tests.log" 2>&1; tests=$?
     tail -n 5 "$out/tests.log"
     timeout 120 "$bins/bin/gpu_attention" --modes decode --dtypes bf16,fp16 "$@" --out "$out/bench.jsonl" >/dev/null
     CANDLE_FA2_NO_DECODE=1 timeout 60 "$bins/bin/gpu_attention" --modes decode "$@" |
@@ -140,8 +141,8 @@ case "${1:-all}" in
     san=0
     for smem in "" 101376; do
       for tool in memcheck racecheck; do
-        CANDLE_FA2_MAX_SMEM=$smem timeout 150 "$sanitizer" --tool "$tool" --error-exitcode 9 "$bins/bin/gpu_decode" \
-          decode_sanitizer_shapes --test-threads=1 2>&1 | tail -n 8 >> "$out/sanitizer.log"
+        CANDLE_FA2_MAX_SMEM=$smem CANDLE_FA2_DECODE_BLOCKS=2 timeout 150 "$sanitizer" --tool "$tool" --error-exitcode 9 \
+          "$bins/bin/gpu_decode" decode_sanitizer_shapes --test-threads=1 2>&1 | tail -n 8 >> "$out/sanitizer.log"
         [ "${PIPESTATUS[0]}" = 0 ] || san=1
       done
     done
@@ -165,10 +166,11 @@ case "${1:-all}" in
     CANDLE_FA2_NO_WGMMA=1 timeout 200 "$bins/bin/gpu_forward" >> "$out/tests.log" 2>&1 || tests=1
     grep -E "^test result|FAILED|panicked" "$out/tests.log" | head -n 20
     san=0
+    # Persistent decode blocks capped at 2: the small shapes run several items per block.
     for s in gpu_ragged:ragged_sanitizer_shapes gpu_forward:sanitizer_shapes gpu_backward:grad_sanitizer_shapes \
              gpu_decode:decode_sanitizer_shapes; do
       for tool in memcheck racecheck; do
-        timeout 200 "$sanitizer" --tool "$tool" --error-exitcode 9 "$bins/bin/${s%%:*}" "${s#*:}" --test-threads=1 2>&1 |
+        CANDLE_FA2_DECODE_BLOCKS=2 timeout 200 "$sanitizer" --tool "$tool" --error-exitcode 9 "$bins/bin/${s%%:*}" "${s#*:}" --test-threads=1 2>&1 |
           tail -n 6 >> "$out/sanitizer.log"
         [ "${PIPESTATUS[0]}" = 0 ] || san=1
       done

@@ -27,13 +27,31 @@ struct DecodeConfig {
     // Three stages (213 KB) measured 15-20% slower on every d128 row, contiguous and paged alike
     // (results/h200-2026-11-30-serving/decode-stages-variants.jsonl).
     using Large = std::conditional_t<HEAD_DIM == 96 || HEAD_DIM == 128, DecodeTraits<T, HEAD_DIM, 8, 2, true>, Small>;
+    // Large's tiles in persistent blocks (152 KB with three Q buffers: A100, H100, H200). Beside Large in one
+    // call on the H200 (BENCHMARKS.md, decode v6): 64 x 2k 4026 -> 4135 GB/s, paged 64 x 2k +2-3%, the other
+    // d128 rows within 1%. A first version with a merge region of its own (220 KB) was 9% slower on every
+    // d128 row, persistent or not: the copies go through L1 (VIA_L1), which shared memory then squeezes.
+    using Persistent =
+        std::conditional_t<HEAD_DIM == 96 || HEAD_DIM == 128, DecodeTraits<T, HEAD_DIM, 8, 2, true, true>, Large>;
 };
 
-// Large where the device lets a block have its shared memory (smem_optin), else Small.
+// CANDLE_FA2_DECODE_PERSISTENT=0 keeps one block per item where persistent blocks would run (for A/B runs).
+inline bool decode_persistent_allowed() {
+    static const bool allowed = [] {
+        const char* env = getenv("CANDLE_FA2_DECODE_PERSISTENT");
+        return !(env && env[0] == '0');
+    }();
+    return allowed;
+}
+
+// The largest configuration whose shared memory the device lets a block have (smem_optin).
 template <typename T, int HEAD_DIM, typename Run>
 auto with_decode_traits(Run&& run) {
     using Config = DecodeConfig<T, HEAD_DIM>;
-    if (smem_optin() >= Config::Large::SMEM_BYTES) return run(DecodeLaunch<typename Config::Large>{});
+    const int optin = smem_optin();
+    if (decode_persistent_allowed() && optin >= Config::Persistent::SMEM_BYTES)
+        return run(DecodeLaunch<typename Config::Persistent>{});
+    if (optin >= Config::Large::SMEM_BYTES) return run(DecodeLaunch<typename Config::Large>{});
     return run(DecodeLaunch<typename Config::Small>{});
 }
 

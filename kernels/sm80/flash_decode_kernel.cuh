@@ -6,11 +6,14 @@
 // - GQA packing: the query heads that share a KV head are rows of one 16-row tile (packed row r is query
 //   row r / group_size of head kv_head * group_size + r % group_size), so each K/V tile is read once per KV
 //   head, whatever the group size.
-// - Split-KV: the keys a tile sees are cut into `num_splits` contiguous ranges, one block each, so that
-//   batch x heads_kv x splits blocks fill the GPU. Each split writes its O (normalised, f32) and LSE; the
-//   combine kernel merges them by LSE: LSE = log sum_s exp(LSE_s), O = sum_s exp(LSE_s - LSE) O_s.
-// - Inside a block, warps split the keys too: warp w takes keys [16 w, 16 w + 16) of every BLOCK_N-key tile
-//   and keeps its own O, row max and row sum; the warps merge through shared memory once, at the end.
+// - Split-KV: the keys a tile sees are cut into `num_splits` contiguous ranges, one work item each, so
+//   that batch x heads_kv x splits items fill the GPU. Each split writes its O (normalised, f32) and LSE;
+//   the combine kernel merges them by LSE: LSE = log sum_s exp(LSE_s), O = sum_s exp(LSE_s - LSE) O_s.
+// - Inside an item, warps split the keys too: warp w takes keys [16 w, 16 w + 16) of every BLOCK_N-key
+//   tile and keeps its own O, row max and row sum; the warps merge through shared memory once, at the end.
+// - Persistent blocks (where shared memory allows): one block per SM takes item after item, and its
+//   copies run on into the next item's tiles while it merges the current one (KeyCursor), so that no
+//   SM waits for a new block's first tile. Elsewhere each block is one item.
 // - K/V tiles stream through STAGES shared-memory stages by cp.async, STAGES - 1 tiles in flight while a
 //   tile is computed on. Each warp copies its own keys' rows and waits for them alone: no block barrier in
 //   the loop.
@@ -23,6 +26,7 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include <algorithm>
 #include <atomic>
 
 #include "common/device_limits.cuh"
@@ -36,30 +40,36 @@ namespace fa2 {
 // The most splits a launch may have (the combine kernel caches one weight per split in shared memory).
 constexpr int DECODE_MAX_SPLITS = 128;
 
-template <typename T_, int HEAD_DIM_, int NUM_WARPS_, int STAGES_, bool VIA_L1_>
+template <typename T_, int HEAD_DIM_, int NUM_WARPS_, int STAGES_, bool VIA_L1_, bool PERSISTENT_ = false>
 struct DecodeTraits {
     using T = T_;
     static constexpr int HEAD_DIM = HEAD_DIM_;
     static constexpr int NUM_WARPS = NUM_WARPS_;
     static constexpr int THREADS = 32 * NUM_WARPS;
-    static constexpr int BLOCK_M = 16;  // packed query rows of a block: one m16 MMA tile
+    static constexpr int BLOCK_M = 16;  // packed query rows of an item: one m16 MMA tile
     static constexpr int WARP_N = 16;   // keys per warp and tile: one k16 step of P V
     static constexpr int BLOCK_N = WARP_N * NUM_WARPS;
     static constexpr int STAGES = STAGES_;
     static constexpr bool VIA_L1 = VIA_L1_;  // K/V copies by cp.async.ca rather than .cg
+    // Persistent blocks: one per SM, each taking item after item, copying the next item's first tiles while
+    // it merges the current one (a block of its own per item starts with nothing in flight).
+    static constexpr bool PERSISTENT = PERSISTENT_;
     static constexpr int PITCH = HEAD_DIM + 8;  // 16 extra bytes: ldmatrix rows in distinct bank groups
     static constexpr int SMEM_Q = BLOCK_M * PITCH;
+    // Q buffers: persistent blocks copy an item's Q STAGES steps before its first step, while the items of
+    // up to STAGES steps before it may still read theirs (KeyCursor).
+    static constexpr int Q_BUFFERS = PERSISTENT ? STAGES + 1 : 1;
     static constexpr int SMEM_KV = BLOCK_N * PITCH;  // one K or one V tile
     // Q, then the K/V stages (stage s: its K tile, then its V tile).
-    static constexpr int SMEM_BYTES = (SMEM_Q + 2 * STAGES * SMEM_KV) * int(sizeof(T));
+    static constexpr int SMEM_BYTES = (Q_BUFFERS * SMEM_Q + 2 * STAGES * SMEM_KV) * int(sizeof(T));
     static constexpr int D_TILES = HEAD_DIM / 8;
-    // After the loop the K/V stages hold each warp's O (f32, padded rows), row max and row sum.
+    // The warps merge through the rows each computed on last (MergeRows): 8 rows of its O (f32, padded)
+    // and their row max and row sum in its K rows, the other 8 in its V rows.
     static constexpr int O_PITCH = HEAD_DIM + 4;
-    static constexpr int SMEM_MERGE = (NUM_WARPS * BLOCK_M * O_PITCH + 2 * NUM_WARPS * BLOCK_M) * 4;
 
     static_assert(HEAD_DIM % 16 == 0, "head_dim tiles are k16 steps of Q K^T");
     static_assert(STAGES >= 2, "a stage loads while another is read");
-    static_assert(SMEM_MERGE <= 2 * STAGES * SMEM_KV * int(sizeof(T)), "the merge fits in the K/V stages");
+    static_assert((8 * O_PITCH + 16) * 4 <= WARP_N * PITCH * int(sizeof(T)), "half a warp's merge fits its K rows");
     static_assert(SMEM_BYTES <= 227 * 1024, "shared memory per block on sm_90");
 };
 
@@ -72,19 +82,36 @@ struct WarpSlice {
     static constexpr int PITCH = Tr::PITCH;
 };
 
-// Where one block's rows and keys are: packed rows [r0, r0 + 16) of one KV head and the key tiles of one
+// The work of one launch: items (row block, split, KV head, sequence), numbered with the row block and
+// split fastest. A block takes items first, first + stride, ... (stride: the grid's size): one item each
+// when the grid covers them all, several when the blocks are persistent (DecodeTraits::PERSISTENT).
+struct DecodeWork {
+    int row_blocks;  // of the longest sequence (the launch's seqlen_q)
+    int splits, heads_kv, items;
+
+    __device__ __forceinline__ DecodeWork(const FlashDecodeParams& dp, int block_m) {
+        row_blocks = (dp.fwd.seqlen_q * dp.fwd.group_size + block_m - 1) / block_m;
+        splits = dp.num_splits;
+        heads_kv = dp.fwd.heads_kv;
+        items = row_blocks * splits * heads_kv * dp.fwd.batch;
+    }
+};
+
+// Where one item's rows and keys are: packed rows [r0, r0 + 16) of one KV head and the key tiles of one
 // split, in its sequence's view `p` (seq_view.cuh: that sequence's query rows and key count).
 struct DecodeBlock {
     int kv_head, split;
     int r0, packed_rows;     // first packed row; group_size * seqlen_q
     int offset;              // seqlen_k - seqlen_q (bottom-right diagonal)
-    int key_lo, key_hi;      // keys [key_lo, key_hi) hold every key a row of the block sees
+    int key_lo, key_hi;      // keys [key_lo, key_hi) hold every key a row of the item sees
     int tile_begin, tiles;   // this split's tiles, BLOCK_N keys each from key_lo
 
-    __device__ __forceinline__ DecodeBlock(const FlashFwdParams& p, int num_splits, int row_blocks, int block_n) {
-        split = blockIdx.x / row_blocks;
-        r0 = (blockIdx.x % row_blocks) * 16;
-        kv_head = blockIdx.y;
+    DecodeBlock() = default;
+    // x: row block and split (split major); y: the KV head.
+    __device__ __forceinline__ DecodeBlock(const FlashFwdParams& p, const DecodeWork& w, int x, int y, int block_n) {
+        split = x / w.row_blocks;
+        r0 = (x % w.row_blocks) * 16;
+        kv_head = y;
         packed_rows = p.seqlen_q * p.group_size;
         const int seqlen_k = p.seqlen_k;
         offset = seqlen_k - p.seqlen_q;
@@ -92,7 +119,7 @@ struct DecodeBlock {
         key_lo = max(0, i_lo + offset - p.window_left);
         key_hi = min(seqlen_k, i_hi + offset + p.window_right + 1);
         const int n_tiles = key_hi > key_lo ? (key_hi - key_lo + block_n - 1) / block_n : 0;
-        const int per_split = (n_tiles + num_splits - 1) / num_splits;
+        const int per_split = (n_tiles + w.splits - 1) / w.splits;
         tile_begin = split * per_split;
         tiles = max(0, min(n_tiles, tile_begin + per_split) - tile_begin);
     }
@@ -103,227 +130,320 @@ struct DecodeBlock {
         return kv_head * p.group_size + r % p.group_size;
     }
 
-    // A variable-length batch's grid covers its longest sequence: row blocks past this one's do nothing.
+    // A variable-length batch covers its longest sequence: row blocks past this one's have no work.
     __device__ __forceinline__ bool past_end() const { return r0 >= packed_rows; }
+
+    // Pipeline steps of the item: its tiles, and one fully masked step when it has none (its rows then get
+    // zeros and LSE -inf by the same code as every other).
+    __device__ __forceinline__ int steps() const { return max(tiles, 1); }
+};
+
+// The first item at or after `item`, in steps of `stride`, that has rows; its sequence view and block.
+// False when none is left (item >= w.items).
+template <typename T>
+__device__ __forceinline__ bool find_item(const FlashDecodeParams& dp, const DecodeWork& w, int& item, int stride,
+                                          int block_n, FlashFwdParams& p, DecodeBlock& blk) {
+    const int xs = w.row_blocks * w.splits;
+    for (; item < w.items; item += stride) {
+        p = sequence_view<T>(dp.fwd, item / (xs * w.heads_kv));
+        blk = DecodeBlock(p, w, item % xs, (item / xs) % w.heads_kv, block_n);
+        if (!blk.past_end()) return true;
+    }
+    return false;
+}
+
+// An item's 16 packed query rows (gathered from their heads) into sQ, by the whole block.
+template <typename Tr>
+__device__ __forceinline__ void load_q(typename Tr::T* sQ, const FlashFwdParams& p, const DecodeBlock& blk) {
+    using T = typename Tr::T;
+    constexpr int CHUNKS = Tr::HEAD_DIM / 8;
+    for (int c = threadIdx.x; c < Tr::BLOCK_M * CHUNKS; c += Tr::THREADS) {
+        const int rr = c / CHUNKS, col = (c % CHUNKS) * 8, r = blk.r0 + rr;
+        const bool valid = r < blk.packed_rows && col < p.head_dim;
+        const T* src = reinterpret_cast<const T*>(p.q);
+        if (valid) src += int64_t(blk.query_row(p, r)) * p.q_row_stride + blk.head(p, r) * p.q_head_stride + col;
+        cp_async_16(sQ + rr * Tr::PITCH + col, src, valid);
+    }
+}
+
+// Where warp `w`'s share of the merge is: its K rows (merged rows 0-7) and V rows (8-15) of the stage the
+// item's last step was computed on. Each warp writes only rows it alone read, and the copies in flight
+// (the next item's) go to other stages, so the merge needs neither a wait for them nor a barrier before
+// it; the barrier after the epilogue comes before any copy into that stage.
+template <typename Tr>
+struct MergeRows {
+    float* base;  // warp 0's K rows of the stage
+
+    __device__ __forceinline__ MergeRows(typename Tr::T* stage) : base(reinterpret_cast<float*>(stage)) {}
+    __device__ __forceinline__ float* half(int w, int rr) const {
+        using T = typename Tr::T;
+        constexpr int WARP_ROWS = Tr::WARP_N * Tr::PITCH * int(sizeof(T)) / 4;  // floats in a warp's K rows
+        constexpr int V_OFFSET = Tr::SMEM_KV * int(sizeof(T)) / 4;
+        return base + w * WARP_ROWS + (rr / 8) * V_OFFSET;
+    }
+    __device__ __forceinline__ float* o_row(int w, int rr) const { return half(w, rr) + (rr % 8) * Tr::O_PITCH; }
+    __device__ __forceinline__ float& row_max(int w, int rr) const { return half(w, rr)[8 * Tr::O_PITCH + rr % 8]; }
+    __device__ __forceinline__ float& row_sum(int w, int rr) const { return half(w, rr)[8 * Tr::O_PITCH + 8 + rr % 8]; }
+};
+
+// Where the copies are: the pipeline step (item, tile) that this block's next K/V copy is for, STAGES - 1
+// steps ahead of the one computed on. It walks the same items as the compute, across item ends, so a
+// persistent block copies its next item's first tiles while it merges the current one. Entering an item,
+// it copies that item's Q (its own cp.async group) into the item's Q buffer, STAGES steps before the
+// item's first step is computed: the group has landed by the merge before it, whose barrier publishes it.
+// Every thread of the block holds the same cursor.
+template <typename Tr>
+struct KeyCursor {
+    using T = typename Tr::T;
+    int item = 0, ordinal = -1;  // item >= items: past the last; ordinal: the item's number in this block
+    int step = 0, steps = 0;
+    int key_lo = 0, key_hi = 0, tile_begin = 0;
+    KvRows<T> k{}, v{};
+    uint32_t page_ahead = UINT32_MAX;  // paged: the block-table entry of this lane's key of the step
+
+    __device__ __forceinline__ bool done(const DecodeWork& w) const { return item >= w.items; }
+    __device__ __forceinline__ int warp_n0(int warp) const {
+        return key_lo + (tile_begin + step) * Tr::BLOCK_N + warp * Tr::WARP_N;
+    }
+
+    __device__ __forceinline__ void enter(const FlashDecodeParams& dp, const DecodeWork& w, int from, int stride,
+                                          T* sQ, int warp, int lane) {
+        item = from;
+        FlashFwdParams p;
+        DecodeBlock blk;
+        if (!find_item<T>(dp, w, item, stride, Tr::BLOCK_N, p, blk)) return;
+        ++ordinal;
+        step = 0;
+        steps = blk.steps();
+        key_lo = blk.key_lo, key_hi = blk.key_hi, tile_begin = blk.tile_begin;
+        k = key_rows<T>(p, blk.kv_head), v = value_rows<T>(p, blk.kv_head);
+        load_q<Tr>(sQ + (ordinal % Tr::Q_BUFFERS) * Tr::SMEM_Q, p, blk);
+        cp_async_commit();
+        look_up(w, warp, lane);
+    }
+
+    // Paged: lane l < WARP_N reads the block-table entry of its key of this step, a step before the copy.
+    __device__ __forceinline__ void look_up(const DecodeWork& w, int warp, int lane) {
+        if (k.pages && !done(w) && lane < Tr::WARP_N) {
+            const int j = warp_n0(warp) + lane;
+            page_ahead = j < key_hi ? k.pages[k.page_index(j)] : UINT32_MAX;
+        }
+    }
+
+    __device__ __forceinline__ void advance(const FlashDecodeParams& dp, const DecodeWork& w, int stride, T* sQ,
+                                            int warp, int lane) {
+        if (done(w)) return;
+        if (++step < steps) return look_up(w, warp, lane);
+        enter(dp, w, item + stride, stride, sQ, warp, lane);
+    }
+
+    // This warp's WARP_N keys of the step into its rows of stage buffer sK (V at sK + SMEM_KV). Keys past
+    // key_hi are no row's: zero-filled, not read (and masked when computed on).
+    __device__ __forceinline__ void copy(const DecodeWork& w, T* sK, const TileLoader<WarpSlice<Tr>>& loader,
+                                         int warp, int lane) const {
+        if (done(w)) return;
+        const int n0 = warp_n0(warp);
+        if (k.pages) {
+            constexpr int PASS = TileLoader<WarpSlice<Tr>>::ROWS_PER_PASS, ROWS_PER_LANE = Tr::WARP_N / PASS;
+            const int mine = lane < Tr::WARP_N ? k.slot(n0 + lane, page_ahead) : -1;
+            int slot[ROWS_PER_LANE];
+#pragma unroll
+            for (int i = 0; i < ROWS_PER_LANE; ++i) slot[i] = __shfl_sync(0xffffffffu, mine, loader.row0 + i * PASS);
+            loader.template load_slots<Tr::WARP_N, Tr::VIA_L1>(sK, k, slot);
+            loader.template load_slots<Tr::WARP_N, Tr::VIA_L1>(sK + Tr::SMEM_KV, v, slot);
+        } else {
+            loader.template load<Tr::WARP_N, Tr::VIA_L1>(sK, k, n0, key_hi - n0);
+            loader.template load<Tr::WARP_N, Tr::VIA_L1>(sK + Tr::SMEM_KV, v, n0, key_hi - n0);
+        }
+    }
 };
 
 template <typename Tr>
 __global__ void __launch_bounds__(Tr::THREADS) flash_decode_kernel(const FlashDecodeParams dp) {
     using T = typename Tr::T;
     constexpr int DT = Tr::D_TILES;
-    const FlashFwdParams p = sequence_view<T>(dp.fwd, blockIdx.z);
     extern __shared__ __align__(16) unsigned char smem[];
-    T* sQ = reinterpret_cast<T*>(smem);
-    T* sKV = sQ + Tr::SMEM_Q;  // stage s: K tile at 2 s, V tile at 2 s + 1 (units of SMEM_KV)
+    T* sQ = reinterpret_cast<T*>(smem);            // Q_BUFFERS buffers of SMEM_Q
+    T* sKV = sQ + Tr::Q_BUFFERS * Tr::SMEM_Q;      // stage s: K tile at 2 s, V tile at 2 s + 1 (units of SMEM_KV)
 
-    // Row blocks of the longest sequence (the grid's), then this sequence's.
-    const int row_blocks = (dp.fwd.seqlen_q * p.group_size + Tr::BLOCK_M - 1) / Tr::BLOCK_M;
-    const DecodeBlock blk(p, dp.num_splits, row_blocks, Tr::BLOCK_N);
-    if (blk.past_end()) return;
+    const DecodeWork work(dp, Tr::BLOCK_M);
+    const int stride = gridDim.x * gridDim.y * gridDim.z;
+    const int first = blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z);
+    int item = first;
+    FlashFwdParams p;  // the computed item's sequence view and block
+    DecodeBlock blk;
+    if (!find_item<T>(dp, work, item, stride, Tr::BLOCK_N, p, blk)) return;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
 
-    // ---- Prologue: Q (rows gathered from their heads), then the first STAGES - 1 K/V tiles. ------------
-    {
-        constexpr int CHUNKS = Tr::HEAD_DIM / 8;
-        for (int c = threadIdx.x; c < Tr::BLOCK_M * CHUNKS; c += Tr::THREADS) {
-            const int rr = c / CHUNKS, col = (c % CHUNKS) * 8, r = blk.r0 + rr;
-            const bool valid = r < blk.packed_rows && col < p.head_dim;
-            const T* src = reinterpret_cast<const T*>(p.q);
-            if (valid) src += int64_t(blk.query_row(p, r)) * p.q_row_stride + blk.head(p, r) * p.q_head_stride + col;
-            cp_async_16(sQ + rr * Tr::PITCH + col, src, valid);
-        }
-    }
-    cp_async_commit();  // Q: a group of its own, awaited by the whole block below
-
+    // ---- Prologue: the first item's Q, then the first STAGES - 1 steps' K/V. -------------------------------
     // Each warp copies the K/V rows of its own keys (WARP_N of each tile) and waits for them alone: no
     // block barrier in the loop. Measured against copies by the whole block with a barrier per tile, the
     // same tiles: 1-8% faster at d128 contiguous, 2-7% paged (BENCHMARKS.md, decode v5). Paged: lane
-    // l < WARP_N reads the block-table entry of its key a tile ahead (page_ahead, used by the next copy),
-    // and the slots reach the lanes that copy each row by shuffles.
-    using Slice = WarpSlice<Tr>;
-    const TileLoader<Slice> loader(p.head_dim, lane);
-    constexpr int ROWS_PER_LANE = Tr::WARP_N / TileLoader<Slice>::ROWS_PER_PASS;
-    const KvRows<T> k_rows = key_rows<T>(p, blk.kv_head), v_rows = value_rows<T>(p, blk.kv_head);
-    const bool paged = k_rows.pages != nullptr;
-    auto warp_n0 = [&](int t) { return blk.key_lo + (blk.tile_begin + t) * Tr::BLOCK_N + warp * Tr::WARP_N; };
-    uint32_t page_ahead = UINT32_MAX;
-    auto look_up = [&](int t) {
-        if (paged && t < blk.tiles && lane < Tr::WARP_N) {
-            const int j = warp_n0(t) + lane;
-            page_ahead = j < blk.key_hi ? k_rows.pages[k_rows.page_index(j)] : UINT32_MAX;
-        }
-    };
-    auto load_tile = [&](int t) {
-        const int n0 = warp_n0(t);
-        T* sK = sKV + (2 * (t % Tr::STAGES)) * Tr::SMEM_KV + warp * Tr::WARP_N * Tr::PITCH;
-        if (paged) {
-            const int mine = lane < Tr::WARP_N ? k_rows.slot(n0 + lane, page_ahead) : -1;
-            int slot[ROWS_PER_LANE];
+    // l < WARP_N reads the block-table entry of its key a step ahead, and the slots reach the lanes that
+    // copy each row by shuffles.
+    const TileLoader<WarpSlice<Tr>> loader(p.head_dim, lane);
+    auto warp_stage = [&](int g) { return sKV + (2 * (g % Tr::STAGES)) * Tr::SMEM_KV + warp * Tr::WARP_N * Tr::PITCH; };
+    KeyCursor<Tr> ahead;
+    ahead.enter(dp, work, first, stride, sQ, warp, lane);  // the first item's Q: the first group
 #pragma unroll
-            for (int i = 0; i < ROWS_PER_LANE; ++i)
-                slot[i] = __shfl_sync(0xffffffffu, mine, loader.row0 + i * TileLoader<Slice>::ROWS_PER_PASS);
-            loader.template load_slots<Tr::WARP_N, Tr::VIA_L1>(sK, k_rows, slot);
-            loader.template load_slots<Tr::WARP_N, Tr::VIA_L1>(sK + Tr::SMEM_KV, v_rows, slot);
-        } else {
-            // Keys past key_hi are no row's: zero-filled, not read (and masked below).
-            loader.template load<Tr::WARP_N, Tr::VIA_L1>(sK, k_rows, n0, blk.key_hi - n0);
-            loader.template load<Tr::WARP_N, Tr::VIA_L1>(sK + Tr::SMEM_KV, v_rows, n0, blk.key_hi - n0);
-        }
-    };
-#pragma unroll
-    for (int t = 0; t < Tr::STAGES - 1; ++t) {
-        look_up(t);
-        if (t < blk.tiles) load_tile(t);
-        cp_async_commit();  // one group per tile, empty ones included, so wait counts stay uniform
+    for (int g = 0; g < Tr::STAGES - 1; ++g) {
+        ahead.copy(work, warp_stage(g), loader, warp, lane);
+        cp_async_commit();  // one group per step, empty ones included, so that wait counts stay uniform
+        ahead.advance(dp, work, stride, sQ, warp, lane);
     }
-    look_up(Tr::STAGES - 1);
-    cp_async_wait<Tr::STAGES - 1>();  // this thread's part of Q landed ...
+    cp_async_wait<Tr::STAGES - 1>();  // this thread's part of the first Q landed (at least STAGES - 1 groups follow it) ...
     __syncthreads();                  // ... and every thread's
     // The combine kernel (launched with PDL) may take its place on the SMs now; it waits for this grid's end.
     grid_launch_dependents();
 
-    // This thread's two rows (the C fragment holds rows lane / 4 and lane / 4 + 8): query row and slope.
-    int row_i[2];
-    float slope[2];
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-        const int r = min(blk.r0 + lane / 4 + 8 * h, blk.packed_rows - 1);  // rows past the end: any valid one
-        row_i[h] = blk.query_row(p, r);
-        slope[h] = p.alibi_slopes ? p.alibi_slopes[blk.head(p, r)] : 0.f;
-    }
-
-    float o_acc[DT][4];
-    float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.f, 0.f};
-#pragma unroll
-    for (int dt = 0; dt < DT; ++dt)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) o_acc[dt][e] = 0.f;
-
-    // ---- Main loop: this split's tiles; warp w owns keys [16 w, 16 w + 16) of each. --------------------
-    for (int t = 0; t < blk.tiles; ++t) {
-        cp_async_wait<Tr::STAGES - 2>();  // this thread's rows of tile t landed ...
-        __syncwarp();                     // ... and the warp's; the warp is done with tile t - 1's stage
-        if (t + Tr::STAGES - 1 < blk.tiles) load_tile(t + Tr::STAGES - 1);  // into tile t - 1's stage
-        cp_async_commit();
-        look_up(t + Tr::STAGES);  // its read lands while this tile is computed on
-
-        const T* sK = sKV + (2 * (t % Tr::STAGES)) * Tr::SMEM_KV;
-        const T* sV = sK + Tr::SMEM_KV;
-        const int key0 = warp_n0(t);
-
-        // S = Q K^T for this warp's 16 keys: two n8 tiles.
-        float s[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
-#pragma unroll
-        for (int kk = 0; kk < Tr::HEAD_DIM / 16; ++kk) {
-            uint32_t a[4], b[4];
-            ldmatrix_x4(a, sQ + (lane % 16) * Tr::PITCH + kk * 16 + (lane / 16) * 8);
-            ldmatrix_x4(b, sK + (warp * Tr::WARP_N + (lane / 16) * 8 + lane % 8) * Tr::PITCH + kk * 16 +
-                               ((lane / 8) % 2) * 8);
-            mma_16816<T>(s[0], a, b[0], b[1]);
-            mma_16816<T>(s[1], a, b[2], b[3]);
-        }
-
-        // Base-2 logits: scale, softcap, ALiBi, then the mask (-inf).
-#pragma unroll
-        for (int nt = 0; nt < 2; ++nt)
-#pragma unroll
-            for (int e = 0; e < 4; ++e) {
-                const int h = e / 2, key = key0 + nt * 8 + 2 * (lane % 4) + (e % 2);
-                const int dist = key - row_i[h] - blk.offset;
-                float x = s[nt][e] * p.softmax_scale;
-                if (p.softcap > 0.f) x = p.softcap * tanhf(x / p.softcap);
-                x = (x - slope[h] * fabsf(float(dist))) * LOG2E;
-                const bool visible = key < blk.key_hi && dist >= -p.window_left && dist <= p.window_right;
-                s[nt][e] = visible ? x : -INFINITY;
-            }
-
-        // Online softmax over the warp's keys; a row lives in a quad of 4 lanes.
+    const bool partial = dp.num_splits > 1;
+    const int64_t rows_total = lse_rows(dp.fwd);
+    int g = 0;  // pipeline step of the block, over all its items
+    for (int ordinal = 0;; ++ordinal) {
+        const T* sQi = sQ + (ordinal % Tr::Q_BUFFERS) * Tr::SMEM_Q;
+        // This thread's two rows (the C fragment holds rows lane / 4 and lane / 4 + 8): query row and slope.
+        int row_i[2];
+        float slope[2];
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
-            float m = fmaxf(row_max[h], fmaxf(fmaxf(s[0][2 * h], s[0][2 * h + 1]), fmaxf(s[1][2 * h], s[1][2 * h + 1])));
-            m = quad_max(m);
-            const float m_ref = m == -INFINITY ? 0.f : m;  // no key seen yet: every exp2 below is 0
-            const float alpha = exp2f(row_max[h] - m_ref);
-            row_max[h] = m;
-            row_sum[h] *= alpha;
+            const int r = min(blk.r0 + lane / 4 + 8 * h, blk.packed_rows - 1);  // rows past the end: any valid one
+            row_i[h] = blk.query_row(p, r);
+            slope[h] = p.alibi_slopes ? p.alibi_slopes[blk.head(p, r)] : 0.f;
+        }
+
+        float o_acc[DT][4];
+        float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.f, 0.f};
 #pragma unroll
-            for (int dt = 0; dt < DT; ++dt) o_acc[dt][2 * h] *= alpha, o_acc[dt][2 * h + 1] *= alpha;
+        for (int dt = 0; dt < DT; ++dt)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) o_acc[dt][e] = 0.f;
+
+        // ---- Main loop: this item's steps; warp w owns keys [16 w, 16 w + 16) of each tile. -------------
+        const int steps = blk.steps();
+        for (int t = 0; t < steps; ++t, ++g) {
+            cp_async_wait<Tr::STAGES - 2>();  // this thread's rows of step g landed ...
+            __syncwarp();                     // ... and the warp's; the warp is done with step g - 1's stage
+            ahead.copy(work, warp_stage(g + Tr::STAGES - 1), loader, warp, lane);  // into step g - 1's stage
+            cp_async_commit();
+
+            const T* sK = sKV + (2 * (g % Tr::STAGES)) * Tr::SMEM_KV;
+            const T* sV = sK + Tr::SMEM_KV;
+            const int key0 = blk.key_lo + (blk.tile_begin + t) * Tr::BLOCK_N + warp * Tr::WARP_N;
+
+            // S = Q K^T for this warp's 16 keys: two n8 tiles.
+            float s[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
+#pragma unroll
+            for (int kk = 0; kk < Tr::HEAD_DIM / 16; ++kk) {
+                uint32_t a[4], b[4];
+                ldmatrix_x4(a, sQi + (lane % 16) * Tr::PITCH + kk * 16 + (lane / 16) * 8);
+                ldmatrix_x4(b, sK + (warp * Tr::WARP_N + (lane / 16) * 8 + lane % 8) * Tr::PITCH + kk * 16 +
+                                   ((lane / 8) % 2) * 8);
+                mma_16816<T>(s[0], a, b[0], b[1]);
+                mma_16816<T>(s[1], a, b[2], b[3]);
+            }
+
+            // Base-2 logits: scale, softcap, ALiBi, then the mask (-inf).
 #pragma unroll
             for (int nt = 0; nt < 2; ++nt)
 #pragma unroll
-                for (int e = 0; e < 2; ++e) {
-                    const float pr = exp2f(s[nt][2 * h + e] - m_ref);
-                    s[nt][2 * h + e] = pr;
-                    row_sum[h] += pr;  // per-lane partial; the quad is summed at the merge
+                for (int e = 0; e < 4; ++e) {
+                    const int h = e / 2, key = key0 + nt * 8 + 2 * (lane % 4) + (e % 2);
+                    const int dist = key - row_i[h] - blk.offset;
+                    float x = s[nt][e] * p.softmax_scale;
+                    if (p.softcap > 0.f) x = p.softcap * tanhf(x / p.softcap);
+                    x = (x - slope[h] * fabsf(float(dist))) * LOG2E;
+                    const bool visible = key < blk.key_hi && dist >= -p.window_left && dist <= p.window_right;
+                    s[nt][e] = visible ? x : -INFINITY;
                 }
+
+            // Online softmax over the warp's keys; a row lives in a quad of 4 lanes.
+#pragma unroll
+            for (int h = 0; h < 2; ++h) {
+                float m = fmaxf(row_max[h], fmaxf(fmaxf(s[0][2 * h], s[0][2 * h + 1]), fmaxf(s[1][2 * h], s[1][2 * h + 1])));
+                m = quad_max(m);
+                const float m_ref = m == -INFINITY ? 0.f : m;  // no key seen yet: every exp2 below is 0
+                const float alpha = exp2f(row_max[h] - m_ref);
+                row_max[h] = m;
+                row_sum[h] *= alpha;
+#pragma unroll
+                for (int dt = 0; dt < DT; ++dt) o_acc[dt][2 * h] *= alpha, o_acc[dt][2 * h + 1] *= alpha;
+#pragma unroll
+                for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+                    for (int e = 0; e < 2; ++e) {
+                        const float pr = exp2f(s[nt][2 * h + e] - m_ref);
+                        s[nt][2 * h + e] = pr;
+                        row_sum[h] += pr;  // per-lane partial; the quad is summed at the merge
+                    }
+            }
+
+            // O += P V: the S accumulators are the A fragment of one k16 step.
+            uint32_t a[4];
+            a[0] = pack2<T>(s[0][0], s[0][1]);
+            a[1] = pack2<T>(s[0][2], s[0][3]);
+            a[2] = pack2<T>(s[1][0], s[1][1]);
+            a[3] = pack2<T>(s[1][2], s[1][3]);
+#pragma unroll
+            for (int d16 = 0; d16 < DT / 2; ++d16) {
+                uint32_t b[4];
+                ldmatrix_x4_trans(b, sV + (warp * Tr::WARP_N + ((lane / 8) % 2) * 8 + lane % 8) * Tr::PITCH + d16 * 16 +
+                                         (lane / 16) * 8);
+                mma_16816<T>(o_acc[2 * d16], a, b[0], b[1]);
+                mma_16816<T>(o_acc[2 * d16 + 1], a, b[2], b[3]);
+            }
+            // After the compute: a new item's view and Q copy cost no wait the copies above would not.
+            ahead.advance(dp, work, stride, sQ, warp, lane);
         }
 
-        // O += P V: the S accumulators are the A fragment of one k16 step.
-        uint32_t a[4];
-        a[0] = pack2<T>(s[0][0], s[0][1]);
-        a[1] = pack2<T>(s[0][2], s[0][3]);
-        a[2] = pack2<T>(s[1][0], s[1][1]);
-        a[3] = pack2<T>(s[1][2], s[1][3]);
+        // ---- Merge the warps through shared memory: the rows of the stage of the last step. ----------------
+        const MergeRows<Tr> merge(sKV + (2 * ((g - 1) % Tr::STAGES)) * Tr::SMEM_KV);
 #pragma unroll
-        for (int dp = 0; dp < DT / 2; ++dp) {
-            uint32_t b[4];
-            ldmatrix_x4_trans(b, sV + (warp * Tr::WARP_N + ((lane / 8) % 2) * 8 + lane % 8) * Tr::PITCH + dp * 16 +
-                                     (lane / 16) * 8);
-            mma_16816<T>(o_acc[2 * dp], a, b[0], b[1]);
-            mma_16816<T>(o_acc[2 * dp + 1], a, b[2], b[3]);
+        for (int h = 0; h < 2; ++h) {
+            const int rr = lane / 4 + 8 * h;
+            const float sum = quad_sum(row_sum[h]);
+            if (lane % 4 == 0) merge.row_max(warp, rr) = row_max[h], merge.row_sum(warp, rr) = sum;
+            float* o_row = merge.o_row(warp, rr);
+#pragma unroll
+            for (int dt = 0; dt < DT; ++dt)
+                *reinterpret_cast<float2*>(o_row + dt * 8 + 2 * (lane % 4)) = make_float2(o_acc[dt][2 * h], o_acc[dt][2 * h + 1]);
         }
-    }
+        __syncthreads();  // also publishes the next item's Q (every thread awaited its part: KeyCursor)
 
-    // ---- Merge the warps through shared memory (the K/V stages are free once every copy landed). -------
-    cp_async_wait<0>();
-    __syncthreads();  // every warp is done with its stages
-    float* sO = reinterpret_cast<float*>(sKV);                       // [warp][row][O_PITCH]
-    float* sM = sO + Tr::NUM_WARPS * Tr::BLOCK_M * Tr::O_PITCH;      // [warp][row]: row max (base 2)
-    float* sL = sM + Tr::NUM_WARPS * Tr::BLOCK_M;                    // [warp][row]: row sum
+        // ---- Epilogue: each thread a pair of columns of a row; O and LSE of the item (or of its split). ---
+        const int64_t lse_base = p.lse - dp.fwd.lse;  // this sequence's first LSE row
+        for (int idx = threadIdx.x; idx < Tr::BLOCK_M * (Tr::HEAD_DIM / 2); idx += Tr::THREADS) {
+            const int rr = idx / (Tr::HEAD_DIM / 2), col = (idx % (Tr::HEAD_DIM / 2)) * 2, r = blk.r0 + rr;
+            if (r >= blk.packed_rows || col >= p.head_dim) continue;
+            float m = -INFINITY;
 #pragma unroll
-    for (int h = 0; h < 2; ++h) {
-        const int rr = lane / 4 + 8 * h;
-        const float sum = quad_sum(row_sum[h]);
-        if (lane % 4 == 0) sM[warp * Tr::BLOCK_M + rr] = row_max[h], sL[warp * Tr::BLOCK_M + rr] = sum;
-        float* o_row = sO + (warp * Tr::BLOCK_M + rr) * Tr::O_PITCH;
+            for (int w = 0; w < Tr::NUM_WARPS; ++w) m = fmaxf(m, merge.row_max(w, rr));
+            float sum = 0.f, o0 = 0.f, o1 = 0.f;
 #pragma unroll
-        for (int dt = 0; dt < DT; ++dt)
-            *reinterpret_cast<float2*>(o_row + dt * 8 + 2 * (lane % 4)) = make_float2(o_acc[dt][2 * h], o_acc[dt][2 * h + 1]);
-    }
-    __syncthreads();
+            for (int w = 0; w < Tr::NUM_WARPS; ++w) {
+                const float mw = merge.row_max(w, rr);
+                const float scale = mw == -INFINITY ? 0.f : exp2f(mw - m);
+                const float2 o = *reinterpret_cast<const float2*>(merge.o_row(w, rr) + col);
+                sum += scale * merge.row_sum(w, rr);
+                o0 += scale * o.x, o1 += scale * o.y;
+            }
+            const float inv = sum > 0.f ? 1.f / sum : 0.f;
+            const float lse = sum > 0.f ? (m + log2f(sum)) * LN2 : -INFINITY;
+            const int i = blk.query_row(p, r), head = blk.head(p, r);
+            const int64_t lse_row = head * p.lse_head_stride + i;  // in this sequence's view
+            if (partial) {
+                const int64_t part_row = blk.split * rows_total + lse_base + lse_row;
+                *reinterpret_cast<float2*>(dp.o_partial + part_row * p.head_dim + col) = make_float2(o0 * inv, o1 * inv);
+                if (col == 0) dp.lse_partial[part_row] = lse;
+            } else {
+                T* o = reinterpret_cast<T*>(p.o) + int64_t(i) * p.o_row_stride + head * p.o_head_stride;
+                *reinterpret_cast<uint32_t*>(o + col) = pack2<T>(o0 * inv, o1 * inv);
+                if (col == 0) p.lse[lse_row] = lse;
+            }
+        }
 
-    // ---- Epilogue: each thread a pair of columns of a row; O and LSE of the block (or of its split). ----
-    const bool partial = dp.num_splits > 1;
-    const int64_t rows_total = lse_rows(dp.fwd);
-    const int64_t lse_base = p.lse - dp.fwd.lse;  // this sequence's first LSE row
-    for (int idx = threadIdx.x; idx < Tr::BLOCK_M * (Tr::HEAD_DIM / 2); idx += Tr::THREADS) {
-        const int rr = idx / (Tr::HEAD_DIM / 2), col = (idx % (Tr::HEAD_DIM / 2)) * 2, r = blk.r0 + rr;
-        if (r >= blk.packed_rows || col >= p.head_dim) continue;
-        float m = -INFINITY;
-#pragma unroll
-        for (int w = 0; w < Tr::NUM_WARPS; ++w) m = fmaxf(m, sM[w * Tr::BLOCK_M + rr]);
-        float sum = 0.f, o0 = 0.f, o1 = 0.f;
-#pragma unroll
-        for (int w = 0; w < Tr::NUM_WARPS; ++w) {
-            const float mw = sM[w * Tr::BLOCK_M + rr];
-            const float scale = mw == -INFINITY ? 0.f : exp2f(mw - m);
-            const float2 o = *reinterpret_cast<const float2*>(sO + (w * Tr::BLOCK_M + rr) * Tr::O_PITCH + col);
-            sum += scale * sL[w * Tr::BLOCK_M + rr];
-            o0 += scale * o.x, o1 += scale * o.y;
-        }
-        const float inv = sum > 0.f ? 1.f / sum : 0.f;
-        const float lse = sum > 0.f ? (m + log2f(sum)) * LN2 : -INFINITY;
-        const int i = blk.query_row(p, r), head = blk.head(p, r);
-        const int64_t lse_row = head * p.lse_head_stride + i;  // in this sequence's view
-        if (partial) {
-            const int64_t part_row = blk.split * rows_total + lse_base + lse_row;
-            *reinterpret_cast<float2*>(dp.o_partial + part_row * p.head_dim + col) = make_float2(o0 * inv, o1 * inv);
-            if (col == 0) dp.lse_partial[part_row] = lse;
-        } else {
-            T* o = reinterpret_cast<T*>(p.o) + int64_t(i) * p.o_row_stride + head * p.o_head_stride;
-            *reinterpret_cast<uint32_t*>(o + col) = pack2<T>(o0 * inv, o1 * inv);
-            if (col == 0) p.lse[lse_row] = lse;
-        }
+        item += stride;
+        if (!find_item<T>(dp, work, item, stride, Tr::BLOCK_N, p, blk)) return;
+        __syncthreads();  // the epilogue has read the merge's stage before the next item's copies go there
     }
 }
 
@@ -441,6 +561,16 @@ struct DecodeLaunch {
         });
     }
 
+    // Persistent blocks: one per block slot. CANDLE_FA2_DECODE_BLOCKS=N caps them at N, so that tests on
+    // small shapes run several items per block (every path of KeyCursor) on a GPU with more slots.
+    static int64_t persistent_blocks() {
+        static const int64_t cap = [] {
+            const char* env = getenv("CANDLE_FA2_DECODE_BLOCKS");
+            return env ? int64_t(atoi(env)) : int64_t(0);
+        }();
+        return cap > 0 ? std::min(cap, slots()) : slots();
+    }
+
     static int num_splits(const FlashFwdParams& p) {
         const int64_t slots = DecodeLaunch::slots();
         if (slots <= 0) return 1;
@@ -464,7 +594,14 @@ struct DecodeLaunch {
         cudaError_t err = prepare();
         if (err != cudaSuccess) return err;
         const int rb = row_blocks(p);
-        const dim3 grid(rb * dp.num_splits, p.heads_kv, p.batch);
+        dim3 grid(rb * dp.num_splits, p.heads_kv, p.batch);
+        const int64_t items = int64_t(grid.x) * grid.y * grid.z;
+        if (items > INT32_MAX / 2) return cudaErrorInvalidConfiguration;  // the kernel numbers items by int
+        if (Tr::PERSISTENT) {
+            const int64_t blocks = persistent_blocks();
+            if (blocks <= 0) return cudaErrorInvalidConfiguration;
+            grid = dim3(unsigned(std::min(items, blocks)));
+        }
         flash_decode_kernel<Tr><<<grid, Tr::THREADS, Tr::SMEM_BYTES, stream>>>(dp);
         err = cudaGetLastError();
         if (err != cudaSuccess || dp.num_splits == 1) return err;
