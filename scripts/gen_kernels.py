@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 # Every head_dim that is a multiple of 8 up to the largest runs on the smallest of these >= it (masked).
-# src/cuda/mod.rs MAX_HEAD_DIM is the last one.
+# src/validate.rs MAX_HEAD_DIM is the last one; src/kernel_fit.rs pads the head dims that are not multiples of 8.
 HEAD_DIMS = [32, 64, 96, 128, 160, 192, 224, 256]
 DTYPES = [("__half", "f16"), ("__nv_bfloat16", "bf16")]
 

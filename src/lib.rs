@@ -35,6 +35,7 @@ pub mod compat;
 mod cpu;
 #[cfg(feature = "cuda")]
 mod cuda;
+mod kernel_fit;
 mod kv_pages;
 pub mod naive;
 mod op;
@@ -63,6 +64,18 @@ pub use validate::AttnDims;
 /// - Returns (batch, seqlen_q, heads_q, head_dim) in q's dtype (f32, f16 or bf16).
 /// - Any strides work on CPU; on CUDA a layout the kernels cannot read in place (head_dim not contiguous,
 ///   strides not 16-byte aligned) is copied first.
+/// - CUDA: head_dim at most 256 (the CPU takes any). The kernels run f16 and bf16 with head dims that are
+///   multiples of 8; other calls run on a copy of q, k and v fitted to them, and the results come back in
+///   the caller's head_dim and dtype (gradients too):
+///   - f32 is rounded to bf16 (bf16 keeps f32's range; f16 would overflow past 65504): q, k and v keep 8
+///     significant bits, and the output is rounded to bf16 before it is widened back, so the errors are a
+///     bf16 call's (about 3 significant digits), not an f32 one's. The kernels accumulate in f32; the LSE
+///     is f32 as always.
+///   - A head_dim that is not a multiple of 8 is padded with zero columns to the next one (exact: the
+///     scale stays `1/sqrt(head_dim)` of the caller's head_dim, and zero columns change no `q · k`).
+///
+///   Both cost a copy of q, k and v per call (of the whole cache for the KV-cache and paged calls) and
+///   one of the output; multiples of 8 in f16/bf16 copy nothing.
 /// - Differentiable on CPU and CUDA: `backward()` through the result gives gradients for q, k and v
 ///   (FlashAttention-2's backward, from the LSE this call kept; see [`flash_attn_backward`]).
 /// - Empty inputs: `batch`, `seqlen_q` or `heads_q` of 0 gives an empty output; `seqlen_k` of 0 gives zeros
@@ -103,8 +116,18 @@ pub(crate) fn no_keys(q: &Tensor, dims: &AttnDims) -> Result<(Tensor, Tensor)> {
     Ok((out, Tensor::full(f32::NEG_INFINITY, dims.lse_shape(), q.device())?))
 }
 
-/// Runs the op on a checked, non-empty call; returns the output and the LSE (kept for the backward).
+/// Runs the op on a checked, non-empty call; returns the output and the LSE (kept for the backward). A CUDA
+/// call the kernels cannot take as it is (f32, a head_dim not a multiple of 8) runs on a fitted copy of
+/// q, k and v (src/kernel_fit.rs).
 pub(crate) fn run_op(q: &Tensor, k: &Tensor, v: &Tensor, spec: validate::AttnSpec) -> Result<(Tensor, Tensor)> {
+    match kernel_fit::KernelFit::for_call(q.device(), &spec) {
+        Some(fit) => fit.forward((q, k, v), &spec, &apply_op),
+        None => apply_op(q, k, v, spec),
+    }
+}
+
+/// The op itself on q, k, v as the backend takes them.
+fn apply_op(q: &Tensor, k: &Tensor, v: &Tensor, spec: validate::AttnSpec) -> Result<(Tensor, Tensor)> {
     let lse_shape = spec.lse_shape();
     let (q, k, v) = (kernel_readable(q)?, kernel_readable(k)?, kernel_readable(v)?);
     let lse_slot = op::LseSlot::default();
@@ -134,6 +157,9 @@ pub(crate) fn run_op(q: &Tensor, k: &Tensor, v: &Tensor, spec: validate::AttnSpe
 ///   the kernel clamps it to `capacity` and never reads outside the cache.
 /// - On CUDA `seqlen_q <= 16` runs the split-KV decode kernel, longer chunks the prefill kernel, both with
 ///   the counts read on the device. Inference only: the result records no gradient.
+/// - On CUDA, f32 or a head_dim that is not a multiple of 8 copies the whole cache (`capacity` rows) each
+///   call, rounded to bf16 or zero-padded (see [`flash_attn`]): keep such a cache in bf16 and of a head_dim
+///   that is a multiple of 8 where decode speed matters.
 pub fn flash_attn_kvcache(
     q: &Tensor,
     k_cache: &Tensor,

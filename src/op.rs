@@ -4,6 +4,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Storage, Tensor};
 
+use crate::kernel_fit::KernelFit;
 use crate::validate::AttnSpec;
 
 /// `CustomOp3` returns one tensor, so the op leaves the log-sum-exp it computed in a slot shared with the
@@ -97,9 +98,13 @@ pub(crate) fn backward(
     lse: &Tensor,
 ) -> Result<(Tensor, Tensor, Tensor)> {
     if qkv.0.device().is_cpu() {
-        crate::cpu::backward(spec, qkv, out, grad_out, lse)
-    } else {
-        cuda_backward(spec, qkv, out, grad_out, lse)
+        return crate::cpu::backward(spec, qkv, out, grad_out, lse);
+    }
+    // Through autograd the op's inputs are fitted already (no fit needed); `flash_attn_backward` brings the
+    // caller's.
+    match KernelFit::for_call(qkv.0.device(), spec) {
+        Some(fit) => fit.backward(spec, qkv, out, grad_out, lse, &cuda_backward),
+        None => cuda_backward(spec, qkv, out, grad_out, lse),
     }
 }
 

@@ -16,6 +16,10 @@ use crate::{flash_attn_with_lse, no_keys, run_op, AttnDims, AttnOptions};
 ///
 /// On the CPU a page number outside the cache is an error; on CUDA, where checking would need a read-back,
 /// such a page reads as zeros (never from outside the cache).
+///
+/// On CUDA, f32 pages or a head_dim that is not a multiple of 8 make every call copy all the pages, rounded
+/// to bf16 or zero-padded (see [`crate::flash_attn`]): correct, but a serving cache should be f16/bf16 with
+/// a head_dim that is a multiple of 8, which is read in place.
 #[derive(Debug, Clone, Copy)]
 pub struct PagedKv<'a> {
     pub k_pages: &'a Tensor,

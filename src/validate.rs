@@ -139,6 +139,11 @@ impl AttnSpec {
     }
 }
 
+/// The largest head_dim the CUDA kernels take (the last of `HEAD_DIMS` in scripts/gen_kernels.py); smaller
+/// ones run on the next instantiation up, padded to a multiple of 8 first if they are not one
+/// (src/kernel_fit.rs). The CPU takes any.
+pub const MAX_HEAD_DIM: usize = 256;
+
 /// The most key ranges the split-KV decode may cut a sequence into (kernels/sm80/flash_decode_kernel.cuh).
 pub const MAX_SPLITS: usize = 128;
 
@@ -223,6 +228,11 @@ fn check_heads(
     }
     if head_dim == 0 {
         bail!("flash_attn: head_dim is 0 (q shape {:?})", q.dims())
+    }
+    if head_dim > MAX_HEAD_DIM && q.device().is_cuda() {
+        bail!(
+            "flash_attn: q has head_dim {head_dim}, above the {MAX_HEAD_DIM} the CUDA kernels take (the CPU takes any)"
+        )
     }
     if heads_kv == 0 && heads_q > 0 {
         bail!("flash_attn: k and v have 0 heads but q has {heads_q}")

@@ -5,7 +5,7 @@
 pub mod common;
 
 use candle_core::{DType, Device, Result, Tensor};
-use candle_fa2::{flash_attn, reference, AttnOptions};
+use candle_fa2::{flash_attn, flash_attn_backward, flash_attn_with_lse, reference, AttnOptions};
 use common::cuda::{gpu, opts_on_cpu, poison_pool};
 use common::grads::{differentiable_attention, grads};
 use common::inputs::{Case, Rng};
@@ -13,6 +13,7 @@ use common::tolerance::{self, rel_err, CUDA_VS_CPU_GRAD};
 
 /// Rule 2 of tolerance.rs: gradients of `sum(out * w)` through the op and through the differentiable
 /// attention in the inputs' dtype (the baseline), each against candle autograd of the same attention in f64.
+/// For f32, rule 5: the baseline on the inputs rounded to bf16, in bf16, and the bf16 bound.
 fn check(case: Case, dtype: DType, opts: &AttnOptions, transposed: bool, seed: u64) -> Result<()> {
     let dev = gpu();
     let mut rng = Rng::new(seed);
@@ -20,7 +21,9 @@ fn check(case: Case, dtype: DType, opts: &AttnOptions, transposed: bool, seed: u
     let w = rng.tensor((case.batch, case.seqlen_q, case.heads_q, case.head_dim), 1.0, DType::F32, &dev)?;
     poison_pool(&dev, 1 << 22)?;
     let ours = grads(&|q, k, v| flash_attn(q, k, v, opts), &q, &k, &v, &w)?;
-    let naive = grads(&|q, k, v| differentiable_attention(q, k, v, opts), &q, &k, &v, &w)?;
+    let computed = tolerance::computed_as(dtype, &dev);
+    let (qc, kc, vc) = (q.to_dtype(computed)?, k.to_dtype(computed)?, v.to_dtype(computed)?);
+    let naive = grads(&|q, k, v| differentiable_attention(q, k, v, opts), &qc, &kc, &vc, &w)?;
     let cpu = |t: &Tensor| t.to_device(&Device::Cpu)?.to_dtype(DType::F64);
     let opts64 = opts_on_cpu(opts)?;
     let want = grads(&|q, k, v| differentiable_attention(q, k, v, &opts64), &cpu(&q)?, &cpu(&k)?, &cpu(&v)?, &w)?;
@@ -29,7 +32,7 @@ fn check(case: Case, dtype: DType, opts: &AttnOptions, transposed: bool, seed: u
         assert!(values.iter().all(|x| x.is_finite()), "{case:?} {dtype:?}: non-finite {name}");
         let (e_ours, e_naive) = (rel_err(&ours[i], &want[i])?, rel_err(&naive[i], &want[i])?);
         eprintln!("{case:?} {dtype:?} causal={} {name}: ours {e_ours:.2e} naive {e_naive:.2e}", opts.causal);
-        tolerance::assert_grad(e_ours, e_naive, dtype, &format!("{case:?} {dtype:?} {opts:?}: {name}"));
+        tolerance::assert_grad(e_ours, e_naive, computed, &format!("{case:?} {dtype:?} {opts:?}: {name}"));
     }
     Ok(())
 }
@@ -86,6 +89,77 @@ fn grad_windows_softcap_alibi() -> Result<()> {
     for (i, opts) in cases.iter().enumerate() {
         check(Case::new(2, 200, 200, 4, 2, 64), DType::BF16, opts, false, 1300 + i as u64)?;
         check(Case::new(1, 77, 300, 4, 1, 128), DType::F16, opts, false, 1310 + i as u64)?;
+    }
+    Ok(())
+}
+
+/// Head dims that are not multiples of 8: the op pads q, k, v with zero columns and narrows dq, dk, dv back
+/// (src/kernel_fit.rs). Rule 2 in both backward modes, f16 and bf16, GQA, transposed inputs.
+#[test]
+fn grad_odd_head_dims() -> Result<()> {
+    for (i, d) in [1, 33, 59, 111, 255].into_iter().enumerate() {
+        for (dtype, dq_atomics) in [(DType::BF16, false), (DType::F16, false), (DType::BF16, true)] {
+            for causal in [false, true] {
+                let opts = AttnOptions::default().with_causal(causal).with_dq_atomics(dq_atomics);
+                check(Case::new(2, 131, 157, 4, 2, d), dtype, &opts, i % 2 == 1, 1600 + i as u64)?;
+            }
+        }
+    }
+    let dev = gpu();
+    let slopes = Tensor::new(&[0.5f32, 0.25, 0.125, 0.0625], &dev)?;
+    let variants = [
+        AttnOptions::default().with_window(Some(32), Some(0)),
+        AttnOptions::default().with_softcap(5.0),
+        AttnOptions::causal().with_alibi_slopes(slopes),
+    ];
+    for (i, opts) in variants.iter().enumerate() {
+        check(Case::new(1, 77, 300, 4, 1, 59), DType::BF16, opts, false, 1650 + i as u64)?;
+    }
+    Ok(())
+}
+
+/// f32 on CUDA: the backward runs the bf16 kernels and returns f32 gradients of the inputs' shapes, held to
+/// rule 5 of tolerance.rs; both modes, a head_dim off the multiples of 8, the options.
+#[test]
+fn grad_f32_through_bf16() -> Result<()> {
+    for (i, d) in [64, 128, 59].into_iter().enumerate() {
+        for (causal, dq_atomics) in [(false, false), (true, false), (true, true)] {
+            let opts = AttnOptions::default().with_causal(causal).with_dq_atomics(dq_atomics);
+            check(Case::new(2, 131, 157, 4, 2, d), DType::F32, &opts, i == 1, 1700 + i as u64)?;
+        }
+    }
+    let dev = gpu();
+    let slopes = Tensor::new(&[0.5f32, 0.25, 0.125, 0.0625], &dev)?;
+    let variants = [
+        AttnOptions::default().with_window(Some(5), Some(70)),
+        AttnOptions::default().with_softcap(5.0).with_softmax_scale(0.6),
+        AttnOptions::causal().with_alibi_slopes(slopes),
+    ];
+    for (i, opts) in variants.iter().enumerate() {
+        check(Case::new(2, 200, 200, 4, 2, 64), DType::F32, opts, false, 1750 + i as u64)?;
+    }
+    Ok(())
+}
+
+/// `flash_attn_backward` called on the caller's tensors (f32, a head_dim off the multiples of 8, both)
+/// fits them as the forward did: gradients of the inputs' shapes and dtype, bitwise equal to autograd's
+/// through the op (the same deterministic kernels on the same fitted tensors).
+#[test]
+fn flash_attn_backward_fits_like_autograd() -> Result<()> {
+    let dev = gpu();
+    for (i, (d, dtype)) in [(59, DType::F32), (33, DType::BF16), (128, DType::F32)].into_iter().enumerate() {
+        let mut rng = Rng::new(1800 + i as u64);
+        let (q, k, v) = Case::new(2, 77, 93, 4, 2, d).inputs(&mut rng, dtype, &dev, false)?;
+        let w = rng.tensor((2, 77, 4, d), 1.0, dtype, &dev)?;
+        let opts = AttnOptions::causal();
+        let want = grads(&|q, k, v| flash_attn(q, k, v, &opts), &q, &k, &v, &w)?;
+        let (out, lse) = flash_attn_with_lse(&q, &k, &v, &opts)?;
+        let (dq, dk, dv) = flash_attn_backward(&q, &k, &v, &out, &lse, &w, &opts)?;
+        for (name, got, want, input) in [("dq", dq, &want[0], &q), ("dk", dk, &want[1], &k), ("dv", dv, &want[2], &v)] {
+            assert_eq!((got.dims(), got.dtype()), (input.dims(), dtype), "d {d} {dtype:?}: {name}");
+            let diff = reference::max_abs_diff(&got, want)?;
+            assert_eq!(diff, 0.0, "d {d} {dtype:?}: {name} differs from autograd's by {diff:e}");
+        }
     }
     Ok(())
 }

@@ -127,6 +127,67 @@ fn kvcache_per_sequence_lengths() -> Result<()> {
     Ok(())
 }
 
+/// Head dims that are not multiples of 8 on the decode kernel (q, k, v zero-padded inside the op): query
+/// rows 1 to 16, GQA packing, split and not, f16 and bf16.
+#[test]
+fn decode_odd_head_dims() -> Result<()> {
+    let cases = [
+        // (seqlen_q, heads_q, heads_kv, head_dim, seqlen_k)
+        (1, 16, 2, 33, 300),
+        (4, 8, 8, 59, 129),
+        (16, 8, 1, 111, 700),
+        (2, 32, 8, 59, 1000),
+        (1, 8, 1, 255, 190),
+    ];
+    for (i, (sq, hq, hkv, d, sk)) in cases.into_iter().enumerate() {
+        for splits in [None, Some(1), Some(3)] {
+            let dtype = if i % 2 == 0 { DType::BF16 } else { DType::F16 };
+            let opts = AttnOptions { num_splits: splits, ..AttnOptions::causal() };
+            run(Case::new(2, sq, sk, hq, hkv, d), dtype, &opts, 1900 + i as u64)?;
+        }
+    }
+    Ok(())
+}
+
+/// f32 on the decode kernel (run as bf16, rule 5 of tolerance.rs): split and not, one head_dim off the
+/// multiples of 8, an option that reads the scale.
+#[test]
+fn decode_f32_through_bf16() -> Result<()> {
+    for (i, (sq, d, sk)) in [(1, 128, 1000), (3, 59, 500)].into_iter().enumerate() {
+        for splits in [None, Some(1), Some(4)] {
+            let opts = AttnOptions { num_splits: splits, ..AttnOptions::causal() };
+            run(Case::new(2, sq, sk, 32, 8, d), DType::F32, &opts, 1950 + i as u64)?;
+        }
+    }
+    let opts = AttnOptions::default().with_softcap(5.0).with_window(Some(300), Some(-2));
+    run(Case::new(2, 2, 800, 8, 2, 64), DType::F32, &opts, 1960)?;
+    Ok(())
+}
+
+/// `flash_attn_kvcache` on a cache of a head_dim off the multiples of 8, or in f32: the whole cache (a view
+/// of a larger buffer) is copied and fitted each call; per-sequence counts of 0 up to the capacity.
+#[test]
+fn kvcache_odd_head_dims_and_f32() -> Result<()> {
+    let dev = gpu();
+    let mut rng = Rng::new(1970);
+    let lens = [0u32, 1, 64, 299, 300, 17];
+    for (d, dtype) in [(33, DType::BF16), (111, DType::F16), (59, DType::F32), (128, DType::F32)] {
+        let buffer_k = rng.tensor((lens.len(), 512, 2, d), 1.0, dtype, &dev)?;
+        let buffer_v = rng.tensor((lens.len(), 512, 2, d), 1.0, dtype, &dev)?;
+        let (k_cache, v_cache) = (buffer_k.narrow(1, 0, 300)?, buffer_v.narrow(1, 0, 300)?);
+        for sq in [1, 3, 20] {
+            let q = rng.tensor((lens.len(), sq, 8, d), 1.0, dtype, &dev)?;
+            for (j, opts) in [AttnOptions::causal(), AttnOptions::causal().with_num_splits(5)].iter().enumerate() {
+                poison_pool(&dev, 1 << 22)?;
+                let what = format!("kvcache d {d} {dtype:?} sq {sq} variant {j}");
+                let err = check_kvcache(&q, &k_cache, &v_cache, &lens, opts, &what)?;
+                eprintln!("{what}: {err:.2e}");
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The long end: 64k keys for one sequence and 40,000 for another of the same launch.
 #[test]
 fn kvcache_long_cache() -> Result<()> {

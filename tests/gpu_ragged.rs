@@ -87,58 +87,140 @@ fn paged_matches_reference() -> Result<()> {
 /// backward modes; two runs give the same gradients.
 #[test]
 fn varlen_backward_matches_each_sequence() -> Result<()> {
+    for (i, (d, hq, hkv)) in [(64, 8, 2), (128, 4, 4), (256, 4, 1)].into_iter().enumerate() {
+        varlen_backward_case((hq, hkv, d), DType::BF16, 2300 + i as u64)?;
+    }
+    Ok(())
+}
+
+/// [`varlen_backward_matches_each_sequence`] on one (heads_q, heads_kv, head_dim) and dtype.
+fn varlen_backward_case((hq, hkv, d): (usize, usize, usize), dtype: DType, seed: u64) -> Result<()> {
     let dev = gpu();
     let (lens_q, lens_k) = ([0usize, 1, 70, 200, 5, 130], [3usize, 1, 70, 260, 0, 128]);
-    for (i, (d, hq, hkv)) in [(64, 8, 2), (128, 4, 4), (256, 4, 1)].into_iter().enumerate() {
-        let r = Ragged::new(&mut Rng::new(2300 + i as u64), &lens_q, &lens_k, (hq, hkv, d), 16, DType::BF16, &dev)?;
-        for dq_atomics in [false, true] {
-            let opts = AttnOptions::causal().with_window(Some(90), None).with_dq_atomics(dq_atomics);
-            let weights = Rng::new(7).tensor((1, r.q.dim(0)?, hq, d), 1.0, DType::BF16, &dev)?.squeeze(0)?;
-            let run = || -> Result<Vec<Tensor>> {
-                let (q, k, v) = (Var::from_tensor(&r.q)?, Var::from_tensor(&r.k)?, Var::from_tensor(&r.v)?);
-                let out = flash_attn_varlen(&q, &k, &v, &r.cu_q, &r.cu_k, 200, 260, &opts)?;
-                let g = (out * &weights)?.to_dtype(DType::F32)?.sum_all()?.backward()?;
-                Ok([&q, &k, &v].iter().map(|x| g.get(x).expect("a gradient").clone()).collect())
-            };
-            poison_pool(&dev, 1 << 22)?;
-            let grads = run()?;
-            if !dq_atomics {
-                for (a, b) in grads.iter().zip(run()?) {
-                    assert_eq!(reference::max_abs_diff(a, &b)?, 0.0, "d {d}: two runs differ");
-                }
-            }
-            let (mut q0, mut k0) = (0, 0);
-            for (b, (&lq, &lk)) in lens_q.iter().zip(&lens_k).enumerate() {
-                let rows = [(q0, lq), (k0, lk), (k0, lk)];
-                if lq > 0 && lk > 0 {
-                    let part = |t: &Tensor, (start, len): (usize, usize)| t.narrow(0, start, len)?.unsqueeze(0);
-                    let (q, k, v) = (
-                        Var::from_tensor(&part(&r.q, rows[0])?)?,
-                        Var::from_tensor(&part(&r.k, rows[1])?)?,
-                        Var::from_tensor(&part(&r.v, rows[2])?)?,
-                    );
-                    let out = flash_attn(&q, &k, &v, &opts)?;
-                    let g = (out * part(&weights, rows[0])?)?.to_dtype(DType::F32)?.sum_all()?.backward()?;
-                    for (n, x) in [&q, &k, &v].into_iter().enumerate() {
-                        let want = g.get(x).expect("a gradient");
-                        let got = part(&grads[n], rows[n])?;
-                        let diff = rel_err(&got, want)?;
-                        assert!(
-                            diff < CUDA_VS_CPU_GRAD,
-                            "d {d} atomics {dq_atomics} sequence {b} grad {n}: {diff:.3e}"
-                        );
-                    }
-                } else {
-                    for (n, &(start, len)) in rows.iter().enumerate().filter(|(_, r)| r.1 > 0) {
-                        let part = grads[n].narrow(0, start, len)?.to_dtype(DType::F32)?;
-                        let all_zero = part.flatten_all()?.to_vec1::<f32>()?.iter().all(|&x| x == 0.0);
-                        assert!(all_zero, "d {d} sequence {b}: grad {n} of an empty sequence");
-                    }
-                }
-                q0 += lq;
-                k0 += lk;
+    let r = Ragged::new(&mut Rng::new(seed), &lens_q, &lens_k, (hq, hkv, d), 16, dtype, &dev)?;
+    for dq_atomics in [false, true] {
+        let opts = AttnOptions::causal().with_window(Some(90), None).with_dq_atomics(dq_atomics);
+        let weights = Rng::new(7).tensor((1, r.q.dim(0)?, hq, d), 1.0, dtype, &dev)?.squeeze(0)?;
+        let run = || -> Result<Vec<Tensor>> {
+            let (q, k, v) = (Var::from_tensor(&r.q)?, Var::from_tensor(&r.k)?, Var::from_tensor(&r.v)?);
+            let out = flash_attn_varlen(&q, &k, &v, &r.cu_q, &r.cu_k, 200, 260, &opts)?;
+            let g = (out * &weights)?.to_dtype(DType::F32)?.sum_all()?.backward()?;
+            Ok([&q, &k, &v].iter().map(|x| g.get(x).expect("a gradient").clone()).collect())
+        };
+        poison_pool(&dev, 1 << 22)?;
+        let grads = run()?;
+        if !dq_atomics {
+            for (a, b) in grads.iter().zip(run()?) {
+                assert_eq!(reference::max_abs_diff(a, &b)?, 0.0, "d {d} {dtype:?}: two runs differ");
             }
         }
+        let (mut q0, mut k0) = (0, 0);
+        for (b, (&lq, &lk)) in lens_q.iter().zip(&lens_k).enumerate() {
+            let rows = [(q0, lq), (k0, lk), (k0, lk)];
+            if lq > 0 && lk > 0 {
+                let part = |t: &Tensor, (start, len): (usize, usize)| t.narrow(0, start, len)?.unsqueeze(0);
+                let (q, k, v) = (
+                    Var::from_tensor(&part(&r.q, rows[0])?)?,
+                    Var::from_tensor(&part(&r.k, rows[1])?)?,
+                    Var::from_tensor(&part(&r.v, rows[2])?)?,
+                );
+                let out = flash_attn(&q, &k, &v, &opts)?;
+                let g = (out * part(&weights, rows[0])?)?.to_dtype(DType::F32)?.sum_all()?.backward()?;
+                for (n, x) in [&q, &k, &v].into_iter().enumerate() {
+                    let want = g.get(x).expect("a gradient");
+                    let got = part(&grads[n], rows[n])?;
+                    let diff = rel_err(&got, want)?;
+                    assert!(
+                        diff < CUDA_VS_CPU_GRAD,
+                        "d {d} {dtype:?} atomics {dq_atomics} sequence {b} grad {n}: {diff:.3e}"
+                    );
+                }
+            } else {
+                for (n, &(start, len)) in rows.iter().enumerate().filter(|(_, r)| r.1 > 0) {
+                    let part = grads[n].narrow(0, start, len)?.to_dtype(DType::F32)?;
+                    let all_zero = part.flatten_all()?.to_vec1::<f32>()?.iter().all(|&x| x == 0.0);
+                    assert!(all_zero, "d {d} {dtype:?} sequence {b}: grad {n} of an empty sequence");
+                }
+            }
+            q0 += lq;
+            k0 += lk;
+        }
+    }
+    Ok(())
+}
+
+/// Varlen rows with head dims that are not multiples of 8, and in f32 (q, k, v fitted inside the op:
+/// src/kernel_fit.rs), prefill and decode-length batches, every option: rule 1, rule 5 for f32.
+#[test]
+fn varlen_odd_head_dims_and_f32() -> Result<()> {
+    let dev = gpu();
+    let long = ([0usize, 1, 17, 200, 5, 130, 64], [3usize, 1, 17, 300, 0, 130, 64]);
+    let short = ([1usize, 0, 16, 3, 1], [700usize, 5, 16, 1, 0]);
+    let cases = [
+        (33, 8, 2, DType::BF16),
+        (59, 4, 4, DType::F16),
+        (111, 8, 1, DType::BF16),
+        (59, 4, 2, DType::F32),
+        (128, 8, 2, DType::F32),
+    ];
+    for (i, (d, hq, hkv, dtype)) in cases.into_iter().enumerate() {
+        for (lens_q, lens_k) in [(&long.0[..], &long.1[..]), (&short.0[..], &short.1[..])] {
+            let r = Ragged::new(&mut Rng::new(2700 + i as u64), lens_q, lens_k, (hq, hkv, d), 16, dtype, &dev)?;
+            let (max_q, max_k) = (*lens_q.iter().max().unwrap(), *lens_k.iter().max().unwrap());
+            for (j, opts) in variants(&dev, hq)?.iter().enumerate() {
+                poison_pool(&dev, 1 << 22)?;
+                let (out, lse) = flash_attn_varlen_with_lse(&r.q, &r.k, &r.v, &r.cu_q, &r.cu_k, max_q, max_k, opts)?;
+                let what = format!("d {d} {dtype:?} max_q {max_q} variant {j}");
+                assert_eq!(out.dtype(), dtype, "{what}: output dtype");
+                let e = r.check(&out, &lse, &opts_on_cpu(opts)?, &what)?;
+                eprintln!("{what}: {e:.2e}");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Paged K/V of a head_dim off the multiples of 8, or in f32: every call copies and fits all the pages.
+/// Varlen prefill against the cache and fixed-length decode, two page sizes, forced splits.
+#[test]
+fn paged_odd_head_dims_and_f32() -> Result<()> {
+    let dev = gpu();
+    let (lens_q, lens_k) = ([0usize, 1, 40, 100, 7], [5usize, 1, 300, 100, 0]);
+    for (i, (d, dtype, page_size)) in
+        [(59, DType::BF16, 16), (111, DType::F16, 7), (33, DType::F32, 16)].into_iter().enumerate()
+    {
+        let r = Ragged::new(&mut Rng::new(2800 + i as u64), &lens_q, &lens_k, (8, 2, d), page_size, dtype, &dev)?;
+        for (j, opts) in variants(&dev, 8)?.iter().enumerate() {
+            poison_pool(&dev, 1 << 22)?;
+            let what = format!("d {d} {dtype:?} page {page_size} variant {j}");
+            let (out, lse) = flash_attn_varlen_paged_with_lse(&r.q, &r.cu_q, 100, &r.paged(), &r.seqlens_k, opts)?;
+            r.check(&out, &lse, &opts_on_cpu(opts)?, &what)?;
+        }
+        for (sq, splits) in [(1, None), (1, Some(7)), (4, None)] {
+            let q = Rng::new(2900).tensor((lens_k.len(), sq, 8, d), 1.0, dtype, &dev)?;
+            let opts = AttnOptions { num_splits: splits, ..AttnOptions::causal() };
+            poison_pool(&dev, 1 << 22)?;
+            let (out, lse) = flash_attn_paged_with_lse(&q, &r.paged(), &r.seqlens_k, &opts)?;
+            assert_eq!((out.dims(), out.dtype()), (q.dims(), dtype), "d {d} {dtype:?} decode sq {sq}");
+            for b in 0..lens_k.len() {
+                let (_, k_b, v_b) = r.sequence(b)?;
+                let what = format!("d {d} {dtype:?} page {page_size} decode sq {sq} splits {splits:?} sequence {b}");
+                let q_b = q.narrow(0, b, 1)?.to_device(&Device::Cpu)?;
+                check_sequence(&out.narrow(0, b, 1)?, &lse.narrow(0, b, 1)?, &q_b, &k_b, &v_b, &opts, &what)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The varlen backward with head dims off the multiples of 8 and in f32: dq, dk, dv narrowed back (and
+/// widened to f32) against each sequence's dense call, as [`varlen_backward_matches_each_sequence`].
+#[test]
+fn varlen_backward_odd_head_dims_and_f32() -> Result<()> {
+    let cases =
+        [((8, 2, 59), DType::BF16), ((4, 4, 33), DType::F16), ((4, 1, 111), DType::BF16), ((4, 2, 59), DType::F32)];
+    for (i, (shape, dtype)) in cases.into_iter().enumerate() {
+        varlen_backward_case(shape, dtype, 3000 + i as u64)?;
     }
     Ok(())
 }

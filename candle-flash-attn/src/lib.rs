@@ -13,7 +13,8 @@
 //! ```
 //!
 //! Differences from the original: the op also runs on CPU tensors (f32, f16, bf16) and handles GQA/MQA in
-//! place; `flash_attn_varlen_paged_windowed` takes any page size (not only multiples of 32) but refuses
+//! place; on CUDA it also takes f32 (rounded to bf16 inside, so with a bf16 call's accuracy) and head dims
+//! that are not multiples of 8 (zero-padded inside, at the cost of a copy); `flash_attn_varlen_paged_windowed` takes any page size (not only multiples of 32) but refuses
 //! `mm_prefix_ranges`; the `FlashAttn` / `FlashAttnVarLen` op structs are not provided (no
 //! candle-transformers model uses them).
 

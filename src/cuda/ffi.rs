@@ -298,11 +298,11 @@ mod tests {
     fn head_dims_built() {
         let built: Option<Vec<usize>> =
             option_env!("CANDLE_FA2_HDIMS_BUILT").map(|l| l.split(',').map(|d| d.parse().unwrap()).collect());
-        for d in (8..=crate::cuda::MAX_HEAD_DIM).step_by(8) {
+        for d in (8..=crate::validate::MAX_HEAD_DIM).step_by(8) {
             let want = built.as_ref().is_none_or(|b| b.contains(&d.next_multiple_of(32)));
             // SAFETY: a pure function of its argument.
             assert_eq!(unsafe { super::candle_fa2_has_head_dim(d as i32) } == 1, want, "head_dim {d}");
         }
-        assert_eq!(unsafe { super::candle_fa2_has_head_dim(crate::cuda::MAX_HEAD_DIM as i32 + 8) }, 0);
+        assert_eq!(unsafe { super::candle_fa2_has_head_dim(crate::validate::MAX_HEAD_DIM as i32 + 8) }, 0);
     }
 }

@@ -16,10 +16,8 @@ use std::sync::Arc;
 
 use candle_core::cuda_backend::cudarc::driver::CudaStream;
 
-use crate::validate::{AttnSpec, MAX_SPLITS};
-
-/// The largest head_dim with a kernel instantiation (`HEAD_DIMS` of scripts/gen_kernels.py).
-pub const MAX_HEAD_DIM: usize = 256;
+use crate::kernel_fit::KERNEL_HEAD_DIM_MULTIPLE;
+use crate::validate::{AttnSpec, MAX_HEAD_DIM, MAX_SPLITS};
 
 /// Whether the kernels can read this layout in place: unit stride on head_dim, and every other stride and
 /// the start offset a multiple of 8 elements (the 16-byte cp.async chunks must be aligned). The stride of a
@@ -40,10 +38,8 @@ pub fn forward(
     match spec.dtype {
         DType::F16 => launch::<f16>(spec, q, k, v),
         DType::BF16 => launch::<bf16>(spec, q, k, v),
-        dtype => bail!(
-            "flash_attn: the CUDA kernels take f16 and bf16, got {dtype:?}; convert q, k and v with \
-             .to_dtype(DType::BF16) (or F16), or run f32 on the CPU"
-        ),
+        // f32 calls reach here as bf16 (src/kernel_fit.rs).
+        dtype => bail!("flash_attn: the CUDA kernels take f16 and bf16, got {dtype:?}"),
     }
 }
 
@@ -181,9 +177,11 @@ fn packed_strides(seq: usize, heads: usize, head_dim: usize) -> (i64, i64, i64) 
     ((seq * heads * head_dim) as i64, (heads * head_dim) as i64, head_dim as i64)
 }
 
+/// What `validate` and the fit (src/kernel_fit.rs) already ensure, held again where the kernels start to
+/// trust it; and whether this build has the head_dim's kernels.
 fn check_head_dim(spec: &AttnSpec) -> Result<()> {
     let d = spec.dims.head_dim;
-    if !d.is_multiple_of(8) || d > MAX_HEAD_DIM {
+    if !d.is_multiple_of(KERNEL_HEAD_DIM_MULTIPLE) || d > MAX_HEAD_DIM {
         bail!("flash_attn: head_dim {d} on CUDA must be a multiple of 8 and at most {MAX_HEAD_DIM}")
     }
     // SAFETY: a pure function of its argument; touches no device.

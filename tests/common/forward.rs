@@ -14,7 +14,7 @@ pub struct Errors {
 }
 
 /// The op on q, k, v: its output has q's shape and dtype, and output and LSE pass rule 1 of tolerance.rs
-/// against the f64 reference.
+/// against the f64 reference (rule 5 for f32 on CUDA).
 #[track_caller]
 pub fn check(q: &Tensor, k: &Tensor, v: &Tensor, opts: &AttnOptions, what: &str) -> Result<Errors> {
     let (out, lse) = flash_attn_with_lse(q, k, v, opts)?;
@@ -79,7 +79,8 @@ pub fn check_sequence(
 }
 
 /// Rule 1 on a computed output and LSE: finite, and within the bounds of tolerance.rs of the f64 reference
-/// on the same inputs.
+/// on the same inputs; rule 5 where the op computed in another dtype than the inputs' (f32 on CUDA, read from
+/// the device of `got`: the inputs given here may be copies on the CPU).
 #[track_caller]
 fn against_reference(
     got: &Tensor,
@@ -90,12 +91,15 @@ fn against_reference(
     opts: &AttnOptions,
     what: &str,
 ) -> Result<Errors> {
+    let computed = tolerance::computed_as(q.dtype(), got.device());
     let (want, want_lse) = reference::attention(q, k, v, opts)?;
     let got = got.to_device(&Device::Cpu)?.to_dtype(DType::F64)?;
     assert!(to_f64s(&got)?.iter().all(|x| x.is_finite()), "{what}: non-finite output");
     let ours = reference::max_abs_diff(&got, &want)?;
-    let naive = reference::max_abs_diff(&naive::attention(q, k, v, opts)?, &want)?;
-    tolerance::assert_forward(ours, naive, q.dtype(), what);
+    let (qc, kc, vc) = (q.to_dtype(computed)?, k.to_dtype(computed)?, v.to_dtype(computed)?);
+    let naive = reference::max_abs_diff(&naive::attention(&qc, &kc, &vc, opts)?, &want)?;
+    tolerance::assert_forward(ours, naive, computed, what);
+    let want_lse = if computed == q.dtype() { want_lse } else { reference::attention(&qc, &kc, &vc, opts)?.1 };
     let lse = tolerance::assert_lse(&to_f64s(got_lse)?, &to_f64s(&want_lse)?, what);
     Ok(Errors { ours, naive, lse })
 }
