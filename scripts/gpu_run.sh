@@ -81,7 +81,8 @@ bench_mma() {
 # packs to tell the two apart. Leaves CUDA_CACHE_PATH exported, filled.
 jit_times() {
   local out=$1 run t0 status=0
-  export CUDA_CACHE_PATH=$out/jit-cache
+  # A cache larger than the driver's default (1 GiB; 256 MiB on older drivers), so the first run's kernels stay.
+  export CUDA_CACHE_PATH=$out/jit-cache CUDA_CACHE_MAXSIZE=${CUDA_CACHE_MAXSIZE:-4294967296}
   rm -rf "$CUDA_CACHE_PATH" && mkdir -p "$CUDA_CACHE_PATH"
   echo "kernels: $(cat "$here/KERNELS" 2>/dev/null || echo unknown)" | tee "$out/jit.txt"
   for run in empty filled; do
