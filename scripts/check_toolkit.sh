@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Compiles every kernel unit (kernels/**/*.cu) on its own with one toolkit's nvcc and the flags build.rs
 # passes, and reports which compile: a check of a toolkit other than the one CI builds with (CUDA 13.0),
-# without cargo. Not in CI: all 43 units take several minutes per toolkit on 2 cores.
+# without cargo. Not in CI: all 43 units took 43 minutes with CUDA 12.4 on 2 busy cores (2026-11-30).
 #
 #   scripts/check_toolkit.sh CUDA_ROOT [--ptx-only] [-j N] [UNIT.cu ...]
 #
