@@ -1,6 +1,10 @@
-//! With feature `cuda`: compiles kernels/ with nvcc (through bindgen_cuda) into a static library holding
-//! sm_80 and sm_90a machine code, so no PTX is JIT-compiled at first launch on an A100 or H100. Without it:
-//! nothing.
+//! With feature `cuda`: compiles kernels/ with nvcc into a static library holding sm_80 and sm_90a machine
+//! code and compute_80 PTX, so no PTX is JIT-compiled at first launch on an A100 or H100 (later GPUs, sm_100
+//! and sm_120, JIT-compile the PTX). Without it: nothing.
+//!
+//! `CANDLE_FA2_PTX_ONLY=1`: compute_80 PTX only, no machine code, what a Blackwell GPU runs (to test that path
+//! on an H100/H200, where the driver then JIT-compiles it too). The sm_90a (wgmma) kernels are left out, and
+//! the dispatch knows it (kernels/common/device_limits.cuh, SM90A_BUILT): every GPU runs the mma.sync kernels.
 //!
 //! `CANDLE_FA2_HDIMS` (e.g. `CANDLE_FA2_HDIMS=64,128`), for development builds: compile only the
 //! instantiations of those head dims (kernels/generated/*_hdim<d>*.cu) and every file that is not per
@@ -8,6 +12,8 @@
 //! returns cudaErrorNotSupported for the others instead of failing to link (this script defines
 //! CANDLE_FA2_HDIMS_FILTER and CANDLE_FA2_HAS_HDIM_<d> for each one compiled), and the Rust side turns that
 //! into an error naming the head_dim, before it launches (`candle_fa2_has_head_dim`). Unset or empty: all.
+//!
+//! scripts/check_toolkit.sh compiles each unit with these flags too (another toolkit, without cargo).
 
 fn main() {
     #[cfg(feature = "cuda")]
@@ -18,6 +24,9 @@ fn main() {
 mod cuda {
     use std::collections::BTreeSet;
     use std::path::{Path, PathBuf};
+    use std::process::Command;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
 
     pub fn build() {
         println!("cargo:rerun-if-changed=build.rs");
@@ -27,6 +36,8 @@ mod cuda {
         let extra_flags = std::env::var("CANDLE_FA2_NVCC_FLAGS").unwrap_or_default();
         println!("cargo:rerun-if-env-changed=CANDLE_FA2_HDIMS");
         let hdims_filter = std::env::var("CANDLE_FA2_HDIMS").unwrap_or_default();
+        println!("cargo:rerun-if-env-changed=CANDLE_FA2_PTX_ONLY");
+        let ptx_only = std::env::var("CANDLE_FA2_PTX_ONLY").is_ok_and(|v| !v.is_empty() && v != "0");
         let mut kernels = Vec::new();
         let mut headers = Vec::new();
         walk(Path::new("kernels"), &mut kernels, &mut headers);
@@ -36,80 +47,133 @@ mod cuda {
         }
         kernels.sort();
         headers.sort();
-        // bindgen_cuda asks nvidia-smi for the local GPU unless CUDA_COMPUTE_CAP is set; our targets are
-        // fixed (below), so a machine without a GPU must not need one.
-        if std::env::var_os("CUDA_COMPUTE_CAP").is_none() {
-            std::env::set_var("CUDA_COMPUTE_CAP", "90");
+        let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+
+        // The device code: machine code for A100 (sm_80) and H100/H200 (sm_90a: sm_90 plus wgmma, which the
+        // Hopper kernels need; a plain sm_90 image beside it would leave the choice between the two to the
+        // loader, so there is none), and compute_80 PTX, which later GPUs compile at load time. PTX-only: that
+        // PTX alone.
+        let mut args: Vec<String> = if ptx_only {
+            vec!["-gencode=arch=compute_80,code=compute_80".into()]
+        } else {
+            [
+                "-gencode=arch=compute_80,code=[sm_80,compute_80]",
+                "-gencode=arch=compute_90a,code=sm_90a",
+                "-DCANDLE_FA2_HAS_SM90A",
+            ]
+            .map(String::from)
+            .into()
+        };
+        let common = ["--default-stream", "per-thread", "-std=c++17", "-O3", "--use_fast_math"];
+        args.extend(common.map(String::from));
+        // Includes name their file from kernels/ ("common/ptx.cuh"), whichever folder includes them.
+        args.push(format!("-I{manifest_dir}/kernels"));
+        if let Some(dims) = &hdims {
+            // For the Rust side's error message.
+            let list: Vec<String> = dims.iter().map(u32::to_string).collect();
+            println!("cargo:rustc-env=CANDLE_FA2_HDIMS_BUILT={}", list.join(","));
+            args.push("-DCANDLE_FA2_HDIMS_FILTER".into());
+            args.extend(dims.iter().map(|d| format!("-DCANDLE_FA2_HAS_HDIM_{d}")));
         }
-        let out_dir = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
+        // -fPIC and libstdc++ are the GNU toolchain's; MSVC builds position-independent code and links its
+        // C++ runtime itself.
+        let msvc = std::env::var("CARGO_CFG_TARGET_ENV").is_ok_and(|env| env == "msvc");
+        if !msvc {
+            args.extend(["-Xcompiler", "-fPIC"].map(String::from));
+        }
+        // A host compiler other than nvcc's default (as candle's own kernels' build takes it).
+        println!("cargo:rerun-if-env-changed=NVCC_CCBIN");
+        if let Ok(ccbin) = std::env::var("NVCC_CCBIN") {
+            args.extend(["-allow-unsupported-compiler".into(), "-ccbin".into(), ccbin]);
+        }
+        args.extend(extra_flags.split_whitespace().map(String::from));
+
         // The library does not depend on this crate's features or profile, yet cargo runs this script once
         // per combination (CI's `clippy --features cuda` here and the crates that depend on candle-fa2 with
         // other profile settings): each run would spend nvcc's 4 minutes (2 cores) again. So the objects
         // live beside the build dirs of this profile, <target>/<profile>/build/, in a folder named by what
-        // they are built from: this source tree, the toolkit, the extra flags, the head-dim filter (each filter
-        // its own library, so switching back and forth costs no rebuild). bindgen_cuda rebuilds when a kernel
-        // or header is newer than the library.
-        let nvcc_env = ["NVCC", "CUDA_ROOT", "CUDA_PATH", "CUDA_TOOLKIT_ROOT_DIR"].map(|v| {
+        // they are built from: this source tree, the toolkit, every nvcc flag (so each head-dim filter or
+        // PTX-only build has its own library, and switching back and forth costs no rebuild). The library is
+        // rebuilt when a kernel or header is newer than it.
+        println!("cargo:rerun-if-env-changed=NVCC");
+        let nvcc = std::env::var("NVCC").unwrap_or_else(|_| "nvcc".into());
+        let nvcc_env = ["CUDA_ROOT", "CUDA_PATH", "CUDA_TOOLKIT_ROOT_DIR"].map(|v| {
             println!("cargo:rerun-if-env-changed={v}");
             std::env::var(v).unwrap_or_default()
         });
-        let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
-        // Without a filter the key is what it was before there was one, so existing libraries stay valid.
-        let hdims_key = hdims.as_ref().map(|d| format!("hdims {d:?}"));
         let key = fnv1a(
-            [manifest_dir.as_str(), extra_flags.as_str()]
+            [manifest_dir.as_str(), nvcc.as_str()]
                 .into_iter()
                 .chain(nvcc_env.iter().map(String::as_str))
-                .chain(hdims_key.as_deref()),
+                .chain(args.iter().map(String::as_str)),
         );
+        let out_dir = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
         let kernels_dir = match out_dir.ancestors().nth(2) {
             Some(build_dir) if build_dir.ends_with("build") => build_dir.join(format!("candle-fa2-kernels-{key:016x}")),
             _ => out_dir.clone(),
         };
         std::fs::create_dir_all(&kernels_dir).expect("the target dir is writable");
         let lib = kernels_dir.join("libcandle_fa2_kernels.a");
-        let mut builder = bindgen_cuda::Builder::default()
-            .kernel_paths(kernels)
-            .watch(headers)
-            .out_dir(&kernels_dir)
-            // bindgen_cuda adds --gpu-architecture=sm_<cap>: sm_80 machine code and compute_80 PTX (which
-            // later GPUs compile at load time).
-            .compute_cap(80)
-            // Machine code for A100 (sm_80) and H100/H200 (sm_90a: sm_90 plus wgmma, which the Hopper
-            // forward needs; a plain sm_90 image beside it would leave the choice between the two to the
-            // loader, so there is none).
-            .arg("-gencode=arch=compute_80,code=sm_80")
-            .arg("-gencode=arch=compute_90a,code=sm_90a")
-            .arg("-std=c++17")
-            .arg("-O3")
-            .arg("--use_fast_math")
-            // Includes name their file from kernels/ ("common/ptx.cuh"), whichever folder includes them.
-            .arg(Box::leak(format!("-I{manifest_dir}/kernels").into_boxed_str()));
-        if let Some(dims) = &hdims {
-            // For the Rust side's error message.
-            let list: Vec<String> = dims.iter().map(u32::to_string).collect();
-            println!("cargo:rustc-env=CANDLE_FA2_HDIMS_BUILT={}", list.join(","));
-            builder = builder.arg("-DCANDLE_FA2_HDIMS_FILTER");
-            for d in dims {
-                builder = builder.arg(Box::leak(format!("-DCANDLE_FA2_HAS_HDIM_{d}").into_boxed_str()));
-            }
+        if is_stale(&lib, kernels.iter().chain(&headers)) {
+            build_lib(&nvcc, &args, &kernels, &kernels_dir, &lib);
         }
-        // -fPIC and libstdc++ are the GNU toolchain's; MSVC builds position-independent code and links its
-        // C++ runtime itself.
-        let msvc = std::env::var("CARGO_CFG_TARGET_ENV").is_ok_and(|env| env == "msvc");
-        if !msvc {
-            builder = builder.arg("-Xcompiler").arg("-fPIC");
-        }
-        for flag in extra_flags.split_whitespace() {
-            // bindgen_cuda takes &'static str; a build script runs once, so leaking is fine.
-            builder = builder.arg(Box::leak(flag.to_string().into_boxed_str()));
-        }
-        builder.build_lib(lib);
         println!("cargo:rustc-link-search=native={}", kernels_dir.display());
         println!("cargo:rustc-link-lib=static=candle_fa2_kernels");
         println!("cargo:rustc-link-lib=dylib=cudart");
         if !msvc {
             println!("cargo:rustc-link-lib=dylib=stdc++");
+        }
+    }
+
+    /// Whether `lib` is missing or older than one of `sources`.
+    fn is_stale<'a>(lib: &Path, mut sources: impl Iterator<Item = &'a PathBuf>) -> bool {
+        let Ok(built) = lib.metadata().and_then(|m| m.modified()) else { return true };
+        sources.any(|s| s.metadata().and_then(|m| m.modified()).map_or(true, |t| t >= built))
+    }
+
+    /// Compiles each kernel unit to an object in `dir` (as many nvcc at a time as cargo's jobs), then archives
+    /// them into `lib`. Panics with the errors of every unit that failed.
+    fn build_lib(nvcc: &str, args: &[String], kernels: &[PathBuf], dir: &Path, lib: &Path) {
+        let objects: Vec<PathBuf> = kernels
+            .iter()
+            .map(|k| {
+                let name = k.strip_prefix("kernels").unwrap_or(k).to_string_lossy().replace(['/', '\\'], "_");
+                dir.join(name.trim_start_matches('_')).with_extension("o")
+            })
+            .collect();
+        let jobs = std::env::var("NUM_JOBS").ok().and_then(|j| j.parse().ok()).unwrap_or(1usize).max(1);
+        let next = AtomicUsize::new(0);
+        let failures = Mutex::new(Vec::new());
+        std::thread::scope(|scope| {
+            for _ in 0..jobs.min(kernels.len()) {
+                scope.spawn(|| loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(kernel) = kernels.get(i) else { break };
+                    let mut cmd = Command::new(nvcc);
+                    cmd.arg("-c").arg("-o").arg(&objects[i]).args(args).arg(kernel);
+                    match cmd.output() {
+                        Ok(out) if out.status.success() => {}
+                        Ok(out) => failures.lock().unwrap().push(format!(
+                            "{cmd:?}\n{}{}",
+                            String::from_utf8_lossy(&out.stdout),
+                            String::from_utf8_lossy(&out.stderr)
+                        )),
+                        Err(e) => failures.lock().unwrap().push(format!("{cmd:?}: cannot run {nvcc}: {e}")),
+                    }
+                });
+            }
+        });
+        let failures = failures.into_inner().unwrap();
+        if !failures.is_empty() {
+            panic!("nvcc failed on {} of {} kernel units:\n\n{}", failures.len(), kernels.len(), failures.join("\n"));
+        }
+        // A fresh archive: members of units that no longer exist must not linger.
+        let _ = std::fs::remove_file(lib);
+        let mut cmd = Command::new(nvcc);
+        cmd.arg("--lib").arg("-o").arg(lib).args(&objects);
+        let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {nvcc}: {e}"));
+        if !out.status.success() {
+            panic!("{cmd:?} failed:\n{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         }
     }
 

@@ -5,20 +5,17 @@
 #include <stddef.h>
 #include <stdlib.h>
 
+#include "common/device_limits.cuh"
 #include "flash_api.h"
 #include "generated/dispatch_head_dim.h"
 #include "sm80/flash_decode_kernel.cuh"  // DECODE_MAX_SPLITS
 
-// Whether the current device runs the sm_90a (wgmma) kernels: compute capability 9.0 exactly, for which
-// build.rs embeds sm_90a machine code (other devices run the sm_80 code or its PTX). CANDLE_FA2_NO_WGMMA
-// (any value) turns them off, to time the mma.sync kernels on the same GPU.
+// Whether the current device runs the sm_90a (wgmma) kernels: an H100/H200 and a build that holds them
+// (common/device_limits.cuh). CANDLE_FA2_NO_WGMMA (any value) turns them off, to time the mma.sync kernels on
+// the same GPU.
 static bool device_runs_sm90a() {
     static const bool disabled = getenv("CANDLE_FA2_NO_WGMMA") != nullptr;
-    int dev = 0, major = 0, minor = 0;
-    if (disabled || cudaGetDevice(&dev) != cudaSuccess) return false;
-    if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) return false;
-    if (cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) != cudaSuccess) return false;
-    return major == 9 && minor == 0;
+    return !disabled && fa2::device_runs_sm90a_code();
 }
 
 extern "C" int candle_fa2_fwd(const FlashFwdParams* params, void* stream) {

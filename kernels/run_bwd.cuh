@@ -12,7 +12,7 @@ namespace fa2 {
 template <typename T, int HEAD_DIM>
 cudaError_t run_bwd(const FlashBwdParams& p, cudaStream_t stream, bool sm90a) {
     using Sm90 = Sm90BwdConfig<T, HEAD_DIM>;
-    if constexpr (Sm90::AVAILABLE) {
+    if constexpr (Sm90::AVAILABLE && SM90A_BUILT) {
         if (sm90a && !p.fwd.transform_logits && !p.dq_atomics) {
             cudaError_t err = launch_bwd_delta<T>(p, stream);
             if (err == cudaSuccess) err = launch_bwd_sm90_pass<typename Sm90::Keys>(p, stream);

@@ -12,7 +12,7 @@ namespace fa2 {
 template <typename T, int HEAD_DIM>
 cudaError_t run_fwd(const FlashFwdParams& p, cudaStream_t stream, bool sm90a) {
     using Sm90 = Sm90Config<T, HEAD_DIM>;
-    if constexpr (Sm90::AVAILABLE) {
+    if constexpr (Sm90::AVAILABLE && SM90A_BUILT) {
         if (sm90a && !p.transform_logits && p.seqlen_k >= Sm90::FROM_SEQLEN_K)
             return launch_fwd_sm90<typename Sm90::Traits>(p, stream);
     }

@@ -2,6 +2,8 @@
 # Builds the GPU test and bench binaries (--features cuda) on a machine without a GPU and packs them,
 # compressed, with scripts/gpu_run.sh into .gpu/ (git-ignored). Copy the repository with .gpu/ to a GPU host
 # that has the NVIDIA driver and the CUDA 13 runtime libraries, then run `bash .gpu/run.sh all OUTDIR`.
+# `CANDLE_FA2_PTX_ONLY=1 scripts/gpu_pack.sh` packs kernels of compute_80 PTX only (what Blackwell GPUs run), for
+# `bash .gpu/run.sh ptx OUTDIR`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install_cuda.sh --link >/dev/null
@@ -49,4 +51,6 @@ tar -C "$pack" -cf - bin | xz -T0 -6 > "$pack/bins.tar.xz"
 rm -rf "$pack/bin"
 cp scripts/gpu_run.sh "$pack/run.sh"
 git rev-parse --short HEAD > "$pack/COMMIT" 2>/dev/null || echo unknown > "$pack/COMMIT"
+# Which device code the kernels carry (build.rs), for run.sh's ptx mode.
+case ${CANDLE_FA2_PTX_ONLY:-} in "" | 0) echo "sm_80 sm_90a compute_80" ;; *) echo "ptx-only compute_80" ;; esac > "$pack/KERNELS"
 du -sh "$pack"/*

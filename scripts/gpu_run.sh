@@ -16,6 +16,10 @@
 #   bash .gpu/run.sh all OUTDIR        tests, sanitizer, our bench and torch SDPA's (forward, bf16 and fp16,
 #                                      also on the mma.sync path; forward + backward, bf16, head_dim 64 and
 #                                      128), then the comparison
+#   bash .gpu/run.sh jit OUTDIR        wall time of the forward suite's small shapes with an empty JIT cache,
+#                                      then with the one that run filled (either pack)
+#   bash .gpu/run.sh ptx OUTDIR        a PTX-only pack (CANDLE_FA2_PTX_ONLY=1 gpu_pack.sh, what Blackwell GPUs
+#                                      run, JIT-compiled here): jit, then every suite, also with 99 KB of smem
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
@@ -69,6 +73,25 @@ small_smem_tests() {
 # The bench on the mma.sync kernels (what an A100 runs) on a Hopper GPU, its lines tagged candle-fa2-mma.
 bench_mma() {
   CANDLE_FA2_NO_WGMMA=1 "$bins/bin/gpu_attention" "$@" | sed 's/"impl": "candle-fa2"/"impl": "candle-fa2-mma"/'
+}
+
+# The first-use cost of JIT-compiled PTX: the forward suite's small shapes in a fresh process with an empty JIT
+# cache (CUDA_CACHE_PATH=OUTDIR/jit-cache), then again with the cache that run filled; the difference is the JIT
+# time of the kernels the run loads, candle's own (PTX in every build) and ours (PTX-only packs). Run on both
+# packs to tell the two apart. Leaves CUDA_CACHE_PATH exported, filled.
+jit_times() {
+  local out=$1 run t0 status=0
+  # A cache larger than the driver's default (1 GiB; 256 MiB on older drivers), so the first run's kernels stay.
+  export CUDA_CACHE_PATH=$out/jit-cache CUDA_CACHE_MAXSIZE=${CUDA_CACHE_MAXSIZE:-4294967296}
+  rm -rf "$CUDA_CACHE_PATH" && mkdir -p "$CUDA_CACHE_PATH"
+  echo "kernels: $(cat "$here/KERNELS" 2>/dev/null || echo unknown)" | tee "$out/jit.txt"
+  for run in empty filled; do
+    t0=$(date +%s%N)
+    "$bins/bin/gpu_forward" sanitizer_shapes --test-threads=1 > "$out/jit-$run.log" 2>&1 || status=1
+    echo "gpu_forward sanitizer_shapes, $run JIT cache: $(( ($(date +%s%N) - t0) / 1000000 )) ms" | tee -a "$out/jit.txt"
+  done
+  du -sh "$CUDA_CACHE_PATH" | tee -a "$out/jit.txt"
+  return $status
 }
 
 case "${1:-all}" in
@@ -216,5 +239,23 @@ case "${1:-all}" in
       >/dev/null
     echo "tests: exit $tests, sanitizer: exit $san"
     ;;
-  *) sed -n '2,13p' "$0"; exit 2 ;;
+  jit)
+    out=${2:-/tmp/candle-fa2-out}; mkdir -p "$out"
+    nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader | tee "$out/gpu.txt"
+    jit_times "$out"
+    ;;
+  ptx)
+    # The path of GPUs without machine code of ours (sm_100, sm_120): the driver JIT-compiles the compute_80 PTX,
+    # and the dispatch must never pick a wgmma kernel (there is none). Every suite, then the forward and backward
+    # with the 99 KB of shared memory of sm_120 GPUs.
+    out=${2:-/tmp/candle-fa2-out}; mkdir -p "$out"
+    grep -q ptx-only "$here/KERNELS" 2>/dev/null ||
+      { echo "ptx: this pack has machine code; build it with CANDLE_FA2_PTX_ONLY=1 scripts/gpu_pack.sh" >&2; exit 2; }
+    nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader | tee "$out/gpu.txt"
+    jit_times "$out"; jit=$?
+    { run_tests; a=$?; small_smem_tests; exit $(( a | $? )); } > "$out/tests.log" 2>&1; tests=$?
+    grep -E "^== |^test result|FAILED|panicked" "$out/tests.log" | head -n 40
+    echo "jit runs: exit $jit, tests: exit $tests"
+    ;;
+  *) sed -n '2,22p' "$0"; exit 2 ;;
 esac

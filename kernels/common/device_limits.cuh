@@ -1,4 +1,5 @@
-// What the kernels' launchers ask of the device before choosing tiles: the shared memory a block may have.
+// What the kernels' launchers ask of the device before choosing kernels and tiles: whether it runs the sm_90a
+// code, the shared memory a block may have.
 #pragma once
 #include <cuda_runtime.h>
 #include <stdint.h>
@@ -24,6 +25,31 @@ int64_t once_per_device(std::atomic<int64_t> (&cache)[MAX_DEVICES], Query query)
     const int64_t value = query(dev);
     if (dev < MAX_DEVICES && value > 0) cache[dev].store(value, std::memory_order_relaxed);
     return value;
+}
+
+// Whether this build carries sm_90a machine code: build.rs defines CANDLE_FA2_HAS_SM90A where it adds that
+// target. A PTX-only build (CANDLE_FA2_PTX_ONLY) has only compute_80 PTX; its launchers do not instantiate the
+// Hopper kernels, whose bodies trap outside sm_90a code.
+#if defined(CANDLE_FA2_HAS_SM90A)
+constexpr bool SM90A_BUILT = true;
+#else
+constexpr bool SM90A_BUILT = false;
+#endif
+
+// Whether the current device runs this build's sm_90a code: the build has it and the device is compute
+// capability 9.0 exactly (H100, H200). Every other device runs the sm_80 machine code or JIT-compiles the
+// compute_80 PTX (sm_100, sm_120), where neither wgmma nor griddepcontrol (PDL) exists. False when the device
+// cannot be asked.
+inline bool device_runs_sm90a_code() {
+    if constexpr (!SM90A_BUILT) return false;
+    static std::atomic<int64_t> cached[MAX_DEVICES];  // 2: compute capability 9.0, 1: another
+    return once_per_device(cached, [](int dev) -> int64_t {
+        int major = 0, minor = 0;
+        if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
+            cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) != cudaSuccess)
+            return 0;
+        return major == 9 && minor == 0 ? 2 : 1;
+    }) == 2;
 }
 
 // The shared memory a block of the current device may opt in to (cudaDevAttrMaxSharedMemoryPerBlockOptin);

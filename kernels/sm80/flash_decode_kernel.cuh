@@ -520,18 +520,16 @@ __global__ void __launch_bounds__(THREADS) decode_combine_kernel(const FlashDeco
     if (tid == 0) p.lse[row] = lse;
 }
 
-// Programmatic dependent launch (compute capability 9.0 and up).
-// CANDLE_FA2_NO_PDL=1 launches the combine after the split kernel as before (BENCHMARKS.md, decode v4).
+// Programmatic dependent launch, where the combine kernel's code waits for the split kernel
+// (grid_dependency_wait, common/ptx.cuh): in the sm_90a machine code only. The compute_80 PTX that sm_100 and
+// sm_120 JIT-compile has no griddepcontrol, so there the combine kernel is launched after the split kernel.
+// CANDLE_FA2_NO_PDL=1 does that everywhere (BENCHMARKS.md, decode v4).
 inline bool device_has_pdl() {
-    static std::atomic<int64_t> cached[MAX_DEVICES];  // the compute capability's major number
     static const bool disabled = [] {
         const char* env = getenv("CANDLE_FA2_NO_PDL");
         return env && env[0] && env[0] != '0';
     }();
-    return !disabled && once_per_device(cached, [](int dev) {
-        int major = 0;
-        return cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess ? major : 0;
-    }) >= 9;
+    return !disabled && device_runs_sm90a_code();
 }
 
 template <typename Tr>
