@@ -397,6 +397,7 @@ __global__ void __launch_bounds__(Tr::THREADS) flash_decode_kernel(const FlashDe
 
         // ---- Merge the warps through shared memory: the rows of the stage of the last step. ----------------
         const MergeRows<Tr> merge(sKV + (2 * ((g - 1) % Tr::STAGES)) * Tr::SMEM_KV);
+        __syncwarp();  // every lane's reads of the warp's rows (ldmatrix) come before any lane writes them
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
             const int rr = lane / 4 + 8 * h;
