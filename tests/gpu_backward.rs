@@ -6,7 +6,7 @@ pub mod common;
 
 use candle_core::{DType, Device, Result, Tensor};
 use candle_fa2::{flash_attn, flash_attn_backward, flash_attn_with_lse, reference, AttnOptions};
-use common::cuda::{gpu, opts_on_cpu, poison_pool};
+use common::cuda::{gpu, option_sample, opts_on_cpu, poison_pool};
 use common::grads::{differentiable_attention, grads};
 use common::inputs::{Case, Rng};
 use common::tolerance::{self, rel_err, CUDA_VS_CPU_GRAD};
@@ -128,14 +128,7 @@ fn grad_f32_through_bf16() -> Result<()> {
             check(Case::new(2, 131, 157, 4, 2, d), DType::F32, &opts, i == 1, 1700 + i as u64)?;
         }
     }
-    let dev = gpu();
-    let slopes = Tensor::new(&[0.5f32, 0.25, 0.125, 0.0625], &dev)?;
-    let variants = [
-        AttnOptions::default().with_window(Some(5), Some(70)),
-        AttnOptions::default().with_softcap(5.0).with_softmax_scale(0.6),
-        AttnOptions::causal().with_alibi_slopes(slopes),
-    ];
-    for (i, opts) in variants.iter().enumerate() {
+    for (i, opts) in option_sample()?.iter().enumerate() {
         check(Case::new(2, 200, 200, 4, 2, 64), DType::F32, opts, false, 1750 + i as u64)?;
     }
     Ok(())

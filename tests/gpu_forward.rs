@@ -5,7 +5,7 @@ pub mod common;
 
 use candle_core::{DType, Device, Result, Tensor};
 use candle_fa2::{flash_attn, flash_attn_with_lse, reference, AttnOptions};
-use common::cuda::{gpu, gpu_matches_cpu_and_repeats, opts_on_cpu, poison_pool};
+use common::cuda::{gpu, gpu_matches_cpu_and_repeats, option_sample, opts_on_cpu, poison_pool};
 use common::errors::expect_err;
 use common::forward::check;
 use common::inputs::{Case, Rng};
@@ -200,19 +200,12 @@ fn f32_through_bf16() -> Result<()> {
             run(Case::new(2, 203, 150, 8, 2, d), DType::F32, &opts, i == 1, 950 + i as u64)?;
         }
     }
-    let dev = gpu();
-    let slopes = Tensor::new(&[0.5f32, 0.25, 0.125, 0.0625], &dev)?;
-    let variants = [
-        AttnOptions::default().with_window(Some(5), Some(70)),
-        AttnOptions::default().with_softcap(5.0).with_softmax_scale(0.6),
-        AttnOptions::causal().with_alibi_slopes(slopes),
-    ];
-    for (i, opts) in variants.iter().enumerate() {
+    for (i, opts) in option_sample()?.iter().enumerate() {
         run(Case::new(1, 130, 260, 4, 1, 128), DType::F32, opts, false, 960 + i as u64)?;
     }
     // q and v past f16's largest value (65504), k below its smallest normal one (6e-5), scores of order one:
     // rounded to f16 instead of bf16, q would be inf and the output NaN.
-    let mut rng = Rng::new(970);
+    let (dev, mut rng) = (gpu(), Rng::new(970));
     let q = rng.tensor((1, 100, 2, 64), 1e5, DType::F32, &dev)?;
     let k = rng.tensor((1, 100, 2, 64), 1e-5, DType::F32, &dev)?;
     let v = rng.tensor((1, 100, 2, 64), 1e5, DType::F32, &dev)?;

@@ -12,6 +12,17 @@ pub fn gpu() -> Device {
     GPU.get_or_init(|| Device::new_cuda(0).expect("a CUDA device")).clone()
 }
 
+/// One call each of a window, softcap with a scale and causal ALiBi (slopes for 4 query heads): the options
+/// once more on top of another dimension of a suite (f32 inputs, say).
+pub fn option_sample() -> Result<[AttnOptions; 3]> {
+    let slopes = Tensor::new(&[0.5f32, 0.25, 0.125, 0.0625], &gpu())?;
+    Ok([
+        AttnOptions::default().with_window(Some(5), Some(70)),
+        AttnOptions::default().with_softcap(5.0).with_softmax_scale(0.6),
+        AttnOptions::causal().with_alibi_slopes(slopes),
+    ])
+}
+
 /// The op on the GPU against the CPU op on the same (CPU) inputs, and two GPU runs against each other,
 /// which must be bitwise equal. Returns the inputs on the GPU.
 #[track_caller]
