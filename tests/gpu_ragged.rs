@@ -225,22 +225,23 @@ fn varlen_backward_odd_head_dims_and_f32() -> Result<()> {
     Ok(())
 }
 
-/// The CUDA cache write agrees with the CPU one, slot -1 skipped, strided sources read in place.
+/// The CUDA cache write agrees with the CPU one, slot -1 skipped, strided sources read in place; rows of
+/// an odd head_dim in f16/bf16 (2-byte words) as well as 4-byte ones.
 #[test]
 fn write_kv_pages_matches_cpu() -> Result<()> {
     let dev = gpu();
     let mut rng = Rng::new(2400);
-    for dtype in [DType::BF16, DType::F32] {
-        let k_pages = rng.tensor((6, 16, 4, 64), 1.0, dtype, &Device::Cpu)?;
-        let v_pages = rng.tensor((6, 16, 4, 64), 1.0, dtype, &Device::Cpu)?;
-        let k_new = rng.tensor((1, 4, 9, 64), 1.0, dtype, &Device::Cpu)?.squeeze(0)?.transpose(0, 1)?;
-        let v_new = rng.tensor((1, 9, 4, 64), 1.0, dtype, &Device::Cpu)?.squeeze(0)?;
+    for (dtype, d) in [(DType::BF16, 64), (DType::F32, 64), (DType::BF16, 33), (DType::F16, 59), (DType::F32, 33)] {
+        let k_pages = rng.tensor((6, 16, 4, d), 1.0, dtype, &Device::Cpu)?;
+        let v_pages = rng.tensor((6, 16, 4, d), 1.0, dtype, &Device::Cpu)?;
+        let k_new = rng.tensor((1, 4, 9, d), 1.0, dtype, &Device::Cpu)?.squeeze(0)?.transpose(0, 1)?;
+        let v_new = rng.tensor((1, 9, 4, d), 1.0, dtype, &Device::Cpu)?.squeeze(0)?;
         let slots = Tensor::new(&[5i64, 95, -1, 16, 17, 0, 40, 41, 80], &Device::Cpu)?;
         let (kg, vg) = (k_pages.to_device(&dev)?, v_pages.to_device(&dev)?);
         write_kv_pages(&k_new.to_device(&dev)?, &v_new.to_device(&dev)?, &kg, &vg, &slots.to_device(&dev)?)?;
         write_kv_pages(&k_new, &v_new, &k_pages, &v_pages, &slots)?;
-        assert_eq!(reference::max_abs_diff(&kg, &k_pages)?, 0.0, "{dtype:?} k pages");
-        assert_eq!(reference::max_abs_diff(&vg, &v_pages)?, 0.0, "{dtype:?} v pages");
+        assert_eq!(reference::max_abs_diff(&kg, &k_pages)?, 0.0, "{dtype:?} d{d} k pages");
+        assert_eq!(reference::max_abs_diff(&vg, &v_pages)?, 0.0, "{dtype:?} d{d} v pages");
     }
     Ok(())
 }

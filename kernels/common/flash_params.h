@@ -101,7 +101,7 @@ struct CacheWriteParams {
     int64_t src_row_stride, src_head_stride;
     int64_t cache_page_stride, cache_row_stride, cache_head_stride;
     int32_t tokens, heads;
-    int32_t row_bytes;     // head_dim x element size, a multiple of 4 (strides too)
+    int32_t row_bytes;     // head_dim x element size, a multiple of 2 (strides too)
     int32_t page_size, num_pages;
     int32_t reserved;      // keeps the size a multiple of 8 on every ABI
 };
