@@ -1,7 +1,7 @@
 // Tile configurations of the split-KV decode per instantiated head_dim (head dims in between run on the next
 // one up, masked), and the choice between them at run time. DecodeTraits<T, HEAD_DIM, NUM_WARPS, STAGES,
-// VIA_L1>: each warp takes 16 keys of a tile, so BLOCK_N = 16 x NUM_WARPS. Measured on the H200
-// (BENCHMARKS.md, decode v1-v3; results/h200-2026-11-30-decode-variants/).
+// VIA_L1, PERSISTENT>: each warp takes 16 keys of a tile, so BLOCK_N = 16 x NUM_WARPS. Measured on the H200
+// (BENCHMARKS.md, decode v1-v6; results/h200-2026-11-30-decode-variants/, -decode-v6/).
 #pragma once
 #include <type_traits>
 
