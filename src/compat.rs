@@ -10,7 +10,7 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Differences: these also run on CPU; on CUDA they accept f32 (run as bf16) and any head_dim up to 256
+//! Differences: these also run on CPU; on CUDA they accept f32 (run as bf16) and any head_dim up to 512
 //! (not only multiples of 8; see [`crate::flash_attn`]), and paged K/V takes any page size. The varlen
 //! functions run one launch on CUDA, as upstream, and are differentiable.
 

@@ -161,6 +161,8 @@ mod tests {
         assert_eq!(fit(128, DType::F32), Some((128, DType::BF16)));
         assert_eq!(fit(33, DType::F32), Some((40, DType::BF16)));
         assert_eq!(fit(255, DType::F32), Some((256, DType::BF16)));
+        assert_eq!(fit(301, DType::BF16), Some((304, DType::BF16)));
+        assert_eq!(fit(512, DType::F16), None);
         // The CPU takes every call as it is.
         let q = values(&[1, 4, 2, 33], 0.2)?;
         let spec = validate::validate(&q, &q, &q, &AttnOptions::default())?;

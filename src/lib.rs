@@ -64,7 +64,7 @@ pub use validate::AttnDims;
 /// - Returns (batch, seqlen_q, heads_q, head_dim) in q's dtype (f32, f16 or bf16).
 /// - Any strides work on CPU; on CUDA a layout the kernels cannot read in place (head_dim not contiguous,
 ///   strides not 16-byte aligned) is copied first.
-/// - CUDA: head_dim at most 256 (the CPU takes any). The kernels run f16 and bf16 with head dims that are
+/// - CUDA: head_dim at most 512 (the CPU takes any). The kernels run f16 and bf16 with head dims that are
 ///   multiples of 8; other calls run on a copy of q, k and v fitted to them, and the results come back in
 ///   the caller's head_dim and dtype (gradients too):
 ///   - f32 is rounded to bf16 (bf16 keeps f32's range; f16 would overflow past 65504): q, k and v keep 8

@@ -142,7 +142,7 @@ impl AttnSpec {
 /// The largest head_dim the CUDA kernels take (the last of `HEAD_DIMS` in scripts/gen_kernels.py); smaller
 /// ones run on the next instantiation up, padded to a multiple of 8 first if they are not one
 /// (src/kernel_fit.rs). The CPU takes any.
-pub const MAX_HEAD_DIM: usize = 256;
+pub const MAX_HEAD_DIM: usize = 512;
 
 /// The most key ranges the split-KV decode may cut a sequence into (kernels/sm80/flash_decode_kernel.cuh).
 pub const MAX_SPLITS: usize = 128;

@@ -41,7 +41,7 @@ fn check(case: Case, dtype: DType, opts: &AttnOptions, transposed: bool, seed: u
 /// instantiation.
 #[test]
 fn grad_every_instantiation() -> Result<()> {
-    for (i, d) in [32, 40, 64, 96, 128, 136, 160, 192, 200, 224, 256].into_iter().enumerate() {
+    for (i, d) in [32, 40, 64, 96, 128, 136, 160, 192, 200, 224, 256, 264, 512].into_iter().enumerate() {
         for (dtype, dq_atomics) in [(DType::BF16, false), (DType::F16, false), (DType::BF16, true)] {
             for causal in [false, true] {
                 let opts = AttnOptions::default().with_causal(causal).with_dq_atomics(dq_atomics);
@@ -97,7 +97,7 @@ fn grad_windows_softcap_alibi() -> Result<()> {
 /// (src/kernel_fit.rs). Rule 2 in both backward modes, f16 and bf16, GQA, transposed inputs.
 #[test]
 fn grad_odd_head_dims() -> Result<()> {
-    for (i, d) in [1, 33, 59, 111, 255].into_iter().enumerate() {
+    for (i, d) in [1, 33, 59, 111, 255, 301].into_iter().enumerate() {
         for (dtype, dq_atomics) in [(DType::BF16, false), (DType::F16, false), (DType::BF16, true)] {
             for causal in [false, true] {
                 let opts = AttnOptions::default().with_causal(causal).with_dq_atomics(dq_atomics);
@@ -203,7 +203,7 @@ fn grad_cuda_matches_cpu_and_is_deterministic() -> Result<()> {
 fn grad_sanitizer_shapes() -> Result<()> {
     let dev = gpu();
     let slopes = [0.3f32, 0.1];
-    for (i, d) in [32, 64, 96, 128, 160, 192, 224, 256, 40].into_iter().enumerate() {
+    for (i, d) in [32, 64, 96, 128, 160, 192, 224, 256, 40, 512].into_iter().enumerate() {
         let variants = [
             AttnOptions::default(),
             AttnOptions::causal(),

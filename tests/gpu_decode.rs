@@ -44,6 +44,9 @@ fn decode_matches_reference() -> Result<()> {
         (1, 16, 1, 32, 300),
         (2, 8, 2, 40, 77),
         (1, 8, 1, 200, 190),
+        // Above the decode kernel's head dims: the forward kernel runs them (and ignores num_splits).
+        (1, 16, 1, 512, 333),
+        (4, 8, 2, 400, 129),
     ];
     for (i, (sq, hq, hkv, d, sk)) in cases.into_iter().enumerate() {
         for causal in [false, true] {
@@ -104,7 +107,7 @@ fn kvcache_per_sequence_lengths() -> Result<()> {
     let mut rng = Rng::new(1300);
     let lens = [0u32, 1, 64, 299, 300, 17];
     let slopes = Tensor::new(&[0.3f32, 0.2, 0.1, 0.05], &dev)?;
-    for (d, hq, hkv) in [(128, 4, 1), (64, 4, 4), (256, 4, 2)] {
+    for (d, hq, hkv) in [(128, 4, 1), (64, 4, 4), (256, 4, 2), (512, 4, 1)] {
         let buffer_k = rng.tensor((lens.len(), 512, hkv, d), 1.0, DType::BF16, &dev)?;
         let buffer_v = rng.tensor((lens.len(), 512, hkv, d), 1.0, DType::BF16, &dev)?;
         let (k_cache, v_cache) = (buffer_k.narrow(1, 0, 300)?, buffer_v.narrow(1, 0, 300)?);

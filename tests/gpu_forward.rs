@@ -24,7 +24,9 @@ fn run(case: Case, dtype: DType, opts: &AttnOptions, transposed: bool, seed: u64
 #[test]
 fn every_instantiation() -> Result<()> {
     // Instantiated head dims and ones between them (run masked on the next one up).
-    for (i, d) in [32, 40, 64, 80, 96, 120, 128, 136, 160, 192, 200, 224, 248, 256].into_iter().enumerate() {
+    for (i, d) in
+        [32, 40, 64, 80, 96, 120, 128, 136, 160, 192, 200, 224, 248, 256, 264, 400, 512].into_iter().enumerate()
+    {
         for dtype in [DType::BF16, DType::F16] {
             for causal in [false, true] {
                 poison_pool(&gpu(), 1 << 22)?;
@@ -163,7 +165,7 @@ fn extreme_scores_stay_finite() -> Result<()> {
 /// head_dim's: the reference would see the difference); the CPU op agrees and runs are bitwise equal.
 #[test]
 fn odd_head_dims() -> Result<()> {
-    for (i, d) in [1, 33, 36, 59, 111, 255].into_iter().enumerate() {
+    for (i, d) in [1, 33, 36, 59, 111, 255, 301].into_iter().enumerate() {
         for dtype in [DType::BF16, DType::F16] {
             for causal in [false, true] {
                 poison_pool(&gpu(), 1 << 22)?;
@@ -221,10 +223,10 @@ fn cuda_errors_name_the_problem() -> Result<()> {
     expect_err(flash_attn(&q, &k, &v, &AttnOptions::default()), &["q has dtype F64"]);
     let (q, k, v) = Case::new(1, 16, 16, 2, 2, 64).inputs(&mut rng, DType::BF16, &dev, false)?;
     expect_err(flash_attn(&q, &k.to_device(&Device::Cpu)?, &v, &AttnOptions::default()), &["k is on", "Cpu"]);
-    // Above the largest kernel: an error naming q's value (259 is not padded to 264 first).
-    for d in [259, 264] {
+    // Above the largest kernel: an error naming q's value (513 is not padded to 520 first).
+    for d in [513, 520] {
         let (q, k, v) = Case::new(1, 16, 16, 2, 2, d).inputs(&mut rng, DType::BF16, &dev, false)?;
-        expect_err(flash_attn(&q, &k, &v, &AttnOptions::default()), &["q has head_dim", &d.to_string(), "256"]);
+        expect_err(flash_attn(&q, &k, &v, &AttnOptions::default()), &["q has head_dim", &d.to_string(), "512"]);
     }
     Ok(())
 }
@@ -237,7 +239,7 @@ fn sanitizer_shapes() -> Result<()> {
     let dev = gpu();
     let mut rng = Rng::new(800);
     let slopes = [0.3f32, 0.1];
-    for (i, d) in [32, 64, 96, 128, 160, 192, 224, 256, 40].into_iter().enumerate() {
+    for (i, d) in [32, 64, 96, 128, 160, 192, 224, 256, 40, 512, 264].into_iter().enumerate() {
         let variants = [
             AttnOptions::default(),
             AttnOptions::causal(),

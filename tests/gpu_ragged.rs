@@ -149,7 +149,7 @@ fn varlen_backward_case((hq, hkv, d): (usize, usize, usize), dtype: DType, seed:
     Ok(())
 }
 
-/// Varlen rows with head dims that are not multiples of 8, and in f32 (q, k, v fitted inside the op:
+/// Varlen rows with head dims that are not multiples of 8, in f32 (q, k, v fitted inside the op:
 /// src/kernel_fit.rs), prefill and decode-length batches, every option: rule 1, rule 5 for f32.
 #[test]
 fn varlen_odd_head_dims_and_f32() -> Result<()> {
@@ -162,6 +162,8 @@ fn varlen_odd_head_dims_and_f32() -> Result<()> {
         (111, 8, 1, DType::BF16),
         (59, 4, 2, DType::F32),
         (128, 8, 2, DType::F32),
+        (512, 4, 2, DType::BF16),
+        (301, 4, 1, DType::F16),
     ];
     for (i, (d, hq, hkv, dtype)) in cases.into_iter().enumerate() {
         for (lens_q, lens_k) in [(&long.0[..], &long.1[..]), (&short.0[..], &short.1[..])] {
@@ -187,7 +189,9 @@ fn paged_odd_head_dims_and_f32() -> Result<()> {
     let dev = gpu();
     let (lens_q, lens_k) = ([0usize, 1, 40, 100, 7], [5usize, 1, 300, 100, 0]);
     for (i, (d, dtype, page_size)) in
-        [(59, DType::BF16, 16), (111, DType::F16, 7), (33, DType::F32, 16)].into_iter().enumerate()
+        [(59, DType::BF16, 16), (111, DType::F16, 7), (33, DType::F32, 16), (512, DType::BF16, 16)]
+            .into_iter()
+            .enumerate()
     {
         let r = Ragged::new(&mut Rng::new(2800 + i as u64), &lens_q, &lens_k, (8, 2, d), page_size, dtype, &dev)?;
         for (j, opts) in variants(&dev, 8)?.iter().enumerate() {
@@ -217,8 +221,13 @@ fn paged_odd_head_dims_and_f32() -> Result<()> {
 /// widened to f32) against each sequence's dense call, as [`varlen_backward_matches_each_sequence`].
 #[test]
 fn varlen_backward_odd_head_dims_and_f32() -> Result<()> {
-    let cases =
-        [((8, 2, 59), DType::BF16), ((4, 4, 33), DType::F16), ((4, 1, 111), DType::BF16), ((4, 2, 59), DType::F32)];
+    let cases = [
+        ((8, 2, 59), DType::BF16),
+        ((4, 4, 33), DType::F16),
+        ((4, 1, 111), DType::BF16),
+        ((4, 2, 59), DType::F32),
+        ((4, 2, 512), DType::BF16),
+    ];
     for (i, (shape, dtype)) in cases.into_iter().enumerate() {
         varlen_backward_case(shape, dtype, 3000 + i as u64)?;
     }

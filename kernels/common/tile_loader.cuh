@@ -19,7 +19,7 @@ struct TileLoader {
     // Chunks per row, rounded up to a power of two so that a pass covers whole rows; threads whose chunk
     // falls past HEAD_DIM idle (head dims 96, 160, 192, 224).
     static constexpr int CHUNKS = Tr::HEAD_DIM / 8;
-    static constexpr int CHUNKS_POW2 = CHUNKS <= 4 ? 4 : CHUNKS <= 8 ? 8 : CHUNKS <= 16 ? 16 : 32;
+    static constexpr int CHUNKS_POW2 = CHUNKS <= 4 ? 4 : CHUNKS <= 8 ? 8 : CHUNKS <= 16 ? 16 : CHUNKS <= 32 ? 32 : 64;
     static constexpr int ROWS_PER_PASS = Tr::THREADS / CHUNKS_POW2;
     static_assert(Tr::THREADS % CHUNKS_POW2 == 0, "a pass covers whole rows");
 

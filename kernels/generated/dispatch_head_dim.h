@@ -66,5 +66,12 @@ static cudaError_t dispatch_head_dim(int head_dim, Run&& run) {
         return cudaErrorNotSupported;
 #endif
     }
+    if (head_dim <= 512) {
+#if !defined(CANDLE_FA2_HDIMS_FILTER) || defined(CANDLE_FA2_HAS_HDIM_512)
+        return run(std::integral_constant<int, 512>{});
+#else
+        return cudaErrorNotSupported;
+#endif
+    }
     return cudaErrorInvalidValue;  // the Rust side rejects these first
 }

@@ -75,6 +75,14 @@ template <typename T> struct BwdConfig<T, 256> {
     using Keys = typename KeysPass<T, 256, 1, 8, 32, 2, 1>::template Keys<P>;
     using Queries = QueriesPass<T, 256, 1, 4, 32, 1, 1>;
 };
+// d512: gradient columns over four warps per row group in the KEYS pass (dK + dV: 128 accumulators) and two
+// in the QUERIES pass (dQ: 128), with 16-wide streamed tiles: 132 KB, so the A100 runs them too. Each warp
+// of a group recomputes S and dP: about 3x the MMA work of one pass that computes every product once.
+template <typename T> struct BwdConfig<T, 512> {
+    template <BwdPass P>
+    using Keys = typename KeysPass<T, 512, 1, 8, 16, 4, 1>::template Keys<P>;
+    using Queries = QueriesPass<T, 512, 1, 4, 16, 2, 1>;
+};
 
 // GPUs that give a block 99 KB of shared memory (sm_86/89/120: RTX 30xx-50xx, L4, L40S) cannot run the
 // passes above from d128 (137-155 KB at d128, 100-137 KB above). These fit, at the cost of fewer rows per
@@ -85,6 +93,13 @@ struct BwdConfigSmall {
     template <BwdPass P>
     using Keys = typename KeysPass<T, HEAD_DIM, 1, 4, HEAD_DIM >= 256 ? 16 : 32, SPLIT ? 2 : 1, SPLIT ? 1 : 2>::template Keys<P>;
     using Queries = QueriesPass<T, HEAD_DIM, 1, 4, SPLIT ? 16 : 32, 1, SPLIT ? 1 : 2>;
+};
+// d512 in 99 KB: 16 keys (queries) per block, the same column splits.
+template <typename T>
+struct BwdConfigSmall<T, 512> {
+    template <BwdPass P>
+    using Keys = typename KeysPass<T, 512, 1, 4, 16, 4, 1>::template Keys<P>;
+    using Queries = QueriesPass<T, 512, 1, 2, 16, 2, 1>;
 };
 
 // The most shared memory any pass of a configuration asks for (the KEYS_DQ pass with dQ atomics).

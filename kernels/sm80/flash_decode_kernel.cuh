@@ -39,6 +39,9 @@ namespace fa2 {
 
 // The most splits a launch may have (the combine kernel caches one weight per split in shared memory).
 constexpr int DECODE_MAX_SPLITS = 128;
+// The largest head_dim the decode is instantiated for (scripts/gen_kernels.py DECODE_HEAD_DIMS): a warp holds
+// HEAD_DIM / 2 accumulators of O per thread. Larger ones run on the forward kernel (src/cuda/mod.rs).
+constexpr int DECODE_MAX_HEAD_DIM = 256;
 
 template <typename T_, int HEAD_DIM_, int NUM_WARPS_, int STAGES_, bool VIA_L1_, bool PERSISTENT_ = false>
 struct DecodeTraits {

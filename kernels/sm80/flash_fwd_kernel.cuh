@@ -1,7 +1,8 @@
 // FlashAttention-2 forward, mma.sync (sm_80+).
 //
 // Work partitioning (FA2): one thread block per (query block, head, batch); each warp owns
-// 16 * M_TILES query rows and sees every key, so warps never combine partial results. K and V stream
+// 16 * M_TILES query rows and sees every key, so warps never combine partial results. From d512 the O
+// columns are split over D_SPLIT warps that share the rows (each recomputes S: O would not fit one warp). K and V stream
 // through shared memory by cp.async: V[n] loads while S = Q K[n]^T runs, K[n-1] loads while the softmax
 // and O += P V[n] run. Key blocks run from last to first, so a causal diagonal block (the only masked one)
 // comes first and the rest skip the mask arithmetic. P never leaves registers: the S accumulators are
@@ -18,7 +19,7 @@
 namespace fa2 {
 
 // Every tile and shared-memory decision of one kernel configuration.
-template <typename T_, int HEAD_DIM_, int M_TILES_, int NUM_WARPS_, int BLOCK_N_, int MIN_BLOCKS_>
+template <typename T_, int HEAD_DIM_, int M_TILES_, int NUM_WARPS_, int BLOCK_N_, int MIN_BLOCKS_, int D_SPLIT_ = 1>
 struct FwdTraits {
     using T = T_;
     static constexpr int HEAD_DIM = HEAD_DIM_;    // instantiated head_dim; smaller ones run masked
@@ -26,7 +27,11 @@ struct FwdTraits {
                                                   // M_TILES times, which halves shared-memory reads at 2
     static constexpr int NUM_WARPS = NUM_WARPS_;
     static constexpr int THREADS = NUM_WARPS * 32;
-    static constexpr int BLOCK_M = 16 * M_TILES * NUM_WARPS;
+    // Warps that share the same query rows, each accumulating HEAD_DIM / D_SPLIT columns of O. They all
+    // compute the same S (1.5x the MMA work at 2): at d512 a warp's O alone would be 256 f32 per thread.
+    static constexpr int D_SPLIT = D_SPLIT_;
+    static constexpr int D_OWN = HEAD_DIM / D_SPLIT;
+    static constexpr int BLOCK_M = 16 * M_TILES * NUM_WARPS / D_SPLIT;
     static constexpr int BLOCK_N = BLOCK_N_;
     static constexpr int MIN_BLOCKS = MIN_BLOCKS_;  // __launch_bounds__ occupancy hint (caps registers)
     // Shared-memory row pitch: 16 extra bytes put the 8 rows an ldmatrix reads in 8 different bank groups.
@@ -35,10 +40,11 @@ struct FwdTraits {
     static constexpr int SMEM_KV = BLOCK_N * PITCH;
     static constexpr int SMEM_BYTES = (SMEM_Q + 2 * SMEM_KV) * int(sizeof(T));
     static constexpr int N_TILES = BLOCK_N / 8;    // n8 tiles of S per m-tile
-    static constexpr int D_TILES = HEAD_DIM / 8;   // n8 tiles of O per m-tile
+    static constexpr int D_TILES = D_OWN / 8;      // n8 tiles of O per m-tile, this warp's columns
 
     static_assert(HEAD_DIM % 16 == 0, "head_dim tiles are k16 steps of Q K^T");
     static_assert(BLOCK_N % 16 == 0, "key blocks are k16 steps of P V");
+    static_assert(D_OWN % 16 == 0 && NUM_WARPS % D_SPLIT == 0, "x4 ldmatrix pairs of V, whole row groups");
     static_assert(SMEM_BYTES <= 227 * 1024, "shared memory per block on sm_90");
 };
 
@@ -59,14 +65,17 @@ __global__ void __launch_bounds__(Tr::THREADS, Tr::MIN_BLOCKS) flash_fwd_kernel(
     const int head = blockIdx.y;
     const FlashFwdParams p = sequence_view<T>(params, blockIdx.z);
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int row_group = warp / Tr::D_SPLIT;         // 16 * MT query rows
+    const int d_part = warp % Tr::D_SPLIT, d0 = d_part * Tr::D_OWN;  // this warp's first column of O
     const FwdBlock<T, Tr::BLOCK_M, Tr::BLOCK_N> blk(p, m_block, head);
     if (blk.past_end()) return;
     // This thread's rows: m-tile mt, half h (the C fragment holds rows lane/4 and lane/4 + 8).
-    auto row_of = [&](int mt, int h) { return blk.m0 + (warp * MT + mt) * 16 + lane / 4 + h * 8; };
+    auto row_of = [&](int mt, int h) { return blk.m0 + (row_group * MT + mt) * 16 + lane / 4 + h * 8; };
 
     if (blk.empty()) {
-        for (int mt = 0; mt < MT; ++mt)
-            for (int h = 0; h < 2; ++h) blk.write_empty_row(p, row_of(mt, h), lane);
+        if (d_part == 0)
+            for (int mt = 0; mt < MT; ++mt)
+                for (int h = 0; h < 2; ++h) blk.write_empty_row(p, row_of(mt, h), lane);
         return;
     }
     const int n_block_min = blk.n_block_min, n_block_max = blk.n_block_max;
@@ -117,7 +126,7 @@ __global__ void __launch_bounds__(Tr::THREADS, Tr::MIN_BLOCKS) flash_fwd_kernel(
             uint32_t a[MT][4];
 #pragma unroll
             for (int mt = 0; mt < MT; ++mt)
-                ldmatrix_x4(a[mt], sQ + ((warp * MT + mt) * 16 + lane % 16) * Tr::PITCH + kk * 16 + (lane / 16) * 8);
+                ldmatrix_x4(a[mt], sQ + ((row_group * MT + mt) * 16 + lane % 16) * Tr::PITCH + kk * 16 + (lane / 16) * 8);
 #pragma unroll
             for (int np = 0; np < NT / 2; ++np) {
                 uint32_t b[4];
@@ -208,7 +217,7 @@ __global__ void __launch_bounds__(Tr::THREADS, Tr::MIN_BLOCKS) flash_fwd_kernel(
 #pragma unroll
             for (int dp = 0; dp < DT / 2; ++dp) {
                 uint32_t b[4];
-                ldmatrix_x4_trans(b, sV + (kk * 16 + ((lane / 8) % 2) * 8 + lane % 8) * Tr::PITCH + dp * 16 +
+                ldmatrix_x4_trans(b, sV + (kk * 16 + ((lane / 8) % 2) * 8 + lane % 8) * Tr::PITCH + d0 + dp * 16 +
                                          (lane / 16) * 8);
 #pragma unroll
                 for (int mt = 0; mt < MT; ++mt) {
@@ -231,12 +240,12 @@ __global__ void __launch_bounds__(Tr::THREADS, Tr::MIN_BLOCKS) flash_fwd_kernel(
             T* o_row = blk.o + row * p.o_row_stride;
 #pragma unroll
             for (int dt = 0; dt < DT; ++dt) {
-                const int col = dt * 8 + 2 * (lane % 4);
+                const int col = d0 + dt * 8 + 2 * (lane % 4);
                 if (col < p.head_dim)
                     *reinterpret_cast<uint32_t*>(o_row + col) =
                         pack2<T>(o_acc[mt][dt][2 * h] * inv, o_acc[mt][dt][2 * h + 1] * inv);
             }
-            if (lane % 4 == 0)
+            if (lane % 4 == 0 && d_part == 0)
                 blk.lse[row] = sum > 0.f ? (row_max[mt][h] * sl2 + log2f(sum)) * LN2 : -INFINITY;
         }
 }

@@ -2,7 +2,7 @@
 // head_dim that is a multiple of 8 runs on the smallest instantiation >= it (columns past head_dim are
 // zero-filled and not stored).
 //
-// FwdTraits<T, HEAD_DIM, M_TILES (16-row tiles per warp), NUM_WARPS, BLOCK_N, MIN_BLOCKS per SM>.
+// FwdTraits<T, HEAD_DIM, M_TILES (16-row tiles per warp), NUM_WARPS, BLOCK_N, MIN_BLOCKS per SM, D_SPLIT>.
 // Registers bound the choice: a warp holds M_TILES x (HEAD_DIM/8 + BLOCK_N/8) x 4 f32 accumulators (O and
 // S), which must stay well under 255 per thread. Two m-tiles per warp reuse every K/V fragment twice,
 // halving shared-memory reads per MMA; where O alone would not fit twice, warps own one m-tile.
@@ -51,6 +51,13 @@ template <typename T> struct FwdConfig<T, 256> {
     using Traits = FwdTraits<T, 256, 1, 4, 64, 2>;
     using TraitsLong = FwdTraits<T, 256, 1, 8, 64, 1>;
     static constexpr int LONG_FROM = 0, LONG_FROM_CAUSAL = 8192;
+};
+// d512 (Gemma 4's global layers): O is split over warp pairs (D_SPLIT 2), each holding 16 rows x 256 columns
+// (128 accumulators) and recomputing S. 64 x 32 blocks of 8 warps: 130 KB (A100, H100); 32 x 32 blocks of
+// 4 warps (97.5 KB) on GPUs that give a block 99 KB.
+template <typename T> struct FwdConfig<T, 512> {
+    using Traits = FwdTraits<T, 512, 1, 8, 32, 1, 2>;
+    using TraitsSmall = FwdTraits<T, 512, 1, 4, 32, 1, 2>;
 };
 
 template <typename Config, typename = void>
