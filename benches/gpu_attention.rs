@@ -111,7 +111,7 @@ fn time(dev: &Device, mut f: impl FnMut() -> Result<Tensor>) -> Result<f64> {
 }
 
 /// Decode rows: (batch, kv length, query rows, head_dim); scripts/bench_torch_sdpa.py has the same list.
-const DECODE_ROWS: [(usize, usize, usize, usize); 14] = [
+const DECODE_ROWS: [(usize, usize, usize, usize); 17] = [
     (1, 8192, 1, 128),
     (8, 8192, 1, 128),
     (32, 4096, 1, 128),
@@ -126,6 +126,9 @@ const DECODE_ROWS: [(usize, usize, usize, usize); 14] = [
     (1, 65536, 1, 256),
     (8, 8192, 1, 256),
     (16, 32768, 1, 256),
+    (1, 32768, 1, 512),
+    (8, 8192, 1, 512),
+    (16, 16384, 1, 512),
 ];
 const DECODE_HEADS: (usize, usize) = (32, 8);
 

@@ -45,11 +45,7 @@ extern "C" int candle_fa2_decode(const FlashDecodeParams* params, void* stream) 
     auto s = static_cast<cudaStream_t>(stream);
     const cudaError_t err = dispatch_head_dim(p.fwd.head_dim, [&](auto dim) {
         constexpr int D = decltype(dim)::value;
-        if constexpr (D > fa2::DECODE_MAX_HEAD_DIM) {
-            return cudaErrorNotSupported;  // the Rust side runs these on the forward kernel
-        } else {
-            return p.fwd.is_bf16 ? fa2::run_decode<__nv_bfloat16, D>(p, s) : fa2::run_decode<__half, D>(p, s);
-        }
+        return p.fwd.is_bf16 ? fa2::run_decode<__nv_bfloat16, D>(p, s) : fa2::run_decode<__half, D>(p, s);
     });
     return err != cudaSuccess ? err : fa2::fill_uncovered_rows(p.fwd, s);
 }
@@ -61,8 +57,7 @@ extern "C" int candle_fa2_decode_num_splits(const FlashFwdParams* params) {
     int splits = 1;
     dispatch_head_dim(p.head_dim, [&](auto dim) {
         constexpr int D = decltype(dim)::value;
-        if constexpr (D <= fa2::DECODE_MAX_HEAD_DIM)
-            splits = p.is_bf16 ? fa2::decode_num_splits<__nv_bfloat16, D>(p) : fa2::decode_num_splits<__half, D>(p);
+        splits = p.is_bf16 ? fa2::decode_num_splits<__nv_bfloat16, D>(p) : fa2::decode_num_splits<__half, D>(p);
         return cudaSuccess;
     });
     return splits;

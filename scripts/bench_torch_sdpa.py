@@ -187,6 +187,7 @@ DECODE_ROWS = [
     (64, 2048, 1, 128), (8, 8192, 4, 128), (16, 32768, 4, 128),
     (1, 65536, 1, 64), (8, 8192, 1, 64), (16, 32768, 1, 64),
     (1, 65536, 1, 256), (8, 8192, 1, 256), (16, 32768, 1, 256),
+    (1, 32768, 1, 512), (8, 8192, 1, 512), (16, 16384, 1, 512),
 ]
 DECODE_HEADS = (32, 8)
 
@@ -205,13 +206,20 @@ def run_decode(impl, backend, dtype_name, batch, kvlen, seqlen_q, hdim):
     try:
         q = torch.randn(batch, heads_q, seqlen_q, hdim, dtype=dtype, device="cuda")
         k, v = (torch.randn(batch, heads_kv, kvlen, hdim, dtype=dtype, device="cuda") for _ in range(2))
+        kv_bytes = 2 * k.numel() * k.element_size()
+        gqa = backend != SDPBackend.EFFICIENT_ATTENTION
+        if not gqa:
+            # The efficient backend takes no enable_gqa: K/V expanded to every query head, as a torch user
+            # would (outside the timed call; it then reads heads_q / heads_kv times the bytes counted).
+            k, v = (x.repeat_interleave(heads_q // heads_kv, dim=1) for x in (k, v))
+            rec["kv_expanded"] = True
         with sdpa_kernel([backend]):
             def fn():
                 with torch.no_grad():
-                    F.scaled_dot_product_attention(q, k, v, enable_gqa=True)
+                    F.scaled_dot_product_attention(q, k, v, enable_gqa=gqa)
             ms = bench_ms(fn)
         rec["ms"] = round(ms, 4)
-        rec["GBps"] = round(2 * k.numel() * k.element_size() / (ms * 1e-3) / 1e9, 1)
+        rec["GBps"] = round(kv_bytes / (ms * 1e-3) / 1e9, 1)
     except Exception as exc:  # noqa: BLE001
         rec["error"] = short_error(exc)
     return rec

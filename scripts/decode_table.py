@@ -12,9 +12,10 @@ import argparse
 import json
 import sys
 
-IMPLS = ["candle-fa2", "candle-fa2-prefill-kernel", "torch-flash", "torch-cudnn"]
+# torch-efficient: only where the other two reject the head dim (512), with --backends efficient.
+IMPLS = ["candle-fa2", "candle-fa2-prefill-kernel", "torch-flash", "torch-cudnn", "torch-efficient"]
 COLORS = {"candle-fa2": "#d62728", "candle-fa2-prefill-kernel": "#ff9896", "torch-flash": "#1f77b4",
-          "torch-cudnn": "#2ca02c"}
+          "torch-cudnn": "#2ca02c", "torch-efficient": "#9467bd"}
 
 
 def load(paths):
@@ -46,7 +47,7 @@ def markdown(perf, copy_gbps):
         row = perf[key]
         cells = [key[0], label(key)] + [f"{row[i]:.0f}" if i in row else "-" for i in IMPLS]
         ours = row.get("candle-fa2")
-        best = max([row[i] for i in ("torch-flash", "torch-cudnn") if i in row], default=None)
+        best = max([row[i] for i in ("torch-flash", "torch-cudnn", "torch-efficient") if i in row], default=None)
         cells.append(f"{ours / copy_gbps:.0%}" if ours else "-")
         cells.append(f"{ours / best:.2f}" if ours and best else "-")
         out.append("| " + " | ".join(cells) + " |")

@@ -18,9 +18,6 @@ from pathlib import Path
 # Every head_dim that is a multiple of 8 up to the largest runs on the smallest of these >= it (masked).
 # src/validate.rs MAX_HEAD_DIM is the last one; src/kernel_fit.rs pads the head dims that are not multiples of 8.
 HEAD_DIMS = [32, 64, 96, 128, 160, 192, 224, 256, 512]
-# The split-KV decode's (sm80/decode_configs.cuh); calls with a larger head_dim run on the forward kernel
-# (src/cuda/mod.rs DECODE_MAX_HEAD_DIM).
-DECODE_HEAD_DIMS = [d for d in HEAD_DIMS if d <= 256]
 DTYPES = [("__half", "f16"), ("__nv_bfloat16", "bf16")]
 
 OUT = Path(__file__).resolve().parent.parent / "kernels" / "generated"
@@ -88,8 +85,7 @@ def files():
         for t, name in DTYPES:
             out[f"fwd_hdim{d}_{name}.cu"] = fwd(d, t)
             out[f"bwd_hdim{d}_{name}.cu"] = bwd(d, t)
-        if d in DECODE_HEAD_DIMS:
-            out[f"decode_hdim{d}.cu"] = decode(d)
+        out[f"decode_hdim{d}.cu"] = decode(d)
     return out
 
 

@@ -144,7 +144,7 @@ case "${1:-all}" in
     ;;
   decode)
     # The split-KV decode: its suite, GB/s of ours, of the prefill kernel on the same rows
-    # (CANDLE_FA2_NO_DECODE) and of torch SDPA's flash and cuDNN backends in one run, then the forward
+    # (CANDLE_FA2_NO_DECODE) and of torch SDPA's flash, cuDNN and efficient backends in one run, then the forward
     # suite (its short-query cases run the decode kernel too) and the sanitizer on the decode's small shapes.
     # Every step has its own time limit and writes its log under OUTDIR as it goes.
     out=${2:-/tmp/candle-fa2-out}; mkdir -p "$out"; shift 2 2>/dev/null || shift
@@ -157,8 +157,9 @@ case "${1:-all}" in
     timeout 120 "$bins/bin/gpu_attention" --modes decode --dtypes bf16,fp16 "$@" --out "$out/bench.jsonl" >/dev/null
     CANDLE_FA2_NO_DECODE=1 timeout 60 "$bins/bin/gpu_attention" --modes decode "$@" |
       sed 's/"impl": "candle-fa2"/"impl": "candle-fa2-prefill-kernel"/' >> "$out/bench.jsonl"
-    PYTHONUNBUFFERED=1 timeout 150 python3 "$repo/scripts/bench_torch_sdpa.py" --modes decode --dtypes bf16,fp16 \
-      --out "$out/bench.jsonl" >/dev/null
+    # The efficient backend: the only torch one that takes the d512 rows.
+    PYTHONUNBUFFERED=1 timeout 200 python3 "$repo/scripts/bench_torch_sdpa.py" --modes decode --dtypes bf16,fp16 \
+      --backends flash,cudnn,efficient --out "$out/bench.jsonl" >/dev/null
     python3 "$repo/scripts/decode_table.py" "$out/bench.jsonl" --markdown "$out/decode.md" --svg "$out/decode.svg"
     timeout 200 "$bins/bin/gpu_forward" >> "$out/tests.log" 2>&1; fwd=$?
     san=0

@@ -44,7 +44,7 @@ fn decode_matches_reference() -> Result<()> {
         (1, 16, 1, 32, 300),
         (2, 8, 2, 40, 77),
         (1, 8, 1, 200, 190),
-        // Above the decode kernel's head dims: the forward kernel runs them (and ignores num_splits).
+        // d512: V cut in two parts (kernels/sm80/decode_configs.cuh), and a head dim that runs on it masked.
         (1, 16, 1, 512, 333),
         (4, 8, 2, 400, 129),
     ];
@@ -69,6 +69,7 @@ fn forced_splits_up_to_the_maximum() -> Result<()> {
         let opts = AttnOptions::causal().with_num_splits(splits);
         run(Case::new(1, 1, 9000, 8, 2, 128), DType::BF16, &opts, 1100 + j as u64)?;
         run(Case::new(3, 4, 100, 8, 1, 64), DType::F16, &opts, 1120 + j as u64)?;
+        run(Case::new(2, 1, 2100, 8, 2, 512), DType::BF16, &opts, 1140 + j as u64)?;
     }
     Ok(())
 }
@@ -95,6 +96,7 @@ fn options_on_the_decode_path() -> Result<()> {
             }
         }
         run(Case::new(1, 3, 2000, 8, 1, 128), DType::F16, opts, 1250 + i as u64)?;
+        run(Case::new(2, 2, 700, 8, 4, 512), DType::BF16, &opts.clone().with_num_splits(3), 1270 + i as u64)?;
     }
     Ok(())
 }
@@ -259,7 +261,7 @@ fn decode_sanitizer_shapes() -> Result<()> {
     let dev = gpu();
     let mut rng = Rng::new(1800);
     let slopes = [0.3f32, 0.1, 0.05, 0.02, 0.01, 0.005, 0.002, 0.001];
-    for d in [64, 128, 256] {
+    for d in [64, 128, 256, 512] {
         for (j, base) in [
             AttnOptions::causal(),
             AttnOptions::default().with_window(Some(7), Some(3)).with_softcap(4.0),

@@ -8,7 +8,8 @@
 namespace fa2 {
 
 // Global -> shared copies of ROWS x HEAD_DIM tiles by 16-byte cp.async. Each thread owns one 16-byte
-// column chunk and every ROWS_PER_PASS-th row from its first, fixed for the whole kernel, so a copy costs a
+// column chunk (COL_CHUNKS of them, ROW_THREADS * 8 columns apart, when there are fewer threads than chunks
+// in a row: a warp alone at d512) and every ROWS_PER_PASS-th row from its first, fixed for the whole kernel, so a copy costs a
 // pointer increment and a row predicate per chunk (v1 recomputed row, column and a 64-bit address per
 // chunk: about 20 instructions each, a quarter of the main loop's instructions at d128). Rows >= rows_valid
 // and columns >= head_dim are zero-filled (nothing is read), so partial blocks need no padded copies and
@@ -20,18 +21,37 @@ struct TileLoader {
     // falls past HEAD_DIM idle (head dims 96, 160, 192, 224).
     static constexpr int CHUNKS = Tr::HEAD_DIM / 8;
     static constexpr int CHUNKS_POW2 = CHUNKS <= 4 ? 4 : CHUNKS <= 8 ? 8 : CHUNKS <= 16 ? 16 : CHUNKS <= 32 ? 32 : 64;
-    static constexpr int ROWS_PER_PASS = Tr::THREADS / CHUNKS_POW2;
-    static_assert(Tr::THREADS % CHUNKS_POW2 == 0, "a pass covers whole rows");
+    static constexpr int COL_CHUNKS = CHUNKS_POW2 > Tr::THREADS ? CHUNKS_POW2 / Tr::THREADS : 1;
+    static constexpr int ROW_THREADS = CHUNKS_POW2 / COL_CHUNKS;  // threads that share a row
+    static constexpr int ROWS_PER_PASS = Tr::THREADS / ROW_THREADS;
+    static_assert(Tr::THREADS % ROW_THREADS == 0, "a pass covers whole rows");
+    static_assert(COL_CHUNKS == 1 || CHUNKS == CHUNKS_POW2, "a thread's chunks are all inside HEAD_DIM");
 
     int row0, col;
     bool in_tile, col_valid;
+    int valid_chunks;  // COL_CHUNKS > 1: how many of this thread's chunks lie inside head_dim
 
     // `thread`: this thread's index among the Tr::THREADS that copy (a warp's lane when a warp copies alone).
     __device__ __forceinline__ explicit TileLoader(int head_dim, int thread = int(threadIdx.x)) {
-        row0 = thread / CHUNKS_POW2;
-        col = (thread % CHUNKS_POW2) * 8;
+        row0 = thread / ROW_THREADS;
+        col = (thread % ROW_THREADS) * 8;
         in_tile = col < Tr::HEAD_DIM;
         col_valid = col < head_dim;
+        valid_chunks = 0;
+        if constexpr (COL_CHUNKS > 1)
+            valid_chunks = head_dim > col ? (head_dim - col + ROW_THREADS * 8 - 1) / (ROW_THREADS * 8) : 0;
+    }
+
+    // One row's chunks of this thread: dst/src point at its first chunk.
+    template <bool VIA_L1>
+    __device__ __forceinline__ void copy_row(T* dst, const T* src, bool row_valid) const {
+        if constexpr (COL_CHUNKS == 1) {
+            cp_async_16_via<VIA_L1>(dst, src, col_valid && row_valid);
+        } else {
+#pragma unroll
+            for (int c = 0; c < COL_CHUNKS; ++c)
+                cp_async_16_via<VIA_L1>(dst + c * ROW_THREADS * 8, src + c * ROW_THREADS * 8, row_valid && c < valid_chunks);
+        }
     }
 
     // VIA_L1: copy through L1 (cp.async.ca) rather than around it (see cp_async_16_via).
@@ -45,8 +65,7 @@ struct TileLoader {
 #pragma unroll
         for (int i = 0; i < ROWS / ROWS_PER_PASS; ++i) {
             // An invalid chunk reads nothing (src-size 0), so its address need not be inside the tensor.
-            cp_async_16_via<VIA_L1>(dst + i * ROWS_PER_PASS * Tr::PITCH, src,
-                                    col_valid && row0 + i * ROWS_PER_PASS < rows_valid);
+            copy_row<VIA_L1>(dst + i * ROWS_PER_PASS * Tr::PITCH, src, row0 + i * ROWS_PER_PASS < rows_valid);
             src += pass_stride;
         }
     }
@@ -103,8 +122,8 @@ struct TileLoader {
         const uint32_t stride = uint32_t(src.row_stride);
 #pragma unroll
         for (int i = 0; i < ROWS / ROWS_PER_PASS; ++i)
-            cp_async_16_via<VIA_L1>(dst + i * ROWS_PER_PASS * Tr::PITCH, base + uint64_t(uint32_t(max(slot[i], 0))) * stride,
-                                    col_valid && slot[i] >= 0);
+            copy_row<VIA_L1>(dst + i * ROWS_PER_PASS * Tr::PITCH, base + uint64_t(uint32_t(max(slot[i], 0))) * stride,
+                             slot[i] >= 0);
     }
 };
 

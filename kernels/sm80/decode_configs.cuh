@@ -1,6 +1,6 @@
 // Tile configurations of the split-KV decode per instantiated head_dim (head dims in between run on the next
 // one up, masked), and the choice between them at run time. DecodeTraits<T, HEAD_DIM, NUM_WARPS, STAGES,
-// VIA_L1, PERSISTENT>: each warp takes 16 keys of a tile, so BLOCK_N = 16 x NUM_WARPS. Measured on the H200
+// VIA_L1, PERSISTENT, V_PARTS>: each warp takes 16 keys of a tile, so BLOCK_N = 16 x NUM_WARPS. Measured on the H200
 // (BENCHMARKS.md, decode v1-v6; results/h200-2026-11-30-decode-variants/, -decode-v6/).
 #pragma once
 #include <type_traits>
@@ -35,6 +35,16 @@ struct DecodeConfig {
         std::conditional_t<HEAD_DIM == 96 || HEAD_DIM == 128, DecodeTraits<T, HEAD_DIM, 8, 2, true, true>, Large>;
 };
 
+// d512: V (O) cut in two parts of 256 columns, items of their own (a warp's O would be 256 accumulators per
+// thread). Two warps and two stages (114 KB: A100, H100); one warp and three stages (90 KB) for 99 KB GPUs.
+template <typename T>
+struct DecodeConfig<T, 512> {
+    using Small = DecodeTraits<T, 512, 1, 3, false, false, 2>;
+    static_assert(Small::SMEM_BYTES <= CONSUMER_SMEM_BYTES, "the fallback fits consumer GPUs");
+    using Large = DecodeTraits<T, 512, 2, 2, false, false, 2>;
+    using Persistent = Large;
+};
+
 // CANDLE_FA2_DECODE_PERSISTENT=0 keeps one block per item where persistent blocks would run (for A/B runs).
 inline bool decode_persistent_allowed() {
     static const bool allowed = [] {
@@ -53,7 +63,8 @@ auto with_decode_traits(const FlashFwdParams& p, int num_splits, Run&& run) {
     using Persistent = DecodeLaunch<typename Config::Persistent>;
     const int optin = smem_optin();
     if (decode_persistent_allowed() && optin >= Config::Persistent::SMEM_BYTES &&
-        int64_t(Persistent::row_blocks(p)) * num_splits * p.heads_kv * p.batch > Persistent::persistent_blocks())
+        int64_t(Persistent::row_blocks(p)) * num_splits * Config::Persistent::V_PARTS * p.heads_kv * p.batch >
+            Persistent::persistent_blocks())
         return run(Persistent{});
     if (optin >= Config::Large::SMEM_BYTES) return run(DecodeLaunch<typename Config::Large>{});
     return run(DecodeLaunch<typename Config::Small>{});

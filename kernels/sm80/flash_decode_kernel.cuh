@@ -39,11 +39,8 @@ namespace fa2 {
 
 // The most splits a launch may have (the combine kernel caches one weight per split in shared memory).
 constexpr int DECODE_MAX_SPLITS = 128;
-// The largest head_dim the decode is instantiated for (scripts/gen_kernels.py DECODE_HEAD_DIMS): a warp holds
-// HEAD_DIM / 2 accumulators of O per thread. Larger ones run on the forward kernel (src/cuda/mod.rs).
-constexpr int DECODE_MAX_HEAD_DIM = 256;
-
-template <typename T_, int HEAD_DIM_, int NUM_WARPS_, int STAGES_, bool VIA_L1_, bool PERSISTENT_ = false>
+template <typename T_, int HEAD_DIM_, int NUM_WARPS_, int STAGES_, bool VIA_L1_, bool PERSISTENT_ = false,
+          int V_PARTS_ = 1>
 struct DecodeTraits {
     using T = T_;
     static constexpr int HEAD_DIM = HEAD_DIM_;
@@ -57,64 +54,75 @@ struct DecodeTraits {
     // Persistent blocks: one per SM, each taking item after item, copying the next item's first tiles while
     // it merges the current one (a block of its own per item starts with nothing in flight).
     static constexpr bool PERSISTENT = PERSISTENT_;
+    // V's columns (O's) are cut into V_PARTS items of their own, each reading every K column and V_DIM of
+    // V's: a warp holds 16 rows x V_DIM of O, HEAD_DIM / 2 accumulators per thread without the cut, 256 at
+    // d512. K is read V_PARTS times (once per part, close in time, so mostly from L2), V once.
+    static constexpr int V_PARTS = V_PARTS_;
+    static constexpr int V_DIM = HEAD_DIM / V_PARTS;
     static constexpr int PITCH = HEAD_DIM + 8;  // 16 extra bytes: ldmatrix rows in distinct bank groups
+    static constexpr int V_PITCH = V_DIM + 8;
     static constexpr int SMEM_Q = BLOCK_M * PITCH;
     // Q buffers: persistent blocks copy an item's Q STAGES steps before its first step, while the items of
     // up to STAGES steps before it may still read theirs (KeyCursor).
     static constexpr int Q_BUFFERS = PERSISTENT ? STAGES + 1 : 1;
-    static constexpr int SMEM_KV = BLOCK_N * PITCH;  // one K or one V tile
+    static constexpr int SMEM_KV = BLOCK_N * PITCH;   // one K tile
+    static constexpr int SMEM_V = BLOCK_N * V_PITCH;  // one V tile (SMEM_KV without V_PARTS)
+    static constexpr int SMEM_STAGE = SMEM_KV + SMEM_V;
     // Q, then the K/V stages (stage s: its K tile, then its V tile).
-    static constexpr int SMEM_BYTES = (Q_BUFFERS * SMEM_Q + 2 * STAGES * SMEM_KV) * int(sizeof(T));
-    static constexpr int D_TILES = HEAD_DIM / 8;
+    static constexpr int SMEM_BYTES = (Q_BUFFERS * SMEM_Q + STAGES * SMEM_STAGE) * int(sizeof(T));
+    static constexpr int D_TILES = V_DIM / 8;  // n8 tiles of this warp's O
     // The warps merge through the rows each computed on last (MergeRows): 8 rows of its O (f32, padded)
     // and their row max and row sum in its K rows, the other 8 in its V rows.
-    static constexpr int O_PITCH = HEAD_DIM + 4;
+    static constexpr int O_PITCH = V_DIM + 4;
 
-    static_assert(HEAD_DIM % 16 == 0, "head_dim tiles are k16 steps of Q K^T");
+    static_assert(HEAD_DIM % 16 == 0 && V_DIM % 16 == 0, "k16 steps of Q K^T, x4 ldmatrix pairs of V");
     static_assert(STAGES >= 2, "a stage loads while another is read");
-    static_assert((8 * O_PITCH + 16) * 4 <= WARP_N * PITCH * int(sizeof(T)), "half a warp's merge fits its K rows");
+    static_assert((8 * O_PITCH + 16) * 4 <= WARP_N * V_PITCH * int(sizeof(T)), "half a warp's merge fits its V rows");
     static_assert(SMEM_BYTES <= 227 * 1024, "shared memory per block on sm_90");
 };
 
-// One warp's share of a K/V tile (its WARP_N keys), as a TileLoader copies it with the warp's 32 lanes.
-template <typename Tr>
+// One warp's share of a K tile (its WARP_N keys, all HEAD_DIM columns) or, V, of a V tile (V_DIM columns),
+// as a TileLoader copies it with the warp's 32 lanes.
+template <typename Tr, bool V>
 struct WarpSlice {
     using T = typename Tr::T;
-    static constexpr int HEAD_DIM = Tr::HEAD_DIM;
+    static constexpr int HEAD_DIM = V ? Tr::V_DIM : Tr::HEAD_DIM;
     static constexpr int THREADS = 32;
-    static constexpr int PITCH = Tr::PITCH;
+    static constexpr int PITCH = V ? Tr::V_PITCH : Tr::PITCH;
 };
 
-// The work of one launch: items (row block, split, KV head, sequence), numbered with the row block and
-// split fastest. A block takes items first, first + stride, ... (stride: the grid's size): one item each
+// The work of one launch: items (row block, split, V part, KV head, sequence), numbered with the row block
+// and split fastest. A block takes items first, first + stride, ... (stride: the grid's size): one item each
 // when the grid covers them all, several when the blocks are persistent (DecodeTraits::PERSISTENT).
 struct DecodeWork {
     int row_blocks;  // of the longest sequence (the launch's seqlen_q)
     int splits, heads_kv, items;
 
-    __device__ __forceinline__ DecodeWork(const FlashDecodeParams& dp, int block_m) {
+    __device__ __forceinline__ DecodeWork(const FlashDecodeParams& dp, int block_m, int v_parts) {
         row_blocks = (dp.fwd.seqlen_q * dp.fwd.group_size + block_m - 1) / block_m;
         splits = dp.num_splits;
         heads_kv = dp.fwd.heads_kv;
-        items = row_blocks * splits * heads_kv * dp.fwd.batch;
+        items = row_blocks * splits * v_parts * heads_kv * dp.fwd.batch;
     }
 };
 
 // Where one item's rows and keys are: packed rows [r0, r0 + 16) of one KV head and the key tiles of one
 // split, in its sequence's view `p` (seq_view.cuh: that sequence's query rows and key count).
 struct DecodeBlock {
-    int kv_head, split;
+    int kv_head, split, v_part;
     int r0, packed_rows;     // first packed row; group_size * seqlen_q
     int offset;              // seqlen_k - seqlen_q (bottom-right diagonal)
     int key_lo, key_hi;      // keys [key_lo, key_hi) hold every key a row of the item sees
     int tile_begin, tiles;   // this split's tiles, BLOCK_N keys each from key_lo
 
     DecodeBlock() = default;
-    // x: row block and split (split major); y: the KV head.
-    __device__ __forceinline__ DecodeBlock(const FlashFwdParams& p, const DecodeWork& w, int x, int y, int block_n) {
+    // x: row block and split (split major); y: the KV head; part: the V part.
+    __device__ __forceinline__ DecodeBlock(const FlashFwdParams& p, const DecodeWork& w, int x, int y, int part,
+                                           int block_n) {
         split = x / w.row_blocks;
         r0 = (x % w.row_blocks) * 16;
         kv_head = y;
+        v_part = part;
         packed_rows = p.seqlen_q * p.group_size;
         const int seqlen_k = p.seqlen_k;
         offset = seqlen_k - p.seqlen_q;
@@ -143,13 +151,15 @@ struct DecodeBlock {
 
 // The first item at or after `item`, in steps of `stride`, that has rows; its sequence view and block.
 // False when none is left (item >= w.items).
-template <typename T>
+template <typename Tr>
 __device__ __forceinline__ bool find_item(const FlashDecodeParams& dp, const DecodeWork& w, int& item, int stride,
-                                          int block_n, FlashFwdParams& p, DecodeBlock& blk) {
+                                          FlashFwdParams& p, DecodeBlock& blk) {
+    constexpr int PARTS = Tr::V_PARTS;
     const int xs = w.row_blocks * w.splits;
     for (; item < w.items; item += stride) {
-        p = sequence_view<T>(dp.fwd, item / (xs * w.heads_kv));
-        blk = DecodeBlock(p, w, item % xs, (item / xs) % w.heads_kv, block_n);
+        // item = x + xs * (part + PARTS * (head + heads_kv * sequence))
+        p = sequence_view<typename Tr::T>(dp.fwd, item / (xs * PARTS * w.heads_kv));
+        blk = DecodeBlock(p, w, item % xs, (item / (xs * PARTS)) % w.heads_kv, (item / xs) % PARTS, Tr::BLOCK_N);
         if (!blk.past_end()) return true;
     }
     return false;
@@ -180,9 +190,10 @@ struct MergeRows {
     __device__ __forceinline__ MergeRows(typename Tr::T* stage) : base(reinterpret_cast<float*>(stage)) {}
     __device__ __forceinline__ float* half(int w, int rr) const {
         using T = typename Tr::T;
-        constexpr int WARP_ROWS = Tr::WARP_N * Tr::PITCH * int(sizeof(T)) / 4;  // floats in a warp's K rows
+        constexpr int K_ROWS = Tr::WARP_N * Tr::PITCH * int(sizeof(T)) / 4;    // floats in a warp's K rows
+        constexpr int V_ROWS = Tr::WARP_N * Tr::V_PITCH * int(sizeof(T)) / 4;  // ... and V rows
         constexpr int V_OFFSET = Tr::SMEM_KV * int(sizeof(T)) / 4;
-        return base + w * WARP_ROWS + (rr / 8) * V_OFFSET;
+        return base + (rr / 8) * V_OFFSET + w * (rr < 8 ? K_ROWS : V_ROWS);
     }
     __device__ __forceinline__ float* o_row(int w, int rr) const { return half(w, rr) + (rr % 8) * Tr::O_PITCH; }
     __device__ __forceinline__ float& row_max(int w, int rr) const { return half(w, rr)[8 * Tr::O_PITCH + rr % 8]; }
@@ -201,7 +212,8 @@ struct KeyCursor {
     int item = 0, ordinal = -1;  // item >= items: past the last; ordinal: the item's number in this block
     int step = 0, steps = 0;
     int key_lo = 0, key_hi = 0, tile_begin = 0;
-    KvRows<T> k{}, v{};
+    int v_cols = 0;  // V_PARTS > 1: columns of the item's V part inside head_dim
+    KvRows<T> k{}, v{};  // v: from the item's first V column
     uint32_t page_ahead = UINT32_MAX;  // paged: the block-table entry of this lane's key of the step
 
     __device__ __forceinline__ bool done(const DecodeWork& w) const { return item >= w.items; }
@@ -214,12 +226,14 @@ struct KeyCursor {
         item = from;
         FlashFwdParams p;
         DecodeBlock blk;
-        if (!find_item<T>(dp, w, item, stride, Tr::BLOCK_N, p, blk)) return;
+        if (!find_item<Tr>(dp, w, item, stride, p, blk)) return;
         ++ordinal;
         step = 0;
         steps = blk.steps();
         key_lo = blk.key_lo, key_hi = blk.key_hi, tile_begin = blk.tile_begin;
         k = key_rows<T>(p, blk.kv_head), v = value_rows<T>(p, blk.kv_head);
+        v.base += blk.v_part * Tr::V_DIM;
+        v_cols = p.head_dim - blk.v_part * Tr::V_DIM;
         load_q<Tr>(sQ + (ordinal % Tr::Q_BUFFERS) * Tr::SMEM_Q, p, blk);
         cp_async_commit();
         look_up(w, warp, lane);
@@ -240,23 +254,31 @@ struct KeyCursor {
         enter(dp, w, item + stride, stride, sQ, warp, lane);
     }
 
-    // This warp's WARP_N keys of the step into its rows of stage buffer sK (V at sK + SMEM_KV). Keys past
-    // key_hi are no row's: zero-filled, not read (and masked when computed on).
-    __device__ __forceinline__ void copy(const DecodeWork& w, T* sK, const TileLoader<WarpSlice<Tr>>& loader,
+    // This warp's WARP_N keys of the step into its rows sK of a stage's K tile and of its V tile. Keys
+    // past key_hi are no row's: zero-filled, not read (and masked when computed on). Without V parts the V
+    // loader is the K loader; with them it is made per copy, for the item's part.
+    __device__ __forceinline__ void copy(const DecodeWork& w, T* sK, const TileLoader<WarpSlice<Tr, false>>& loader,
                                          int warp, int lane) const {
         if (done(w)) return;
         const int n0 = warp_n0(warp);
+        T* sV = sK + Tr::SMEM_KV + warp * Tr::WARP_N * (Tr::V_PITCH - Tr::PITCH);
+        using VLoader = TileLoader<WarpSlice<Tr, true>>;
+        static_assert(VLoader::ROWS_PER_PASS == TileLoader<WarpSlice<Tr, false>>::ROWS_PER_PASS, "K's slots serve V");
+        auto copy_v = [&](auto&& load_v) {
+            if constexpr (Tr::V_PARTS == 1) load_v(loader);
+            else load_v(VLoader(v_cols, lane));
+        };
         if (k.pages) {
-            constexpr int PASS = TileLoader<WarpSlice<Tr>>::ROWS_PER_PASS, ROWS_PER_LANE = Tr::WARP_N / PASS;
+            constexpr int PASS = TileLoader<WarpSlice<Tr, false>>::ROWS_PER_PASS, ROWS_PER_LANE = Tr::WARP_N / PASS;
             const int mine = lane < Tr::WARP_N ? k.slot(n0 + lane, page_ahead) : -1;
             int slot[ROWS_PER_LANE];
 #pragma unroll
             for (int i = 0; i < ROWS_PER_LANE; ++i) slot[i] = __shfl_sync(0xffffffffu, mine, loader.row0 + i * PASS);
             loader.template load_slots<Tr::WARP_N, Tr::VIA_L1>(sK, k, slot);
-            loader.template load_slots<Tr::WARP_N, Tr::VIA_L1>(sK + Tr::SMEM_KV, v, slot);
+            copy_v([&](const auto& vl) { vl.template load_slots<Tr::WARP_N, Tr::VIA_L1>(sV, v, slot); });
         } else {
             loader.template load<Tr::WARP_N, Tr::VIA_L1>(sK, k, n0, key_hi - n0);
-            loader.template load<Tr::WARP_N, Tr::VIA_L1>(sK + Tr::SMEM_KV, v, n0, key_hi - n0);
+            copy_v([&](const auto& vl) { vl.template load<Tr::WARP_N, Tr::VIA_L1>(sV, v, n0, key_hi - n0); });
         }
     }
 };
@@ -267,15 +289,15 @@ __global__ void __launch_bounds__(Tr::THREADS) flash_decode_kernel(const FlashDe
     constexpr int DT = Tr::D_TILES;
     extern __shared__ __align__(16) unsigned char smem[];
     T* sQ = reinterpret_cast<T*>(smem);            // Q_BUFFERS buffers of SMEM_Q
-    T* sKV = sQ + Tr::Q_BUFFERS * Tr::SMEM_Q;      // stage s: K tile at 2 s, V tile at 2 s + 1 (units of SMEM_KV)
+    T* sKV = sQ + Tr::Q_BUFFERS * Tr::SMEM_Q;      // stage s at s * SMEM_STAGE: its K tile, then its V tile
 
-    const DecodeWork work(dp, Tr::BLOCK_M);
+    const DecodeWork work(dp, Tr::BLOCK_M, Tr::V_PARTS);
     const int stride = gridDim.x * gridDim.y * gridDim.z;
     const int first = blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z);
     int item = first;
     FlashFwdParams p;  // the computed item's sequence view and block
     DecodeBlock blk;
-    if (!find_item<T>(dp, work, item, stride, Tr::BLOCK_N, p, blk)) return;
+    if (!find_item<Tr>(dp, work, item, stride, p, blk)) return;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
 
     // ---- Prologue: the first item's Q, then the first STAGES - 1 steps' K/V. -------------------------------
@@ -284,8 +306,9 @@ __global__ void __launch_bounds__(Tr::THREADS) flash_decode_kernel(const FlashDe
     // same tiles: 1-8% faster at d128 contiguous, 2-7% paged (BENCHMARKS.md, decode v5). Paged: lane
     // l < WARP_N reads the block-table entry of its key a step ahead, and the slots reach the lanes that
     // copy each row by shuffles.
-    const TileLoader<WarpSlice<Tr>> loader(p.head_dim, lane);
-    auto warp_stage = [&](int g) { return sKV + (2 * (g % Tr::STAGES)) * Tr::SMEM_KV + warp * Tr::WARP_N * Tr::PITCH; };
+    const TileLoader<WarpSlice<Tr, false>> loader(p.head_dim, lane);
+    auto stage = [&](int g) { return sKV + (g % Tr::STAGES) * Tr::SMEM_STAGE; };
+    auto warp_stage = [&](int g) { return stage(g) + warp * Tr::WARP_N * Tr::PITCH; };  // the warp's K rows
     KeyCursor<Tr> ahead;
     ahead.enter(dp, work, first, stride, sQ, warp, lane);  // the first item's Q: the first group
 #pragma unroll
@@ -329,7 +352,7 @@ __global__ void __launch_bounds__(Tr::THREADS) flash_decode_kernel(const FlashDe
             ahead.copy(work, warp_stage(g + Tr::STAGES - 1), loader, warp, lane);  // into step g - 1's stage
             cp_async_commit();
 
-            const T* sK = sKV + (2 * (g % Tr::STAGES)) * Tr::SMEM_KV;
+            const T* sK = stage(g);
             const T* sV = sK + Tr::SMEM_KV;
             const int key0 = blk.key_lo + (blk.tile_begin + t) * Tr::BLOCK_N + warp * Tr::WARP_N;
 
@@ -389,8 +412,8 @@ __global__ void __launch_bounds__(Tr::THREADS) flash_decode_kernel(const FlashDe
 #pragma unroll
             for (int d16 = 0; d16 < DT / 2; ++d16) {
                 uint32_t b[4];
-                ldmatrix_x4_trans(b, sV + (warp * Tr::WARP_N + ((lane / 8) % 2) * 8 + lane % 8) * Tr::PITCH + d16 * 16 +
-                                         (lane / 16) * 8);
+                ldmatrix_x4_trans(b, sV + (warp * Tr::WARP_N + ((lane / 8) % 2) * 8 + lane % 8) * Tr::V_PITCH +
+                                         d16 * 16 + (lane / 16) * 8);
                 mma_16816<T>(o_acc[2 * d16], a, b[0], b[1]);
                 mma_16816<T>(o_acc[2 * d16 + 1], a, b[2], b[3]);
             }
@@ -399,7 +422,7 @@ __global__ void __launch_bounds__(Tr::THREADS) flash_decode_kernel(const FlashDe
         }
 
         // ---- Merge the warps through shared memory: the rows of the stage of the last step. ----------------
-        const MergeRows<Tr> merge(sKV + (2 * ((g - 1) % Tr::STAGES)) * Tr::SMEM_KV);
+        const MergeRows<Tr> merge(stage(g - 1));
         __syncwarp();  // every lane's reads of the warp's rows (ldmatrix) come before any lane writes them
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
@@ -414,9 +437,11 @@ __global__ void __launch_bounds__(Tr::THREADS) flash_decode_kernel(const FlashDe
         __syncthreads();  // also publishes the next item's Q (every thread awaited its part: KeyCursor)
 
         // ---- Epilogue: each thread a pair of columns of a row; O and LSE of the item (or of its split). ---
+        // With V parts, each writes its columns and the first part the LSE (all parts have the same).
         const int64_t lse_base = p.lse - dp.fwd.lse;  // this sequence's first LSE row
-        for (int idx = threadIdx.x; idx < Tr::BLOCK_M * (Tr::HEAD_DIM / 2); idx += Tr::THREADS) {
-            const int rr = idx / (Tr::HEAD_DIM / 2), col = (idx % (Tr::HEAD_DIM / 2)) * 2, r = blk.r0 + rr;
+        const int v0 = blk.v_part * Tr::V_DIM;
+        for (int idx = threadIdx.x; idx < Tr::BLOCK_M * (Tr::V_DIM / 2); idx += Tr::THREADS) {
+            const int rr = idx / (Tr::V_DIM / 2), c = (idx % (Tr::V_DIM / 2)) * 2, col = v0 + c, r = blk.r0 + rr;
             if (r >= blk.packed_rows || col >= p.head_dim) continue;
             float m = -INFINITY;
 #pragma unroll
@@ -426,7 +451,7 @@ __global__ void __launch_bounds__(Tr::THREADS) flash_decode_kernel(const FlashDe
             for (int w = 0; w < Tr::NUM_WARPS; ++w) {
                 const float mw = merge.row_max(w, rr);
                 const float scale = mw == -INFINITY ? 0.f : exp2f(mw - m);
-                const float2 o = *reinterpret_cast<const float2*>(merge.o_row(w, rr) + col);
+                const float2 o = *reinterpret_cast<const float2*>(merge.o_row(w, rr) + c);
                 sum += scale * merge.row_sum(w, rr);
                 o0 += scale * o.x, o1 += scale * o.y;
             }
@@ -437,7 +462,7 @@ __global__ void __launch_bounds__(Tr::THREADS) flash_decode_kernel(const FlashDe
             if (partial) {
                 const int64_t part_row = blk.split * rows_total + lse_base + lse_row;
                 *reinterpret_cast<float2*>(dp.o_partial + part_row * p.head_dim + col) = make_float2(o0 * inv, o1 * inv);
-                if (col == 0) dp.lse_partial[part_row] = lse;
+                if (col == 0) dp.lse_partial[part_row] = lse;  // col 0: the first part's first pair
             } else {
                 T* o = reinterpret_cast<T*>(p.o) + int64_t(i) * p.o_row_stride + head * p.o_head_stride;
                 *reinterpret_cast<uint32_t*>(o + col) = pack2<T>(o0 * inv, o1 * inv);
@@ -446,7 +471,7 @@ __global__ void __launch_bounds__(Tr::THREADS) flash_decode_kernel(const FlashDe
         }
 
         item += stride;
-        if (!find_item<T>(dp, work, item, stride, Tr::BLOCK_N, p, blk)) return;
+        if (!find_item<Tr>(dp, work, item, stride, p, blk)) return;
         __syncthreads();  // the epilogue has read the merge's stage before the next item's copies go there
     }
 }
@@ -576,7 +601,7 @@ struct DecodeLaunch {
     static int num_splits(const FlashFwdParams& p) {
         const int64_t slots = DecodeLaunch::slots();
         if (slots <= 0) return 1;
-        const int64_t blocks = int64_t(p.batch) * p.heads_kv * row_blocks(p);
+        const int64_t blocks = int64_t(p.batch) * p.heads_kv * row_blocks(p) * Tr::V_PARTS;
         if (blocks * 10 >= slots * 8) return 1;
         const int tiles = (p.seqlen_k + Tr::BLOCK_N - 1) / Tr::BLOCK_N;
         const int max_splits = max(1, min(DECODE_MAX_SPLITS, tiles));
@@ -596,7 +621,7 @@ struct DecodeLaunch {
         cudaError_t err = prepare();
         if (err != cudaSuccess) return err;
         const int rb = row_blocks(p);
-        dim3 grid(rb * dp.num_splits, p.heads_kv, p.batch);
+        dim3 grid(rb * dp.num_splits * Tr::V_PARTS, p.heads_kv, p.batch);
         const int64_t items = int64_t(grid.x) * grid.y * grid.z;
         if (items > INT32_MAX / 2) return cudaErrorInvalidConfiguration;  // the kernel numbers items by int
         if (Tr::PERSISTENT) {

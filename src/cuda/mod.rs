@@ -287,17 +287,13 @@ fn launch<T: CudaDType + DeviceRepr>(
 /// Query rows up to which the forward runs the split-KV decode kernel instead of the prefill one.
 pub const DECODE_MAX_SEQLEN_Q: usize = 16;
 
-/// The largest head_dim the split-KV decode kernel has (kernels/sm80/flash_decode_kernel.cuh
-/// DECODE_MAX_HEAD_DIM); larger ones decode on the forward kernel.
-pub const DECODE_MAX_HEAD_DIM: usize = 256;
-
 /// Whether this call runs the split-KV decode kernel: for short queries (decode, speculative decoding, small
-/// appends; the longest sequence's with varlen rows) up to [`DECODE_MAX_HEAD_DIM`], unless
-/// `CANDLE_FA2_NO_DECODE` is set (any value; for timing the prefill kernel on the same shapes).
+/// appends; the longest sequence's with varlen rows) unless `CANDLE_FA2_NO_DECODE` is set (any value; for
+/// timing the prefill kernel on the same shapes).
 fn runs_decode(spec: &AttnSpec) -> bool {
     static DISABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     let disabled = *DISABLED.get_or_init(|| std::env::var_os("CANDLE_FA2_NO_DECODE").is_some());
-    spec.dims.seqlen_q <= DECODE_MAX_SEQLEN_Q && spec.dims.head_dim <= DECODE_MAX_HEAD_DIM && !disabled
+    spec.dims.seqlen_q <= DECODE_MAX_SEQLEN_Q && !disabled
 }
 
 /// The split-KV decode: picks the split count (the caller's, or the heuristic's for this GPU), allocates the
