@@ -46,6 +46,11 @@ __device__ __forceinline__ void cp_async_4(uint32_t dst, const void* src, bool v
     asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst), "l"(src), "r"(src_bytes));
 }
 
+// Barrier `id` (1-15; 0 is __syncthreads') among `threads` threads, a multiple of 32: the warps that call it.
+__device__ __forceinline__ void named_barrier_sync(int id, int threads) {
+    asm volatile("bar.sync %0, %1;" ::"r"(id), "r"(threads) : "memory");
+}
+
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 
 template <int N>

@@ -2,7 +2,8 @@
 //
 // Work partitioning (FA2): one thread block per (query block, head, batch); each warp owns
 // 16 * M_TILES query rows and sees every key, so warps never combine partial results. From d512 the O
-// columns are split over D_SPLIT warps that share the rows (each recomputes S: O would not fit one warp). K and V stream
+// columns are split over D_SPLIT warps that share the rows (O would not fit one warp); they compute S each
+// over their share of the head dim and add the shares through shared memory (SPLIT_S). K and V stream
 // through shared memory by cp.async: V[n] loads while S = Q K[n]^T runs, K[n-1] loads while the softmax
 // and O += P V[n] run. Key blocks run from last to first, so a causal diagonal block (the only masked one)
 // comes first and the rest skip the mask arithmetic. P never leaves registers: the S accumulators are
@@ -19,7 +20,8 @@
 namespace fa2 {
 
 // Every tile and shared-memory decision of one kernel configuration.
-template <typename T_, int HEAD_DIM_, int M_TILES_, int NUM_WARPS_, int BLOCK_N_, int MIN_BLOCKS_, int D_SPLIT_ = 1>
+template <typename T_, int HEAD_DIM_, int M_TILES_, int NUM_WARPS_, int BLOCK_N_, int MIN_BLOCKS_, int D_SPLIT_ = 1,
+          bool SPLIT_S_ = false>
 struct FwdTraits {
     using T = T_;
     static constexpr int HEAD_DIM = HEAD_DIM_;    // instantiated head_dim; smaller ones run masked
@@ -27,10 +29,13 @@ struct FwdTraits {
                                                   // M_TILES times, which halves shared-memory reads at 2
     static constexpr int NUM_WARPS = NUM_WARPS_;
     static constexpr int THREADS = NUM_WARPS * 32;
-    // Warps that share the same query rows, each accumulating HEAD_DIM / D_SPLIT columns of O. They all
-    // compute the same S (1.5x the MMA work at 2): at d512 a warp's O alone would be 256 f32 per thread.
+    // Warps that share the same query rows, each accumulating HEAD_DIM / D_SPLIT columns of O: at d512 a
+    // warp's O alone would be 256 f32 per thread. Without SPLIT_S each computes all of S (1.5x the MMA work
+    // at 2, and twice the Q and K reads); with it each computes S over HEAD_DIM / D_SPLIT of the head dim,
+    // and the warps add their partial S through shared memory (SMEM_S) behind a barrier of their own.
     static constexpr int D_SPLIT = D_SPLIT_;
     static constexpr int D_OWN = HEAD_DIM / D_SPLIT;
+    static constexpr bool SPLIT_S = SPLIT_S_;
     static constexpr int BLOCK_M = 16 * M_TILES * NUM_WARPS / D_SPLIT;
     static constexpr int BLOCK_N = BLOCK_N_;
     static constexpr int MIN_BLOCKS = MIN_BLOCKS_;  // __launch_bounds__ occupancy hint (caps registers)
@@ -38,13 +43,17 @@ struct FwdTraits {
     static constexpr int PITCH = HEAD_DIM + 8;
     static constexpr int SMEM_Q = BLOCK_M * PITCH;
     static constexpr int SMEM_KV = BLOCK_N * PITCH;
-    static constexpr int SMEM_BYTES = (SMEM_Q + 2 * SMEM_KV) * int(sizeof(T));
     static constexpr int N_TILES = BLOCK_N / 8;    // n8 tiles of S per m-tile
+    static constexpr int SMEM_S = SPLIT_S ? NUM_WARPS * M_TILES * N_TILES * 32 * 4 : 0;  // f32, fragment order
+    static constexpr int SMEM_BYTES = (SMEM_Q + 2 * SMEM_KV) * int(sizeof(T)) + SMEM_S * int(sizeof(float));
     static constexpr int D_TILES = D_OWN / 8;      // n8 tiles of O per m-tile, this warp's columns
 
     static_assert(HEAD_DIM % 16 == 0, "head_dim tiles are k16 steps of Q K^T");
     static_assert(BLOCK_N % 16 == 0, "key blocks are k16 steps of P V");
     static_assert(D_OWN % 16 == 0 && NUM_WARPS % D_SPLIT == 0, "x4 ldmatrix pairs of V, whole row groups");
+    // Two shares: a + b == b + a, so both warps of a pair get the same S bit for bit (three would add in
+    // different orders, and the warps' softmax would differ in the last bits).
+    static_assert(!SPLIT_S || (D_SPLIT == 2 && NUM_WARPS / D_SPLIT <= 15), "pairs, a named barrier each");
     static_assert(SMEM_BYTES <= 227 * 1024, "shared memory per block on sm_90");
 };
 
@@ -59,6 +68,7 @@ __global__ void __launch_bounds__(Tr::THREADS, Tr::MIN_BLOCKS) flash_fwd_kernel(
     T* sQ = reinterpret_cast<T*>(smem);
     T* sK = sQ + Tr::SMEM_Q;
     T* sV = sK + Tr::SMEM_KV;
+    float4* sS = reinterpret_cast<float4*>(sV + Tr::SMEM_KV);  // SPLIT_S: each warp's partial S
 
     // Causal blocks with many keys start first: the tail of the grid is then short blocks (load balance).
     const int m_block = gridDim.x - 1 - blockIdx.x;
@@ -121,8 +131,10 @@ __global__ void __launch_bounds__(Tr::THREADS, Tr::MIN_BLOCKS) flash_fwd_kernel(
             for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
                 for (int e = 0; e < 4; ++e) s[mt][nt][e] = 0.f;
+        constexpr int KK_OWN = Tr::HEAD_DIM / 16 / (Tr::SPLIT_S ? Tr::D_SPLIT : 1);  // k16 steps of this warp
 #pragma unroll
-        for (int kk = 0; kk < Tr::HEAD_DIM / 16; ++kk) {
+        for (int k = 0; k < KK_OWN; ++k) {
+            const int kk = (Tr::SPLIT_S ? d_part * KK_OWN : 0) + k;
             uint32_t a[MT][4];
 #pragma unroll
             for (int mt = 0; mt < MT; ++mt)
@@ -138,6 +150,27 @@ __global__ void __launch_bounds__(Tr::THREADS, Tr::MIN_BLOCKS) flash_fwd_kernel(
                     mma_16816<T>(s[mt][2 * np + 1], a[mt], b[2], b[3]);
                 }
             }
+        }
+
+        if constexpr (Tr::SPLIT_S) {
+            // The pair's partial S, added: lane l of both warps holds the same elements, so each lane reads
+            // its partner's fragments. The buffer is rewritten only after the next step's block barriers.
+            constexpr int FRAGS = MT * NT * 32;  // float4s of a warp
+#pragma unroll
+            for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+                for (int nt = 0; nt < NT; ++nt)
+                    sS[warp * FRAGS + (mt * NT + nt) * 32 + lane] =
+                        make_float4(s[mt][nt][0], s[mt][nt][1], s[mt][nt][2], s[mt][nt][3]);
+            named_barrier_sync(1 + row_group, 64);
+            const float4* partner = sS + (warp ^ 1) * FRAGS + lane;
+#pragma unroll
+            for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+                for (int nt = 0; nt < NT; ++nt) {
+                    const float4 x = partner[(mt * NT + nt) * 32];
+                    s[mt][nt][0] += x.x, s[mt][nt][1] += x.y, s[mt][nt][2] += x.z, s[mt][nt][3] += x.w;
+                }
         }
 
         // Logits (softcap, ALiBi), then the mask: a uniform branch per block, rare.

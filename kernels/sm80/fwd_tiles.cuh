@@ -53,10 +53,10 @@ template <typename T> struct FwdConfig<T, 256> {
     static constexpr int LONG_FROM = 0, LONG_FROM_CAUSAL = 8192;
 };
 // d512 (Gemma 4's global layers): O is split over warp pairs (D_SPLIT 2), each holding 16 rows x 256 columns
-// (128 accumulators) and recomputing S. 64 x 32 blocks of 8 warps: 130 KB (A100, H100); 32 x 32 blocks of
-// 4 warps (97.5 KB) on GPUs that give a block 99 KB.
+// (128 accumulators). 64 x 32 blocks of 8 warps whose pairs add their halves of S (SPLIT_S): 146 KB (A100,
+// H100). 32 x 32 blocks of 4 warps that each compute all of S (97.5 KB) on GPUs that give a block 99 KB.
 template <typename T> struct FwdConfig<T, 512> {
-    using Traits = FwdTraits<T, 512, 1, 8, 32, 1, 2>;
+    using Traits = FwdTraits<T, 512, 1, 8, 32, 1, 2, true>;
     using TraitsSmall = FwdTraits<T, 512, 1, 4, 32, 1, 2>;
 };
 
