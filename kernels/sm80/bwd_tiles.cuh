@@ -14,13 +14,13 @@
 namespace fa2 {
 
 // Keys<KEYS> and Keys<KEYS_DQ> share one tile shape; the KEYS_DQ pass adds the dSᵀ tile to shared memory.
-template <typename T, int D, int MT, int W, int C, int SPLIT, int MINB>
+template <typename T, int D, int MT, int W, int C, int SPLIT, int MINB, bool SPLIT_S = false>
 struct KeysPass {
     template <BwdPass P>
-    using Keys = BwdTraits<T, P, D, MT, W, C, SPLIT, MINB>;
+    using Keys = BwdTraits<T, P, D, MT, W, C, SPLIT, MINB, SPLIT_S>;
 };
-template <typename T, int D, int MT, int W, int C, int SPLIT, int MINB>
-using QueriesPass = BwdTraits<T, BwdPass::QUERIES, D, MT, W, C, SPLIT, MINB>;
+template <typename T, int D, int MT, int W, int C, int SPLIT, int MINB, bool SPLIT_S = false>
+using QueriesPass = BwdTraits<T, BwdPass::QUERIES, D, MT, W, C, SPLIT, MINB, SPLIT_S>;
 
 template <typename T, int HEAD_DIM>
 struct BwdConfig;
@@ -76,12 +76,12 @@ template <typename T> struct BwdConfig<T, 256> {
     using Queries = QueriesPass<T, 256, 1, 4, 32, 1, 1>;
 };
 // d512: gradient columns over four warps per row group in the KEYS pass (dK + dV: 128 accumulators) and two
-// in the QUERIES pass (dQ: 128), with 16-wide streamed tiles: 132 KB, so the A100 runs them too. Each warp
-// of a group recomputes S and dP: about 3x the MMA work of one pass that computes every product once.
+// in the QUERIES pass (dQ: 128), with 16-wide streamed tiles. The warps of a group compute S and dP over
+// their share of the head dim and add the shares (SPLIT_S): 148 / 138 KB, so the A100 runs them too.
 template <typename T> struct BwdConfig<T, 512> {
     template <BwdPass P>
-    using Keys = typename KeysPass<T, 512, 1, 8, 16, 4, 1>::template Keys<P>;
-    using Queries = QueriesPass<T, 512, 1, 4, 16, 2, 1>;
+    using Keys = typename KeysPass<T, 512, 1, 8, 16, 4, 1, true>::template Keys<P>;
+    using Queries = QueriesPass<T, 512, 1, 4, 16, 2, 1, true>;
 };
 
 // GPUs that give a block 99 KB of shared memory (sm_86/89/120: RTX 30xx-50xx, L4, L40S) cannot run the
@@ -94,7 +94,8 @@ struct BwdConfigSmall {
     using Keys = typename KeysPass<T, HEAD_DIM, 1, 4, HEAD_DIM >= 256 ? 16 : 32, SPLIT ? 2 : 1, SPLIT ? 1 : 2>::template Keys<P>;
     using Queries = QueriesPass<T, HEAD_DIM, 1, 4, SPLIT ? 16 : 32, 1, SPLIT ? 1 : 2>;
 };
-// d512 in 99 KB: 16 keys (queries) per block, the same column splits.
+// d512 in 99 KB: 16 keys (queries) per block, the same column splits, each warp computing all of S and dP
+// (about 3x the MMA work of a pass that computes every product once).
 template <typename T>
 struct BwdConfigSmall<T, 512> {
     template <BwdPass P>

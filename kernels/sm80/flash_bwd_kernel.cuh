@@ -31,7 +31,7 @@ namespace fa2 {
 // Every tile and shared-memory decision of one backward pass. "Rows" are what the block owns (keys in
 // KEYS, queries in QUERIES), "columns" what streams past them.
 template <typename T_, BwdPass PASS_, int HEAD_DIM_, int M_TILES_, int NUM_WARPS_, int BLOCK_C_, int D_SPLIT_,
-          int MIN_BLOCKS_>
+          int MIN_BLOCKS_, bool SPLIT_S_ = false>
 struct BwdTraits {
     using T = T_;
     static constexpr BwdPass PASS = PASS_;
@@ -40,9 +40,12 @@ struct BwdTraits {
     static constexpr int NUM_WARPS = NUM_WARPS_;
     static constexpr int THREADS = NUM_WARPS * 32;
     // Warps that share the same rows, each accumulating HEAD_DIM / D_SPLIT gradient columns: at large head
-    // dims dK and dV do not both fit one warp's registers. They recompute the same S and dP tiles.
+    // dims dK and dV do not both fit one warp's registers. Without SPLIT_S they each compute the same S and
+    // dP tiles; with it each computes them over HEAD_DIM / D_SPLIT of the head dim and the warps add their
+    // shares through shared memory (SMEM_SC), every warp in the same order (the same bits in each).
     static constexpr int D_SPLIT = D_SPLIT_;
     static constexpr int D_OWN = HEAD_DIM / D_SPLIT;
+    static constexpr bool SPLIT_S = SPLIT_S_;
     static constexpr int BLOCK_R = 16 * M_TILES * NUM_WARPS / D_SPLIT;
     static constexpr int BLOCK_C = BLOCK_C_;
     static constexpr int MIN_BLOCKS = MIN_BLOCKS_;
@@ -54,9 +57,12 @@ struct BwdTraits {
     // KEYS_DQ: dSᵀ of the block, rows = keys, padded as the tiles.
     static constexpr int DS_PITCH = BLOCK_C + 8;
     static constexpr int SMEM_DS = PASS == BwdPass::KEYS_DQ ? BLOCK_R * DS_PITCH : 0;
-    // Two row tiles, two column tiles per stage, dSᵀ, and (KEYS*) the LSE and D of each streamed query.
-    static constexpr int SMEM_BYTES = (2 * SMEM_R + 2 * STAGES * SMEM_C + SMEM_DS) * int(sizeof(T)) +
-                                      (OWNS_KEYS ? 2 * STAGES * BLOCK_C * int(sizeof(float)) : 0);
+    // Two row tiles, two column tiles per stage, dSᵀ, (KEYS*) the LSE and D of each streamed query, and
+    // (SPLIT_S) each warp's shares of the C1 and C2 tiles, float4s in fragment order.
+    static constexpr int SMEM_SC_OFFSET = (2 * SMEM_R + 2 * STAGES * SMEM_C + SMEM_DS) * int(sizeof(T)) +
+                                          (OWNS_KEYS ? 2 * STAGES * BLOCK_C * int(sizeof(float)) : 0);
+    static constexpr int SC_FRAGS = 2 * M_TILES * (BLOCK_C / 8) * 32;  // float4s of a warp
+    static constexpr int SMEM_BYTES = SMEM_SC_OFFSET + (SPLIT_S ? NUM_WARPS * SC_FRAGS * 16 : 0);
     // KEYS_DQ: the block's dQ tile (BLOCK_C queries x HEAD_DIM) is split over the warps by query m-tile and
     // by 16-column pairs, DQ_PAIRS pairs per warp at most.
     static constexpr int DQ_M_TILES = BLOCK_C / 16;
@@ -71,6 +77,8 @@ struct BwdTraits {
     static_assert(PASS != BwdPass::KEYS_DQ || (NUM_WARPS % DQ_M_TILES == 0 && BLOCK_R % 16 == 0),
                   "the dQ tile splits evenly over the warps");
     static_assert(SMEM_BYTES <= 227 * 1024, "shared memory per block on sm_90");
+    static_assert(!SPLIT_S || (D_SPLIT > 1 && NUM_WARPS / D_SPLIT <= 15 && SMEM_SC_OFFSET % 16 == 0),
+                  "a named barrier per row group, float4s aligned");
 };
 
 // D_i = dO_i · O_i in f32: ROW_LANES lanes per (batch, row, head), 16-byte loads each, so a warp reads
@@ -189,10 +197,11 @@ __global__ void __launch_bounds__(Tr::THREADS, Tr::MIN_BLOCKS) flash_bwd_kernel(
     T* sDs = sY2 + Tr::STAGES * Tr::SMEM_C;      // KEYS_DQ: dSᵀ of the step
     float* sLse2 = reinterpret_cast<float*>(sDs + Tr::SMEM_DS);  // KEYS*: per stage, per query
     float* sDelta = sLse2 + Tr::STAGES * Tr::BLOCK_C;
+    float4* sC = reinterpret_cast<float4*>(smem + Tr::SMEM_SC_OFFSET);  // SPLIT_S: the warps' shares of C1, C2
 
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int row_group = warp / Tr::D_SPLIT;            // 16 * MT rows
-    const int d0 = (warp % Tr::D_SPLIT) * Tr::D_OWN;     // first gradient column of this warp
+    const int d_part = warp % Tr::D_SPLIT, d0 = d_part * Tr::D_OWN;  // first gradient column of this warp
 
     // ---- Prologue: owned rows, the heads they serve, the columns any of them meets. --------------------
     // KEYS runs the heaviest blocks first by launch order (low keys see the most queries when causal);
@@ -278,8 +287,10 @@ __global__ void __launch_bounds__(Tr::THREADS, Tr::MIN_BLOCKS) flash_bwd_kernel(
             for (int ct = 0; ct < CT; ++ct)
 #pragma unroll
                 for (int e = 0; e < 4; ++e) c1[mt][ct][e] = 0.f, c2[mt][ct][e] = 0.f;
+        constexpr int KK_OWN = Tr::HEAD_DIM / 16 / (Tr::SPLIT_S ? Tr::D_SPLIT : 1);  // k16 steps of this warp
 #pragma unroll
-        for (int kk = 0; kk < Tr::HEAD_DIM / 16; ++kk) {
+        for (int k = 0; k < KK_OWN; ++k) {
+            const int kk = (Tr::SPLIT_S ? d_part * KK_OWN : 0) + k;
             uint32_t a1[MT][4], a2[MT][4];
 #pragma unroll
             for (int mt = 0; mt < MT; ++mt) {
@@ -300,6 +311,40 @@ __global__ void __launch_bounds__(Tr::THREADS, Tr::MIN_BLOCKS) flash_bwd_kernel(
                     mma_16816<T>(c2[mt][2 * cp], a2[mt], b2[0], b2[1]);
                     mma_16816<T>(c2[mt][2 * cp + 1], a2[mt], b2[2], b2[3]);
                 }
+            }
+        }
+
+        if constexpr (Tr::SPLIT_S) {
+            // The row group's shares of C1 and C2, added in the order of the warps (lane l of each holds the
+            // same elements). The buffer is rewritten only after the next step's block barrier.
+            float4* mine = sC + warp * Tr::SC_FRAGS + lane;
+#pragma unroll
+            for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+                for (int ct = 0; ct < CT; ++ct) {
+                    const int f = ((mt * CT + ct) * 2) * 32;
+                    mine[f] = make_float4(c1[mt][ct][0], c1[mt][ct][1], c1[mt][ct][2], c1[mt][ct][3]);
+                    mine[f + 32] = make_float4(c2[mt][ct][0], c2[mt][ct][1], c2[mt][ct][2], c2[mt][ct][3]);
+                }
+            named_barrier_sync(1 + row_group, 32 * Tr::D_SPLIT);
+#pragma unroll
+            for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+                for (int ct = 0; ct < CT; ++ct)
+#pragma unroll
+                    for (int e = 0; e < 4; ++e) c1[mt][ct][e] = 0.f, c2[mt][ct][e] = 0.f;
+#pragma unroll
+            for (int q = 0; q < Tr::D_SPLIT; ++q) {
+                const float4* part = sC + (row_group * Tr::D_SPLIT + q) * Tr::SC_FRAGS + lane;
+#pragma unroll
+                for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+                    for (int ct = 0; ct < CT; ++ct) {
+                        const int f = ((mt * CT + ct) * 2) * 32;
+                        const float4 x = part[f], y = part[f + 32];
+                        c1[mt][ct][0] += x.x, c1[mt][ct][1] += x.y, c1[mt][ct][2] += x.z, c1[mt][ct][3] += x.w;
+                        c2[mt][ct][0] += y.x, c2[mt][ct][1] += y.y, c2[mt][ct][2] += y.z, c2[mt][ct][3] += y.w;
+                    }
             }
         }
 
