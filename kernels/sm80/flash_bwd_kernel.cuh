@@ -23,6 +23,7 @@
 
 #include "common/bwd_block.cuh"
 #include "common/flash_params.h"
+#include "common/fragments.cuh"
 #include "common/ptx.cuh"
 #include "common/tile_loader.cuh"
 
@@ -61,7 +62,7 @@ struct BwdTraits {
     // (SPLIT_S) each warp's shares of the C1 and C2 tiles, float4s in fragment order.
     static constexpr int SMEM_SC_OFFSET = (2 * SMEM_R + 2 * STAGES * SMEM_C + SMEM_DS) * int(sizeof(T)) +
                                           (OWNS_KEYS ? 2 * STAGES * BLOCK_C * int(sizeof(float)) : 0);
-    static constexpr int SC_FRAGS = 2 * M_TILES * (BLOCK_C / 8) * 32;  // float4s of a warp
+    static constexpr int SC_FRAGS = 2 * M_TILES * (BLOCK_C / 8) * 32;  // float4s of a warp: C1's, then C2's
     static constexpr int SMEM_BYTES = SMEM_SC_OFFSET + (SPLIT_S ? NUM_WARPS * SC_FRAGS * 16 : 0);
     // KEYS_DQ: the block's dQ tile (BLOCK_C queries x HEAD_DIM) is split over the warps by query m-tile and
     // by 16-column pairs, DQ_PAIRS pairs per warp at most.
@@ -261,12 +262,8 @@ __global__ void __launch_bounds__(Tr::THREADS, Tr::MIN_BLOCKS) flash_bwd_kernel(
 
     // dV and dK (KEYS) or dQ and nothing (QUERIES), this warp's D_OWN columns.
     float acc1[MT][OT][4], acc2[MT][OT][4];
-#pragma unroll
-    for (int mt = 0; mt < MT; ++mt)
-#pragma unroll
-        for (int ot = 0; ot < OT; ++ot)
-#pragma unroll
-            for (int e = 0; e < 4; ++e) acc1[mt][ot][e] = 0.f, acc2[mt][ot][e] = 0.f;
+    zero_fragments(acc1);
+    zero_fragments(acc2);
 
     // ---- Main loop over (head, column block) steps. ----------------------------------------------------
     for (int s = 0; s < blk.steps; ++s) {
@@ -281,12 +278,8 @@ __global__ void __launch_bounds__(Tr::THREADS, Tr::MIN_BLOCKS) flash_bwd_kernel(
 
         // C1 = X1 Y1ᵀ (S or Sᵀ), C2 = X2 Y2ᵀ (dP or dPᵀ).
         float c1[MT][CT][4], c2[MT][CT][4];
-#pragma unroll
-        for (int mt = 0; mt < MT; ++mt)
-#pragma unroll
-            for (int ct = 0; ct < CT; ++ct)
-#pragma unroll
-                for (int e = 0; e < 4; ++e) c1[mt][ct][e] = 0.f, c2[mt][ct][e] = 0.f;
+        zero_fragments(c1);
+        zero_fragments(c2);
         constexpr int KK_OWN = Tr::HEAD_DIM / 16 / (Tr::SPLIT_S ? Tr::D_SPLIT : 1);  // k16 steps of this warp
 #pragma unroll
         for (int k = 0; k < KK_OWN; ++k) {
@@ -317,34 +310,17 @@ __global__ void __launch_bounds__(Tr::THREADS, Tr::MIN_BLOCKS) flash_bwd_kernel(
         if constexpr (Tr::SPLIT_S) {
             // The row group's shares of C1 and C2, added in the order of the warps (lane l of each holds the
             // same elements). The buffer is rewritten only after the next step's block barrier.
-            float4* mine = sC + warp * Tr::SC_FRAGS + lane;
-#pragma unroll
-            for (int mt = 0; mt < MT; ++mt)
-#pragma unroll
-                for (int ct = 0; ct < CT; ++ct) {
-                    const int f = ((mt * CT + ct) * 2) * 32;
-                    mine[f] = make_float4(c1[mt][ct][0], c1[mt][ct][1], c1[mt][ct][2], c1[mt][ct][3]);
-                    mine[f + 32] = make_float4(c2[mt][ct][0], c2[mt][ct][1], c2[mt][ct][2], c2[mt][ct][3]);
-                }
+            constexpr int HALF = Tr::SC_FRAGS / 2;
+            store_fragments(sC + warp * Tr::SC_FRAGS, c1, lane);
+            store_fragments(sC + warp * Tr::SC_FRAGS + HALF, c2, lane);
             named_barrier_sync(1 + row_group, 32 * Tr::D_SPLIT);
-#pragma unroll
-            for (int mt = 0; mt < MT; ++mt)
-#pragma unroll
-                for (int ct = 0; ct < CT; ++ct)
-#pragma unroll
-                    for (int e = 0; e < 4; ++e) c1[mt][ct][e] = 0.f, c2[mt][ct][e] = 0.f;
+            zero_fragments(c1);
+            zero_fragments(c2);
 #pragma unroll
             for (int q = 0; q < Tr::D_SPLIT; ++q) {
-                const float4* part = sC + (row_group * Tr::D_SPLIT + q) * Tr::SC_FRAGS + lane;
-#pragma unroll
-                for (int mt = 0; mt < MT; ++mt)
-#pragma unroll
-                    for (int ct = 0; ct < CT; ++ct) {
-                        const int f = ((mt * CT + ct) * 2) * 32;
-                        const float4 x = part[f], y = part[f + 32];
-                        c1[mt][ct][0] += x.x, c1[mt][ct][1] += x.y, c1[mt][ct][2] += x.z, c1[mt][ct][3] += x.w;
-                        c2[mt][ct][0] += y.x, c2[mt][ct][1] += y.y, c2[mt][ct][2] += y.z, c2[mt][ct][3] += y.w;
-                    }
+                const float4* part = sC + (row_group * Tr::D_SPLIT + q) * Tr::SC_FRAGS;
+                add_fragments(c1, part, lane);
+                add_fragments(c2, part + HALF, lane);
             }
         }
 

@@ -13,6 +13,7 @@
 #include <math.h>
 
 #include "common/flash_params.h"
+#include "common/fragments.cuh"
 #include "common/fwd_block.cuh"
 #include "common/ptx.cuh"
 #include "common/tile_loader.cuh"
@@ -125,12 +126,7 @@ __global__ void __launch_bounds__(Tr::THREADS, Tr::MIN_BLOCKS) flash_fwd_kernel(
 
         // S = Q K^T.
         float s[MT][NT][4];
-#pragma unroll
-        for (int mt = 0; mt < MT; ++mt)
-#pragma unroll
-            for (int nt = 0; nt < NT; ++nt)
-#pragma unroll
-                for (int e = 0; e < 4; ++e) s[mt][nt][e] = 0.f;
+        zero_fragments(s);
         constexpr int KK_OWN = Tr::HEAD_DIM / 16 / (Tr::SPLIT_S ? Tr::D_SPLIT : 1);  // k16 steps of this warp
 #pragma unroll
         for (int k = 0; k < KK_OWN; ++k) {
@@ -156,21 +152,9 @@ __global__ void __launch_bounds__(Tr::THREADS, Tr::MIN_BLOCKS) flash_fwd_kernel(
             // The pair's partial S, added: lane l of both warps holds the same elements, so each lane reads
             // its partner's fragments. The buffer is rewritten only after the next step's block barriers.
             constexpr int FRAGS = MT * NT * 32;  // float4s of a warp
-#pragma unroll
-            for (int mt = 0; mt < MT; ++mt)
-#pragma unroll
-                for (int nt = 0; nt < NT; ++nt)
-                    sS[warp * FRAGS + (mt * NT + nt) * 32 + lane] =
-                        make_float4(s[mt][nt][0], s[mt][nt][1], s[mt][nt][2], s[mt][nt][3]);
+            store_fragments(sS + warp * FRAGS, s, lane);
             named_barrier_sync(1 + row_group, 64);
-            const float4* partner = sS + (warp ^ 1) * FRAGS + lane;
-#pragma unroll
-            for (int mt = 0; mt < MT; ++mt)
-#pragma unroll
-                for (int nt = 0; nt < NT; ++nt) {
-                    const float4 x = partner[(mt * NT + nt) * 32];
-                    s[mt][nt][0] += x.x, s[mt][nt][1] += x.y, s[mt][nt][2] += x.z, s[mt][nt][3] += x.w;
-                }
+            add_fragments(s, sS + (warp ^ 1) * FRAGS, lane);
         }
 
         // Logits (softcap, ALiBi), then the mask: a uniform branch per block, rare.

@@ -1,0 +1,41 @@
+// Accumulator fragments of m16n8 mma.sync tiles, float[M][N][4] (M 16-row tiles, N 8-column tiles; lane l
+// holds the same four elements of every tile in each warp): zeroing, and the shared-memory exchange by
+// which warps that computed shares of one product (over parts of the head dim) add them.
+#pragma once
+
+namespace fa2 {
+
+template <int M, int N>
+__device__ __forceinline__ void zero_fragments(float (&c)[M][N][4]) {
+#pragma unroll
+    for (int m = 0; m < M; ++m)
+#pragma unroll
+        for (int n = 0; n < N; ++n)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) c[m][n][e] = 0.f;
+}
+
+// A warp's fragments take M * N * 32 float4s, tile (m, n) at (m * N + n) * 32 + lane: a warp's store or
+// load of one tile is 512 contiguous bytes, no bank conflicts.
+template <int M, int N>
+__device__ __forceinline__ void store_fragments(float4* warp_base, const float (&c)[M][N][4], int lane) {
+#pragma unroll
+    for (int m = 0; m < M; ++m)
+#pragma unroll
+        for (int n = 0; n < N; ++n)
+            warp_base[(m * N + n) * 32 + lane] = make_float4(c[m][n][0], c[m][n][1], c[m][n][2], c[m][n][3]);
+}
+
+// c += the fragments another warp stored at warp_base (store_fragments' layout).
+template <int M, int N>
+__device__ __forceinline__ void add_fragments(float (&c)[M][N][4], const float4* warp_base, int lane) {
+#pragma unroll
+    for (int m = 0; m < M; ++m)
+#pragma unroll
+        for (int n = 0; n < N; ++n) {
+            const float4 x = warp_base[(m * N + n) * 32 + lane];
+            c[m][n][0] += x.x, c[m][n][1] += x.y, c[m][n][2] += x.z, c[m][n][3] += x.w;
+        }
+}
+
+}  // namespace fa2
