@@ -11,6 +11,8 @@
 //   the combine kernel merges them by LSE: LSE = log sum_s exp(LSE_s), O = sum_s exp(LSE_s - LSE) O_s.
 // - Inside an item, warps split the keys too: warp w takes keys [16 w, 16 w + 16) of every BLOCK_N-key
 //   tile and keeps its own O, row max and row sum; the warps merge through shared memory once, at the end.
+// - At d512 O's columns are cut into V_PARTS items of their own (a warp's O would not fit its registers),
+//   each computing the same scores from all of K.
 // - Persistent blocks (where shared memory allows): one block per SM takes item after item, and its
 //   copies run on into the next item's tiles while it merges the current one (KeyCursor), so that no
 //   SM waits for a new block's first tile. Elsewhere each block is one item.
@@ -39,6 +41,7 @@ namespace fa2 {
 
 // The most splits a launch may have (the combine kernel caches one weight per split in shared memory).
 constexpr int DECODE_MAX_SPLITS = 128;
+
 template <typename T_, int HEAD_DIM_, int NUM_WARPS_, int STAGES_, bool VIA_L1_, bool PERSISTENT_ = false,
           int V_PARTS_ = 1>
 struct DecodeTraits {
@@ -66,7 +69,7 @@ struct DecodeTraits {
     // up to STAGES steps before it may still read theirs (KeyCursor).
     static constexpr int Q_BUFFERS = PERSISTENT ? STAGES + 1 : 1;
     static constexpr int SMEM_KV = BLOCK_N * PITCH;   // one K tile
-    static constexpr int SMEM_V = BLOCK_N * V_PITCH;  // one V tile (SMEM_KV without V_PARTS)
+    static constexpr int SMEM_V = BLOCK_N * V_PITCH;  // one V tile (SMEM_KV when V_PARTS is 1)
     static constexpr int SMEM_STAGE = SMEM_KV + SMEM_V;
     // Q, then the K/V stages (stage s: its K tile, then its V tile).
     static constexpr int SMEM_BYTES = (Q_BUFFERS * SMEM_Q + STAGES * SMEM_STAGE) * int(sizeof(T));
