@@ -2,9 +2,15 @@
 //! code and compute_80 PTX, so no PTX is JIT-compiled at first launch on an A100 or H100 (later GPUs, sm_100
 //! and sm_120, JIT-compile the PTX). Without it: nothing.
 //!
-//! `CANDLE_FA2_PTX_ONLY=1`: compute_80 PTX only, no machine code, what a Blackwell GPU runs (to test that path
-//! on an H100/H200, where the driver then JIT-compiles it too). The sm_90a (wgmma) kernels are left out, and
-//! the dispatch knows it (kernels/common/device_limits.cuh, SM90A_BUILT): every GPU runs the mma.sync kernels.
+//! `CANDLE_FA2_ARCHS`: which of the three images to build, a comma-separated subset of `sm_80`, `sm_90a`,
+//! `compute_80` (unset or empty: all three). `sm_90a` alone is about 60% of nvcc's time (cicc and ptxas run
+//! once per image), for a machine with H100/H200 GPUs only, and what CI compiles. A GPU the build has no
+//! image for fails at its first launch with CUDA's "no kernel image is available" error.
+//!
+//! `CANDLE_FA2_PTX_ONLY=1` (`CANDLE_FA2_ARCHS=compute_80`): compute_80 PTX only, no machine code, what a
+//! Blackwell GPU runs (to test that path on an H100/H200, where the driver then JIT-compiles it too). Without
+//! sm_90a the wgmma kernels are left out, and the dispatch knows it (kernels/common/device_limits.cuh,
+//! SM90A_BUILT): every GPU runs the mma.sync kernels.
 //!
 //! `CANDLE_FA2_HDIMS` (e.g. `CANDLE_FA2_HDIMS=64,128`), for development builds: compile only the
 //! instantiations of those head dims (kernels/generated/*_hdim<d>*.cu) and every file that is not per
@@ -51,19 +57,10 @@ mod cuda {
 
         // The device code: machine code for A100 (sm_80) and H100/H200 (sm_90a: sm_90 plus wgmma, which the
         // Hopper kernels need; a plain sm_90 image beside it would leave the choice between the two to the
-        // loader, so there is none), and compute_80 PTX, which later GPUs compile at load time. PTX-only: that
-        // PTX alone.
-        let mut args: Vec<String> = if ptx_only {
-            vec!["-gencode=arch=compute_80,code=compute_80".into()]
-        } else {
-            [
-                "-gencode=arch=compute_80,code=[sm_80,compute_80]",
-                "-gencode=arch=compute_90a,code=sm_90a",
-                "-DCANDLE_FA2_HAS_SM90A",
-            ]
-            .map(String::from)
-            .into()
-        };
+        // loader, so there is none), and compute_80 PTX, which later GPUs compile at load time.
+        println!("cargo:rerun-if-env-changed=CANDLE_FA2_ARCHS");
+        let archs = device_images(&std::env::var("CANDLE_FA2_ARCHS").unwrap_or_default(), ptx_only);
+        let mut args = gencode_args(&archs);
         let common = ["--default-stream", "per-thread", "-std=c++17", "-O3", "--use_fast_math"];
         args.extend(common.map(String::from));
         // Includes name their file from kernels/ ("common/ptx.cuh"), whichever folder includes them.
@@ -175,6 +172,48 @@ mod cuda {
         if !out.status.success() {
             panic!("{cmd:?} failed:\n{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         }
+    }
+
+    const IMAGES: [&str; 3] = ["sm_80", "sm_90a", "compute_80"];
+
+    /// The device images CANDLE_FA2_ARCHS names (all when unset or empty; compute_80 alone for
+    /// CANDLE_FA2_PTX_ONLY), checked against those this build knows.
+    fn device_images(value: &str, ptx_only: bool) -> BTreeSet<&'static str> {
+        let images: BTreeSet<&'static str> = if value.trim().is_empty() {
+            if ptx_only {
+                BTreeSet::from(["compute_80"])
+            } else {
+                IMAGES.into()
+            }
+        } else {
+            value
+                .split(',')
+                .map(|a| match IMAGES.iter().find(|known| **known == a.trim()) {
+                    Some(known) => *known,
+                    None => panic!("CANDLE_FA2_ARCHS={value}: {a:?} is not one of {IMAGES:?}"),
+                })
+                .collect()
+        };
+        if ptx_only && images != BTreeSet::from(["compute_80"]) {
+            panic!("CANDLE_FA2_PTX_ONLY=1 builds compute_80 alone, CANDLE_FA2_ARCHS={value} asks otherwise");
+        }
+        images
+    }
+
+    /// nvcc's -gencode flags for the images (sm_80 machine code and compute_80 PTX from one compute_80
+    /// compile), and the define by which the kernels know that sm_90a code is there.
+    fn gencode_args(images: &BTreeSet<&str>) -> Vec<String> {
+        let mut args = Vec::new();
+        match (images.contains("sm_80"), images.contains("compute_80")) {
+            (true, true) => args.push("-gencode=arch=compute_80,code=[sm_80,compute_80]".to_string()),
+            (true, false) => args.push("-gencode=arch=compute_80,code=sm_80".to_string()),
+            (false, true) => args.push("-gencode=arch=compute_80,code=compute_80".to_string()),
+            (false, false) => {}
+        }
+        if images.contains("sm_90a") {
+            args.extend(["-gencode=arch=compute_90a,code=sm_90a", "-DCANDLE_FA2_HAS_SM90A"].map(String::from));
+        }
+        args
     }
 
     /// The .cu files (kernels) and headers under `dir`, recursively.
