@@ -13,8 +13,10 @@ template <typename T, int HEAD_DIM>
 cudaError_t run_fwd(const FlashFwdParams& p, cudaStream_t stream, bool sm90a) {
     using Sm90 = Sm90Config<T, HEAD_DIM>;
     if constexpr (Sm90::AVAILABLE && SM90A_BUILT) {
-        if (sm90a && !p.transform_logits && p.seqlen_k >= Sm90::FROM_SEQLEN_K)
-            return launch_fwd_sm90<typename Sm90::Traits>(p, stream);
+        if (sm90a && p.seqlen_k >= Sm90::FROM_SEQLEN_K) {
+            if (!p.transform_logits) return launch_fwd_sm90<typename Sm90::Traits, false>(p, stream);
+            if constexpr (Sm90::TRANSFORM) return launch_fwd_sm90<typename Sm90::Traits, true>(p, stream);
+        }
     }
     using Config = FwdConfig<T, HEAD_DIM>;
     // Blocks that need more shared memory than the device gives one (99 KB on sm_86/89/120) are not

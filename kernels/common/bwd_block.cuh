@@ -7,6 +7,7 @@
 #include <math.h>
 
 #include "common/flash_params.h"
+#include "common/mask.cuh"
 #include "common/ptx.cuh"
 #include "common/seq_view.cuh"
 
@@ -37,12 +38,11 @@ struct BwdBlock {
         n_cols = KEYS ? p.seqlen_q : p.seqlen_k;
         r0 = r_block * BLOCK_R;
         rows_valid = min(BLOCK_R, n_rows - r0);
-        offset = p.seqlen_k - p.seqlen_q;
+        const Band band(p);
+        offset = band.offset;
         const int r_last = r0 + rows_valid - 1;
-        // Query i sees key j when -window_left <= j - i - offset <= window_right.
-        const int c_lo = KEYS ? max(0, r0 - offset - p.window_right) : max(0, r0 + offset - p.window_left);
-        const int c_hi = KEYS ? min(n_cols, r_last - offset + p.window_left + 1)
-                              : min(n_cols, r_last + offset + p.window_right + 1);
+        const int c_lo = KEYS ? band.query_lo(r0) : band.key_lo(r0);
+        const int c_hi = KEYS ? band.query_hi(r_last, n_cols) : band.key_hi(r_last);
         cb_lo = c_lo / BLOCK_C;
         c_blocks = c_hi > c_lo ? (c_hi + BLOCK_C - 1) / BLOCK_C - cb_lo : 0;
         steps = c_blocks * heads;
@@ -77,15 +77,12 @@ struct BwdBlock {
         const int r_end = r0 + BLOCK_R - 1, c_end = c0 + BLOCK_C - 1;
         const int key_first = KEYS ? r0 : c0, key_last = KEYS ? r_end : c_end;
         const int query_first = KEYS ? c0 : r0, query_last = KEYS ? c_end : r_end;
-        return key_last >= p.seqlen_k || key_first - query_last - offset < -p.window_left ||
-               key_last - query_first - offset > p.window_right;
+        return !Band(p, offset).all_visible(query_first, query_last, key_first, key_last);
     }
 
     // Whether the score of owned row `row` and column `col` is visible.
     __device__ __forceinline__ bool visible(const FlashFwdParams& p, int row, int col) const {
-        const int query = KEYS ? col : row, key = KEYS ? row : col;
-        const int dist = key - query - offset;
-        return key < p.seqlen_k && dist >= -p.window_left && dist <= p.window_right;
+        return Band(p, offset).visible(KEYS ? col : row, KEYS ? row : col);
     }
 };
 

@@ -1,9 +1,17 @@
 // Accumulator fragments of m16n8 mma.sync tiles, float[M][N][4] (M 16-row tiles, N 8-column tiles; lane l
-// holds the same four elements of every tile in each warp): zeroing, and the shared-memory exchange by
-// which warps that computed shares of one product (over parts of the head dim) add them.
+// holds the same four elements of every tile in each warp): where an element sits, zeroing, and the
+// shared-memory exchange by which warps that computed shares of one product (over parts of the head dim)
+// add them.
 #pragma once
 
 namespace fa2 {
+
+// The column of element e of n8 tile nt in fragments whose tile 0 starts at column n0: lane l holds columns
+// 2 (l % 4) and 2 (l % 4) + 1 of each tile, in rows l / 4 (e = 0, 1) and l / 4 + 8 (e = 2, 3). wgmma's
+// accumulators have this layout too, one 16-row slice per warp.
+__device__ __forceinline__ int fragment_col(int lane, int n0, int nt, int e) {
+    return n0 + nt * 8 + 2 * (lane % 4) + e % 2;
+}
 
 template <int M, int N>
 __device__ __forceinline__ void zero_fragments(float (&c)[M][N][4]) {

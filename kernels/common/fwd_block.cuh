@@ -1,11 +1,13 @@
 // What one forward thread block works on, shared by the mma.sync (flash_fwd_kernel.cuh) and wgmma
 // (flash_fwd_sm90.cuh) forwards: its query rows, the key blocks any of them can see, the mask test, where
-// its inputs and outputs live, and the output of rows that see no key. `p` is the block's sequence view
-// (seq_view.cuh): its seqlen_q and seqlen_k are the sequence's own.
+// its inputs and outputs live, and the output of rows that see no key (the band of visible keys:
+// common/mask.cuh). `p` is the block's sequence view (seq_view.cuh): its seqlen_q and seqlen_k are the
+// sequence's own.
 #pragma once
 #include <math.h>
 
 #include "common/flash_params.h"
+#include "common/mask.cuh"
 #include "common/seq_view.cuh"
 
 namespace fa2 {
@@ -23,11 +25,12 @@ struct FwdBlock {
 
     __device__ __forceinline__ FwdBlock(const FlashFwdParams& p, int m_block, int head)
         : k(key_rows<T>(p, head / p.group_size)), v(value_rows<T>(p, head / p.group_size)) {
+        const Band band(p);
         m0 = m_block * BLOCK_M;
         rows_valid = min(BLOCK_M, p.seqlen_q - m0);
-        offset = p.seqlen_k - p.seqlen_q;
-        const int key_lo = max(0, m0 + offset - p.window_left);
-        const int key_hi = min(p.seqlen_k, m0 + rows_valid - 1 + offset + p.window_right + 1);
+        offset = band.offset;
+        const int key_lo = band.key_lo(m0);
+        const int key_hi = band.key_hi(m0 + rows_valid - 1);
         n_block_min = key_lo / BLOCK_N;
         n_block_max = key_hi > key_lo ? (key_hi + BLOCK_N - 1) / BLOCK_N : n_block_min;
         q = reinterpret_cast<const T*>(p.q) + head * p.q_head_stride + int64_t(m0) * p.q_row_stride;
@@ -41,16 +44,13 @@ struct FwdBlock {
     // No row of the block sees a key (windows, or causal with seqlen_q > seqlen_k).
     __device__ __forceinline__ bool empty() const { return n_block_max == n_block_min; }
 
-    // Whether the key block starting at n0 holds a (row, key) pair that is not visible: the corners decide.
+    // Whether the key block starting at n0 holds a (row, key) pair that is not visible.
     __device__ __forceinline__ bool needs_mask(const FlashFwdParams& p, int n0) const {
-        const int n_end = min(n0 + BLOCK_N, p.seqlen_k);
-        return n0 + BLOCK_N > p.seqlen_k || n0 - (m0 + rows_valid - 1) - offset < -p.window_left ||
-               n_end - 1 - m0 - offset > p.window_right;
+        return !Band(p, offset).all_visible(m0, m0 + rows_valid - 1, n0, n0 + BLOCK_N - 1);
     }
 
     __device__ __forceinline__ bool visible(const FlashFwdParams& p, int row, int col) const {
-        const int dist = col - row - offset;
-        return col < p.seqlen_k && dist >= -p.window_left && dist <= p.window_right;
+        return Band(p, offset).visible(row, col);
     }
 
     // A row without keys: zeros and LSE -inf. Called by the 4 lanes of the quad that owns the row (the

@@ -63,8 +63,7 @@ auto with_decode_traits(const FlashFwdParams& p, int num_splits, Run&& run) {
     using Persistent = DecodeLaunch<typename Config::Persistent>;
     const int optin = smem_optin();
     if (decode_persistent_allowed() && optin >= Config::Persistent::SMEM_BYTES &&
-        int64_t(Persistent::row_blocks(p)) * num_splits * Config::Persistent::V_PARTS * p.heads_kv * p.batch >
-            Persistent::persistent_blocks())
+        Persistent::items(p, num_splits) > Persistent::persistent_blocks())
         return run(Persistent{});
     if (optin >= Config::Large::SMEM_BYTES) return run(DecodeLaunch<typename Config::Large>{});
     return run(DecodeLaunch<typename Config::Small>{});

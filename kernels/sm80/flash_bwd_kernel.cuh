@@ -24,6 +24,7 @@
 #include "common/bwd_block.cuh"
 #include "common/flash_params.h"
 #include "common/fragments.cuh"
+#include "common/logits.cuh"
 #include "common/ptx.cuh"
 #include "common/tile_loader.cuh"
 
@@ -330,12 +331,14 @@ __global__ void __launch_bounds__(Tr::THREADS, Tr::MIN_BLOCKS) flash_bwd_kernel(
         const bool need_mask = blk.needs_mask(p, c0);
         // (query, key) of score e of n-tile ct in m-tile mt.
         auto query_key = [&](int mt, int ct, int e) {
-            const int row = row_of(mt, e / 2), col = c0 + ct * 8 + 2 * (lane % 4) + e % 2;
+            const int row = row_of(mt, e / 2), col = fragment_col(lane, c0, ct, e);
             return KEYS ? make_int2(col, row) : make_int2(row, col);
         };
         if (p.transform_logits) {
-            // z = softcap * tanh(scale s / softcap) - slope |key - query - offset|; dS = P (dP - D) dz/ds.
-            const float slope = p.alibi_slopes ? p.alibi_slopes[head] : 0.f;
+            // z = softcap * tanh(scale s / softcap) - slope |key - query - offset| (common/logits.cuh);
+            // dS = P (dP - D) dz/ds.
+            const Logits logits(p);
+            const float slope = logits.slope(head);
 #pragma unroll
             for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
@@ -343,16 +346,11 @@ __global__ void __launch_bounds__(Tr::THREADS, Tr::MIN_BLOCKS) flash_bwd_kernel(
 #pragma unroll
                     for (int e = 0; e < 4; ++e) {
                         const int2 qk = query_key(mt, ct, e);
-                        const int c = ct * 8 + 2 * (lane % 4) + e % 2;
+                        const int c = fragment_col(lane, 0, ct, e);
                         const float lse2 = KEYS ? sLse2[stage * Tr::BLOCK_C + c] : row_lse2[mt][e / 2];
                         const float delta = KEYS ? sDelta[stage * Tr::BLOCK_C + c] : row_delta[mt][e / 2];
-                        float z = c1[mt][ct][e] * p.softmax_scale, dz_ds = p.softmax_scale;
-                        if (p.softcap > 0.f) {
-                            const float t = tanhf(z / p.softcap);
-                            z = p.softcap * t;
-                            dz_ds *= 1.f - t * t;
-                        }
-                        z -= slope * fabsf(float(qk.y - qk.x - blk.offset));
+                        float dz_ds;
+                        const float z = logits(c1[mt][ct][e], slope, qk.y - qk.x - blk.offset, dz_ds);
                         const float prob = exp2f(fmaf(z, LOG2E, -lse2));
                         c2[mt][ct][e] = prob * (c2[mt][ct][e] - delta) * dz_ds;
                         c1[mt][ct][e] = prob;
@@ -386,7 +384,7 @@ __global__ void __launch_bounds__(Tr::THREADS, Tr::MIN_BLOCKS) flash_bwd_kernel(
                 for (int ct = 0; ct < CT; ++ct)
 #pragma unroll
                     for (int e = 0; e < 4; ++e)
-                        if (!blk.visible(p, row_of(mt, e / 2), c0 + ct * 8 + 2 * (lane % 4) + e % 2))
+                        if (!blk.visible(p, row_of(mt, e / 2), fragment_col(lane, c0, ct, e)))
                             c1[mt][ct][e] = 0.f, c2[mt][ct][e] = 0.f;
         }
 

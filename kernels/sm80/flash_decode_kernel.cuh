@@ -33,8 +33,12 @@
 
 #include "common/device_limits.cuh"
 #include "common/flash_params.h"
+#include "common/fragments.cuh"
+#include "common/logits.cuh"
+#include "common/mask.cuh"
 #include "common/ptx.cuh"
 #include "common/seq_view.cuh"
+#include "common/softmax.cuh"
 #include "common/tile_loader.cuh"
 
 namespace fa2 {
@@ -127,11 +131,11 @@ struct DecodeBlock {
         kv_head = y;
         v_part = part;
         packed_rows = p.seqlen_q * p.group_size;
-        const int seqlen_k = p.seqlen_k;
-        offset = seqlen_k - p.seqlen_q;
+        const Band band(p);
+        offset = band.offset;
         const int i_lo = r0 / p.group_size, i_hi = (min(r0 + 16, packed_rows) - 1) / p.group_size;
-        key_lo = max(0, i_lo + offset - p.window_left);
-        key_hi = min(seqlen_k, i_hi + offset + p.window_right + 1);
+        key_lo = band.key_lo(i_lo);
+        key_hi = band.key_hi(i_hi);
         const int n_tiles = key_hi > key_lo ? (key_hi - key_lo + block_n - 1) / block_n : 0;
         const int per_split = (n_tiles + w.splits - 1) / w.splits;
         tile_begin = split * per_split;
@@ -326,6 +330,7 @@ __global__ void __launch_bounds__(Tr::THREADS) flash_decode_kernel(const FlashDe
     grid_launch_dependents();
 
     const bool partial = dp.num_splits > 1;
+    const Logits logits(dp.fwd);  // the same for every sequence
     const int64_t rows_total = lse_rows(dp.fwd);
     int g = 0;  // pipeline step of the block, over all its items
     for (int ordinal = 0;; ++ordinal) {
@@ -337,7 +342,7 @@ __global__ void __launch_bounds__(Tr::THREADS) flash_decode_kernel(const FlashDe
         for (int h = 0; h < 2; ++h) {
             const int r = min(blk.r0 + lane / 4 + 8 * h, blk.packed_rows - 1);  // rows past the end: any valid one
             row_i[h] = blk.query_row(p, r);
-            slope[h] = p.alibi_slopes ? p.alibi_slopes[blk.head(p, r)] : 0.f;
+            slope[h] = logits.slope(blk.head(p, r));
         }
 
         float o_acc[DT][4];
@@ -371,39 +376,27 @@ __global__ void __launch_bounds__(Tr::THREADS) flash_decode_kernel(const FlashDe
                 mma_16816<T>(s[1], a, b[2], b[3]);
             }
 
-            // Base-2 logits: scale, softcap, ALiBi, then the mask (-inf).
+            // Base-2 logits (common/logits.cuh), then the mask (-inf).
 #pragma unroll
             for (int nt = 0; nt < 2; ++nt)
 #pragma unroll
                 for (int e = 0; e < 4; ++e) {
-                    const int h = e / 2, key = key0 + nt * 8 + 2 * (lane % 4) + (e % 2);
+                    const int h = e / 2, key = fragment_col(lane, key0, nt, e);
                     const int dist = key - row_i[h] - blk.offset;
-                    float x = s[nt][e] * p.softmax_scale;
-                    if (p.softcap > 0.f) x = p.softcap * tanhf(x / p.softcap);
-                    x = (x - slope[h] * fabsf(float(dist))) * LOG2E;
-                    const bool visible = key < blk.key_hi && dist >= -p.window_left && dist <= p.window_right;
-                    s[nt][e] = visible ? x : -INFINITY;
+                    const float x = logits(s[nt][e], slope[h], dist) * LOG2E;
+                    s[nt][e] = Band(p, blk.offset).visible(row_i[h], key) ? x : -INFINITY;
                 }
 
-            // Online softmax over the warp's keys; a row lives in a quad of 4 lanes.
+            // Online softmax over the warp's keys (common/softmax.cuh), on base-2 logits.
 #pragma unroll
             for (int h = 0; h < 2; ++h) {
-                float m = fmaxf(row_max[h], fmaxf(fmaxf(s[0][2 * h], s[0][2 * h + 1]), fmaxf(s[1][2 * h], s[1][2 * h + 1])));
-                m = quad_max(m);
-                const float m_ref = m == -INFINITY ? 0.f : m;  // no key seen yet: every exp2 below is 0
-                const float alpha = exp2f(row_max[h] - m_ref);
-                row_max[h] = m;
-                row_sum[h] *= alpha;
+                auto scores = [&](int nt, int e) -> float& { return s[nt][e]; };
+                const float block_sum = online_softmax_row<2>(scores, h, row_max[h], 1.f, [&](float alpha) {
+                    row_sum[h] *= alpha;
 #pragma unroll
-                for (int dt = 0; dt < DT; ++dt) o_acc[dt][2 * h] *= alpha, o_acc[dt][2 * h + 1] *= alpha;
-#pragma unroll
-                for (int nt = 0; nt < 2; ++nt)
-#pragma unroll
-                    for (int e = 0; e < 2; ++e) {
-                        const float pr = exp2f(s[nt][2 * h + e] - m_ref);
-                        s[nt][2 * h + e] = pr;
-                        row_sum[h] += pr;  // per-lane partial; the quad is summed at the merge
-                    }
+                    for (int dt = 0; dt < DT; ++dt) o_acc[dt][2 * h] *= alpha, o_acc[dt][2 * h + 1] *= alpha;
+                });
+                row_sum[h] += block_sum;  // per-lane partial; the quad is summed at the merge
             }
 
             // O += P V: the S accumulators are the A fragment of one k16 step.
@@ -458,18 +451,18 @@ __global__ void __launch_bounds__(Tr::THREADS) flash_decode_kernel(const FlashDe
                 sum += scale * merge.row_sum(w, rr);
                 o0 += scale * o.x, o1 += scale * o.y;
             }
-            const float inv = sum > 0.f ? 1.f / sum : 0.f;
-            const float lse = sum > 0.f ? (m + log2f(sum)) * LN2 : -INFINITY;
+            const RowEnd end = row_end(m, 1.f, sum);
             const int i = blk.query_row(p, r), head = blk.head(p, r);
             const int64_t lse_row = head * p.lse_head_stride + i;  // in this sequence's view
             if (partial) {
                 const int64_t part_row = blk.split * rows_total + lse_base + lse_row;
-                *reinterpret_cast<float2*>(dp.o_partial + part_row * p.head_dim + col) = make_float2(o0 * inv, o1 * inv);
-                if (col == 0) dp.lse_partial[part_row] = lse;  // col 0: the first part's first pair
+                *reinterpret_cast<float2*>(dp.o_partial + part_row * p.head_dim + col) =
+                    make_float2(o0 * end.inv_sum, o1 * end.inv_sum);
+                if (col == 0) dp.lse_partial[part_row] = end.lse;  // col 0: the first part's first pair
             } else {
                 T* o = reinterpret_cast<T*>(p.o) + int64_t(i) * p.o_row_stride + head * p.o_head_stride;
-                *reinterpret_cast<uint32_t*>(o + col) = pack2<T>(o0 * inv, o1 * inv);
-                if (col == 0) p.lse[lse_row] = lse;
+                *reinterpret_cast<uint32_t*>(o + col) = pack2<T>(o0 * end.inv_sum, o1 * end.inv_sum);
+                if (col == 0) p.lse[lse_row] = end.lse;
             }
         }
 
@@ -567,6 +560,10 @@ inline bool device_has_pdl() {
 template <typename Tr>
 struct DecodeLaunch {
     static int row_blocks(const FlashFwdParams& p) { return (p.seqlen_q * p.group_size + Tr::BLOCK_M - 1) / Tr::BLOCK_M; }
+    // Work items of a launch with `splits` splits (DecodeWork: row block, split, V part, KV head, sequence).
+    static int64_t items(const FlashFwdParams& p, int splits) {
+        return int64_t(row_blocks(p)) * splits * Tr::V_PARTS * p.heads_kv * p.batch;
+    }
 
     static cudaError_t prepare() {
         if (Tr::SMEM_BYTES <= 48 * 1024) return cudaSuccess;
@@ -604,7 +601,7 @@ struct DecodeLaunch {
     static int num_splits(const FlashFwdParams& p) {
         const int64_t slots = DecodeLaunch::slots();
         if (slots <= 0) return 1;
-        const int64_t blocks = int64_t(p.batch) * p.heads_kv * row_blocks(p) * Tr::V_PARTS;
+        const int64_t blocks = items(p, 1);
         if (blocks * 10 >= slots * 8) return 1;
         const int tiles = (p.seqlen_k + Tr::BLOCK_N - 1) / Tr::BLOCK_N;
         const int max_splits = max(1, min(DECODE_MAX_SPLITS, tiles));
@@ -623,14 +620,13 @@ struct DecodeLaunch {
         const FlashFwdParams& p = dp.fwd;
         cudaError_t err = prepare();
         if (err != cudaSuccess) return err;
-        const int rb = row_blocks(p);
-        dim3 grid(rb * dp.num_splits * Tr::V_PARTS, p.heads_kv, p.batch);
-        const int64_t items = int64_t(grid.x) * grid.y * grid.z;
-        if (items > INT32_MAX / 2) return cudaErrorInvalidConfiguration;  // the kernel numbers items by int
+        const int64_t work = items(p, dp.num_splits);
+        if (work > INT32_MAX / 2) return cudaErrorInvalidConfiguration;  // the kernel numbers items by int
+        dim3 grid(row_blocks(p) * dp.num_splits * Tr::V_PARTS, p.heads_kv, p.batch);
         if (Tr::PERSISTENT) {
             const int64_t blocks = persistent_blocks();
             if (blocks <= 0) return cudaErrorInvalidConfiguration;
-            grid = dim3(unsigned(std::min(items, blocks)));
+            grid = dim3(unsigned(std::min(work, blocks)));
         }
         flash_decode_kernel<Tr><<<grid, Tr::THREADS, Tr::SMEM_BYTES, stream>>>(dp);
         err = cudaGetLastError();

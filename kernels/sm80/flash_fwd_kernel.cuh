@@ -15,7 +15,9 @@
 #include "common/flash_params.h"
 #include "common/fragments.cuh"
 #include "common/fwd_block.cuh"
+#include "common/logits.cuh"
 #include "common/ptx.cuh"
+#include "common/softmax.cuh"
 #include "common/tile_loader.cuh"
 
 namespace fa2 {
@@ -99,7 +101,8 @@ __global__ void __launch_bounds__(Tr::THREADS, Tr::MIN_BLOCKS) flash_fwd_kernel(
     }
     cp_async_commit();
 
-    const float slope = p.alibi_slopes ? p.alibi_slopes[head] : 0.f;
+    const Logits logits(p);
+    const float slope = logits.slope(head);
     // Plain path: the softmax works on raw scores and folds the scale into exp2's argument (one FFMA).
     // Transformed path: scores become base-2 logits first, and the fold is 1.
     const float sl2 = TRANSFORM ? 1.f : p.scale_log2;
@@ -157,7 +160,7 @@ __global__ void __launch_bounds__(Tr::THREADS, Tr::MIN_BLOCKS) flash_fwd_kernel(
             add_fragments(s, sS + (warp ^ 1) * FRAGS, lane);
         }
 
-        // Logits (softcap, ALiBi), then the mask: a uniform branch per block, rare.
+        // Logits (softcap, ALiBi: common/logits.cuh), then the mask: a uniform branch per block, rare.
         if (TRANSFORM) {
 #pragma unroll
             for (int mt = 0; mt < MT; ++mt)
@@ -165,11 +168,8 @@ __global__ void __launch_bounds__(Tr::THREADS, Tr::MIN_BLOCKS) flash_fwd_kernel(
                 for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
                     for (int e = 0; e < 4; ++e) {
-                        float x = s[mt][nt][e] * p.softmax_scale;
-                        if (p.softcap > 0.f) x = p.softcap * tanhf(x / p.softcap);
-                        const int dist = n0 + nt * 8 + 2 * (lane % 4) + (e % 2) - row_of(mt, e / 2) - blk.offset;
-                        x -= slope * fabsf(float(dist));
-                        s[mt][nt][e] = x * LOG2E;
+                        const int dist = fragment_col(lane, n0, nt, e) - row_of(mt, e / 2) - blk.offset;
+                        s[mt][nt][e] = logits(s[mt][nt][e], slope, dist) * LOG2E;
                     }
         }
         if (blk.needs_mask(p, n0)) {
@@ -179,7 +179,7 @@ __global__ void __launch_bounds__(Tr::THREADS, Tr::MIN_BLOCKS) flash_fwd_kernel(
                 for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
                     for (int e = 0; e < 4; ++e)
-                        if (!blk.visible(p, row_of(mt, e / 2), n0 + nt * 8 + 2 * (lane % 4) + (e % 2)))
+                        if (!blk.visible(p, row_of(mt, e / 2), fragment_col(lane, n0, nt, e)))
                             s[mt][nt][e] = -INFINITY;
         }
 
@@ -191,33 +191,19 @@ __global__ void __launch_bounds__(Tr::THREADS, Tr::MIN_BLOCKS) flash_fwd_kernel(
             cp_async_commit();
         }
 
-        // Online softmax, base 2. Each row lives in a quad of 4 lanes; m = -inf means no key seen yet.
-        // O is rescaled every block, as in FA2: skipping it when no row max grew (a warp vote) measured
+        // Online softmax (common/softmax.cuh). O is rescaled every block, as in FA2: skipping it when no row max grew (a warp vote) measured
         // no faster at d64/d128 and 8% slower at d256 (BENCHMARKS.md, v3).
 #pragma unroll
         for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
             for (int h = 0; h < 2; ++h) {
-                float m = row_max[mt][h];
+                auto scores = [&](int nt, int e) -> float& { return s[mt][nt][e]; };
+                const float block_sum = online_softmax_row<NT>(scores, h, row_max[mt][h], sl2, [&](float alpha) {
+                    row_sum[mt][h] *= alpha;
 #pragma unroll
-                for (int nt = 0; nt < NT; ++nt) m = fmaxf(m, fmaxf(s[mt][nt][2 * h], s[mt][nt][2 * h + 1]));
-                m = quad_max(m);
-                const float m_scaled = m == -INFINITY ? 0.f : m * sl2;
-                const float alpha = exp2f(row_max[mt][h] * sl2 - m_scaled);
-                row_max[mt][h] = m;
-                row_sum[mt][h] *= alpha;
-#pragma unroll
-                for (int dt = 0; dt < DT; ++dt) o_acc[mt][dt][2 * h] *= alpha, o_acc[mt][dt][2 * h + 1] *= alpha;
-                float sum = 0.f;
-#pragma unroll
-                for (int nt = 0; nt < NT; ++nt)
-#pragma unroll
-                    for (int e = 0; e < 2; ++e) {
-                        const float pr = exp2f(fmaf(s[mt][nt][2 * h + e], sl2, -m_scaled));
-                        s[mt][nt][2 * h + e] = pr;
-                        sum += pr;
-                    }
-                row_sum[mt][h] += sum;  // per-lane partial; the quad is summed once at the end
+                    for (int dt = 0; dt < DT; ++dt) o_acc[mt][dt][2 * h] *= alpha, o_acc[mt][dt][2 * h + 1] *= alpha;
+                });
+                row_sum[mt][h] += block_sum;  // per-lane partial; the quad is summed once at the end
             }
 
         // O += P V: the S accumulators of n-tiles 2kk, 2kk+1 are the A fragment of k-step kk.
@@ -253,17 +239,16 @@ __global__ void __launch_bounds__(Tr::THREADS, Tr::MIN_BLOCKS) flash_fwd_kernel(
             const float sum = quad_sum(row_sum[mt][h]);
             const int row = row_of(mt, h);
             if (row >= p.seqlen_q) continue;
-            const float inv = sum > 0.f ? 1.f / sum : 0.f;
+            const RowEnd end = row_end(row_max[mt][h], sl2, sum);
             T* o_row = blk.o + row * p.o_row_stride;
 #pragma unroll
             for (int dt = 0; dt < DT; ++dt) {
                 const int col = d0 + dt * 8 + 2 * (lane % 4);
                 if (col < p.head_dim)
                     *reinterpret_cast<uint32_t*>(o_row + col) =
-                        pack2<T>(o_acc[mt][dt][2 * h] * inv, o_acc[mt][dt][2 * h + 1] * inv);
+                        pack2<T>(o_acc[mt][dt][2 * h] * end.inv_sum, o_acc[mt][dt][2 * h + 1] * end.inv_sum);
             }
-            if (lane % 4 == 0 && d_part == 0)
-                blk.lse[row] = sum > 0.f ? (row_max[mt][h] * sl2 + log2f(sum)) * LN2 : -INFINITY;
+            if (lane % 4 == 0 && d_part == 0) blk.lse[row] = end.lse;
         }
 }
 

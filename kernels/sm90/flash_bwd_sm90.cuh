@@ -20,6 +20,7 @@
 
 #include "common/bwd_block.cuh"
 #include "common/flash_params.h"
+#include "common/fragments.cuh"
 #include "common/ptx.cuh"
 #include "sm90/sm90_common.cuh"
 #include "sm90/wgmma.cuh"
@@ -190,7 +191,7 @@ __global__ void __launch_bounds__(Tr::THREADS, Tr::MIN_BLOCKS) flash_bwd_sm90_ke
             for (int ct = 0; ct < CT; ++ct)
 #pragma unroll
                 for (int e = 0; e < 4; ++e)
-                    if (!blk.visible(p, row_of(e / 2), c0 + ct * 8 + 2 * (lane % 4) + e % 2))
+                    if (!blk.visible(p, row_of(e / 2), fragment_col(lane, c0, ct, e)))
                         c1[ct * 4 + e] = 0.f, c2[ct * 4 + e] = 0.f;
         }
     };

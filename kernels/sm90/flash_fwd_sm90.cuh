@@ -14,8 +14,11 @@
 #include <math.h>
 
 #include "common/flash_params.h"
+#include "common/fragments.cuh"
 #include "common/fwd_block.cuh"
+#include "common/logits.cuh"
 #include "common/ptx.cuh"
+#include "common/softmax.cuh"
 #include "sm90/sm90_common.cuh"
 #include "sm90/wgmma.cuh"
 
@@ -41,9 +44,9 @@ struct Sm90Traits {
     static_assert(SMEM_BYTES <= 227 * 1024, "shared memory per block on sm_90");
 };
 
-// The plain path only (no softcap, ALiBi or scale <= 0: those run on flash_fwd_kernel's transformed
-// kernel). Masks (causal, windows, partial blocks) are applied here.
-template <typename Tr>
+// TRANSFORM: logits are formed explicitly (softcap, ALiBi, a scale <= 0: common/logits.cuh), a kernel of
+// its own as in flash_fwd_kernel. Masks (causal, windows, partial blocks) are applied here.
+template <typename Tr, bool TRANSFORM>
 __global__ void __launch_bounds__(Tr::THREADS, 1) flash_fwd_sm90_kernel(const FlashFwdParams params) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
     using T = typename Tr::T;
@@ -79,7 +82,11 @@ __global__ void __launch_bounds__(Tr::THREADS, 1) flash_fwd_sm90_kernel(const Fl
         const int n0 = n_block * Tr::BLOCK_N;
         loader.template load<Tr::BLOCK_N>(smem_v(buf), blk.v, n0, p.seqlen_k - n0);
     };
-    const float sl2 = p.scale_log2;
+    // Plain: the softmax folds the scale into exp2's argument. Transformed: scores become base-2 logits
+    // first, and the fold is 1.
+    const float sl2 = TRANSFORM ? 1.f : p.scale_log2;
+    const Logits logits(p);
+    const float slope = logits.slope(head);
     float o_acc[DT * 4];
 #pragma unroll
     for (int i = 0; i < DT * 4; ++i) o_acc[i] = 0.f;
@@ -104,38 +111,33 @@ __global__ void __launch_bounds__(Tr::THREADS, 1) flash_fwd_sm90_kernel(const Fl
             Wgmma<T, Tr::HEAD_DIM>::rs(o_acc, pv_a[kk], mn_major_desc<Tr::BLOCK_N>(smem_v(buf), kk), 1);
         wgmma_commit();
     };
-    // Masks S of key block n_block, updates the running max and sum and turns S into P in place; alpha gets
-    // the factors O must be rescaled by once the product still in flight has landed.
+    // Masks S of key block n_block, updates the running max and sum and turns S into P in place (the online
+    // softmax of common/softmax.cuh); alpha gets the factors O must be rescaled by once the product still in
+    // flight has landed.
     float alpha[2];
     auto softmax = [&](int n_block) {
         const int n0 = n_block * Tr::BLOCK_N;
+        if (TRANSFORM) {
+#pragma unroll
+            for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+                for (int e = 0; e < 4; ++e) {
+                    const int dist = fragment_col(lane, n0, nt, e) - row_of(e / 2) - blk.offset;
+                    s[nt * 4 + e] = logits(s[nt * 4 + e], slope, dist) * LOG2E;
+                }
+        }
         if (blk.needs_mask(p, n0)) {  // a uniform branch per block
 #pragma unroll
             for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
                 for (int e = 0; e < 4; ++e)
-                    if (!blk.visible(p, row_of(e / 2), n0 + nt * 8 + 2 * (lane % 4) + (e % 2))) s[nt * 4 + e] = -INFINITY;
+                    if (!blk.visible(p, row_of(e / 2), fragment_col(lane, n0, nt, e))) s[nt * 4 + e] = -INFINITY;
         }
-        // Online softmax, base 2, as flash_fwd_kernel: each row lives in a quad of 4 lanes.
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
-            float m = row_max[h];
-#pragma unroll
-            for (int nt = 0; nt < NT; ++nt) m = fmaxf(m, fmaxf(s[nt * 4 + 2 * h], s[nt * 4 + 2 * h + 1]));
-            m = quad_max(m);
-            const float m_scaled = m == -INFINITY ? 0.f : m * sl2;
-            alpha[h] = exp2f(row_max[h] * sl2 - m_scaled);
-            row_max[h] = m;
-            float sum = 0.f;
-#pragma unroll
-            for (int nt = 0; nt < NT; ++nt)
-#pragma unroll
-                for (int e = 0; e < 2; ++e) {
-                    const float pr = exp2f(fmaf(s[nt * 4 + 2 * h + e], sl2, -m_scaled));
-                    s[nt * 4 + 2 * h + e] = pr;
-                    sum += pr;
-                }
-            row_sum[h] = row_sum[h] * alpha[h] + sum;
+            auto scores = [&](int nt, int e) -> float& { return s[nt * 4 + e]; };
+            const float block_sum = online_softmax_row<NT>(scores, h, row_max[h], sl2, [&](float a) { alpha[h] = a; });
+            row_sum[h] = row_sum[h] * alpha[h] + block_sum;
         }
     };
     auto pack_p = [&] { accumulators_to_a<T, Tr::BLOCK_N>(pv_a, s); };
@@ -191,18 +193,18 @@ __global__ void __launch_bounds__(Tr::THREADS, 1) flash_fwd_sm90_kernel(const Fl
         const float sum = quad_sum(row_sum[h]);
         const int row = row_of(h);
         if (row >= p.seqlen_q) continue;
-        store_accumulator_row<T, Tr::HEAD_DIM>(blk.o + row * p.o_row_stride, o_acc, h, lane, p.head_dim,
-                                               sum > 0.f ? 1.f / sum : 0.f);
-        if (lane % 4 == 0) blk.lse[row] = sum > 0.f ? (row_max[h] * sl2 + log2f(sum)) * LN2 : -INFINITY;
+        const RowEnd end = row_end(row_max[h], sl2, sum);
+        store_accumulator_row<T, Tr::HEAD_DIM>(blk.o + row * p.o_row_stride, o_acc, h, lane, p.head_dim, end.inv_sum);
+        if (lane % 4 == 0) blk.lse[row] = end.lse;
     }
 #elif defined(__CUDA_ARCH__)
     __trap();  // built without sm_90a: launch_fwd_sm90 is only called on a device that runs sm_90a code
 #endif
 }
 
-template <typename Tr>
+template <typename Tr, bool TRANSFORM>
 cudaError_t launch_fwd_sm90(const FlashFwdParams& p, cudaStream_t stream) {
-    auto kernel = flash_fwd_sm90_kernel<Tr>;
+    auto kernel = flash_fwd_sm90_kernel<Tr, TRANSFORM>;
     cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Tr::SMEM_BYTES);
     if (err != cudaSuccess) return err;
     const dim3 grid((p.seqlen_q + Tr::BLOCK_M - 1) / Tr::BLOCK_M, p.heads_q, p.batch);
