@@ -59,6 +59,14 @@ struct Args {
     /// decode: force this split count (AttnOptions::num_splits) instead of the heuristic's.
     #[arg(long)]
     num_splits: Option<usize>,
+    /// decode: these rows instead of [`DECODE_ROWS`], `BATCHxKVLENxSEQLEN_QxHDIM` comma-separated (e.g.
+    /// `32x4096x1x128,33x4096x1x128`: how GB/s moves with the number of work items).
+    #[arg(long)]
+    decode_rows: Option<String>,
+    /// fwd, fwd_bwd: logits capped at this softcap (the transformed-logit kernels); the lines are tagged
+    /// "candle-fa2-softcap".
+    #[arg(long)]
+    softcap: Option<f32>,
     /// Peak device memory of the op and of the softmax-matmul path at 32k and 64k tokens instead.
     #[arg(long)]
     memory: bool,
@@ -177,10 +185,24 @@ fn time_cold(dev: &Device, mut f: impl FnMut() -> Result<Tensor>) -> Result<f64>
     Ok(samples[samples.len() / 2])
 }
 
+/// `--decode-rows`: `BATCHxKVLENxSEQLEN_QxHDIM`, comma-separated.
+fn parse_decode_rows(list: &str) -> Result<Vec<(usize, usize, usize, usize)>> {
+    list.split(',')
+        .map(|row| {
+            let dims: Vec<usize> = row.split('x').filter_map(|d| d.trim().parse().ok()).collect();
+            match dims[..] {
+                [batch, kvlen, sq, hdim] => Ok((batch, kvlen, sq, hdim)),
+                _ => candle_core::bail!("--decode-rows: {row:?} is not BATCHxKVLENxSEQLEN_QxHDIM"),
+            }
+        })
+        .collect()
+}
+
 fn decode(
     dev: &Device,
     dtypes: &str,
     (bshd, num_splits): (bool, Option<usize>),
+    rows: &[(usize, usize, usize, usize)],
     impl_name: &str,
     out: &mut Option<std::fs::File>,
 ) -> Result<()> {
@@ -188,7 +210,7 @@ fn decode(
     let (heads_q, heads_kv) = DECODE_HEADS;
     for dtype_name in dtypes.split(',') {
         let dtype = parse_dtype(dtype_name);
-        for (batch, kvlen, sq, hdim) in DECODE_ROWS {
+        for &(batch, kvlen, sq, hdim) in rows {
             // K/V stored (batch, heads_kv, kvlen, hdim), as torch's and candle-transformers' caches are, and
             // read through the (batch, kvlen, heads_kv, hdim) view the op takes; --decode-bshd stores them
             // in that order instead (rows of all heads interleaved).
@@ -405,13 +427,21 @@ fn main() -> Result<()> {
         "no" => vec![false],
         _ => vec![false, true],
     };
-    let impl_name = if args.dq_atomics { "candle-fa2-dq-atomics" } else { "candle-fa2" };
+    let impl_name = match (args.dq_atomics, args.softcap) {
+        (true, _) => "candle-fa2-dq-atomics",
+        (false, Some(_)) => "candle-fa2-softcap",
+        (false, None) => "candle-fa2",
+    };
     for mode in args.modes.split(',') {
         let backward = match mode {
             "fwd" => false,
             "fwd_bwd" => true,
             "decode" => {
-                decode(&dev, &args.dtypes, (args.decode_bshd, args.num_splits), impl_name, &mut out)?;
+                let rows = match &args.decode_rows {
+                    Some(list) => parse_decode_rows(list)?,
+                    None => DECODE_ROWS.to_vec(),
+                };
+                decode(&dev, &args.dtypes, (args.decode_bshd, args.num_splits), &rows, impl_name, &mut out)?;
                 continue;
             }
             "serving" => {
@@ -428,7 +458,8 @@ fn main() -> Result<()> {
                         let (batch, heads) = (16384 / seqlen, 2048 / hdim);
                         let make = || Tensor::randn(0f32, 1.0, (batch, seqlen, heads, hdim), &dev)?.to_dtype(dtype);
                         let (q, k, v, grad_out) = (make()?, make()?, make()?, make()?);
-                        let opts = AttnOptions::default().with_causal(causal).with_dq_atomics(args.dq_atomics);
+                        let mut opts = AttnOptions::default().with_causal(causal).with_dq_atomics(args.dq_atomics);
+                        opts.softcap = args.softcap;
                         let secs = if backward {
                             time(&dev, || {
                                 let (out, lse) = flash_attn_with_lse(&q, &k, &v, &opts)?;
