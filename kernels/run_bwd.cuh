@@ -2,6 +2,8 @@
 // (sm90/bwd_tiles.cuh) has the head_dim and the call suits them, else mma.sync (sm80/bwd_tiles.cuh).
 // Instantiated in generated/bwd_hdim*.cu.
 #pragma once
+#include <type_traits>
+
 #include "common/device_limits.cuh"
 #include "sm80/bwd_tiles.cuh"
 #include "sm90/bwd_tiles.cuh"
@@ -13,11 +15,16 @@ template <typename T, int HEAD_DIM>
 cudaError_t run_bwd(const FlashBwdParams& p, cudaStream_t stream, bool sm90a) {
     using Sm90 = Sm90BwdConfig<T, HEAD_DIM>;
     if constexpr (Sm90::AVAILABLE && SM90A_BUILT) {
-        if (sm90a && !p.fwd.transform_logits && !p.dq_atomics) {
+        auto passes = [&](auto transform) {
+            constexpr bool TRANSFORM = decltype(transform)::value;
             cudaError_t err = launch_bwd_delta<T>(p, stream);
-            if (err == cudaSuccess) err = launch_bwd_sm90_pass<typename Sm90::Keys>(p, stream);
-            if (err == cudaSuccess) err = launch_bwd_sm90_pass<typename Sm90::Queries>(p, stream);
+            if (err == cudaSuccess) err = launch_bwd_sm90_pass<typename Sm90::Keys, TRANSFORM>(p, stream);
+            if (err == cudaSuccess) err = launch_bwd_sm90_pass<typename Sm90::Queries, TRANSFORM>(p, stream);
             return err;
+        };
+        if (sm90a && !p.dq_atomics) {
+            if (!p.fwd.transform_logits) return passes(std::false_type{});
+            if constexpr (Sm90::TRANSFORM) return passes(std::true_type{});
         }
     }
     using Config = BwdConfig<T, HEAD_DIM>;

@@ -7,11 +7,15 @@ namespace fa2 {
 
 // Hopper (sm_90a, wgmma) configurations: Sm90BwdTraits<T, PASS, HEAD_DIM, warpgroups, BLOCK_C, blocks per
 // SM>. Warpgroups own 64 rows each; a KEYS thread holds dK and dV (HEAD_DIM / 2 f32 each) and the two score
-// tiles (BLOCK_C / 2 each), 192 accumulators at d128, so one block of two warpgroups per SM there. The
-// plain path without dQ atomics runs here; the rest and the other head dims run on mma.sync.
+// tiles (BLOCK_C / 2 each), 192 accumulators at d128, so one block of two warpgroups per SM there. Calls
+// without dQ atomics run here, transformed logits (softcap, ALiBi) where TRANSFORM says so; the rest and
+// the other head dims run on mma.sync. With softcap 30, forward + backward at 2k and 8k measured 1.13-1.31x
+// on these kernels at d128 against mma.sync, 0.96-0.97x at d64 (BENCHMARKS.md, "Building blocks"), as the
+// forward's d64 (sm90/fwd_tiles.cuh).
 template <typename T, int HEAD_DIM>
 struct Sm90BwdConfig {
     static constexpr bool AVAILABLE = false;
+    static constexpr bool TRANSFORM = false;
 };
 // d64 QUERIES: one warpgroup of 64 queries against 128-key tiles, two blocks per SM (140 -> 220
 // registers, no spills), so one block's P and dS overlap the other's products: +6-9% fwd+bwd from 2k and
@@ -21,11 +25,13 @@ template <typename T> struct Sm90BwdConfig<T, 64> {
     static constexpr bool AVAILABLE = true;
     using Keys = Sm90BwdTraits<T, BwdPass::KEYS, 64, 2, 64>;
     using Queries = Sm90BwdTraits<T, BwdPass::QUERIES, 64, 1, 128, 2>;
+    static constexpr bool TRANSFORM = false;
 };
 template <typename T> struct Sm90BwdConfig<T, 128> {
     static constexpr bool AVAILABLE = true;
     using Keys = Sm90BwdTraits<T, BwdPass::KEYS, 128, 2, 64>;
     using Queries = Sm90BwdTraits<T, BwdPass::QUERIES, 128, 2, 64>;
+    static constexpr bool TRANSFORM = true;
 };
 
 }  // namespace fa2

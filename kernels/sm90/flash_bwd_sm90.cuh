@@ -8,8 +8,8 @@
 //            are the A operands of dV += Pᵀ dO and dK += dSᵀ Q (dO and Q read MN-major, trans-b).
 //   QUERIES: S = Q Kᵀ, dP = dO Vᵀ, then dQ += dS K (K read MN-major).
 // Both passes share this kernel: "rows" X1, X2 are K, V (KEYS) or Q, dO; the streamed "columns" Y1, Y2 are
-// Q, dO (KEYS) or K, V. The plain path only (no softcap, ALiBi or scale <= 0) and no dQ atomics: those run
-// on flash_bwd_kernel.cuh.
+// Q, dO (KEYS) or K, V. TRANSFORM: logits formed explicitly (softcap, ALiBi, a scale <= 0:
+// common/logits.cuh), a kernel of its own. No dQ atomics: those run on flash_bwd_kernel.cuh.
 //
 // Pipeline: step s issues C_s (the two score products of column block s) and the gradient products of
 // step s-1 together, then computes P and dS of step s while the tensor cores finish s-1 (as the forward's
@@ -21,6 +21,7 @@
 #include "common/bwd_block.cuh"
 #include "common/flash_params.h"
 #include "common/fragments.cuh"
+#include "common/logits.cuh"
 #include "common/ptx.cuh"
 #include "sm90/sm90_common.cuh"
 #include "sm90/wgmma.cuh"
@@ -56,7 +57,7 @@ struct Sm90BwdTraits {
     static_assert((SMEM_BYTES + 1024) * MIN_BLOCKS <= 228 * 1024, "MIN_BLOCKS blocks fit an SM's shared memory");
 };
 
-template <typename Tr>
+template <typename Tr, bool TRANSFORM>
 __global__ void __launch_bounds__(Tr::THREADS, Tr::MIN_BLOCKS) flash_bwd_sm90_kernel(const FlashBwdParams params) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
     using T = typename Tr::T;
@@ -162,10 +163,13 @@ __global__ void __launch_bounds__(Tr::THREADS, Tr::MIN_BLOCKS) flash_bwd_sm90_ke
         wgmma_commit();
     };
     // P = exp2(s scale log2(e) - lse2) and dS = P (dP - D) in place of C1 and C2, then zeros where the
-    // pair is masked. dz/ds, the scale, is applied once to dK and dQ at the end.
+    // pair is masked. dz/ds, the scale, is applied once to dK and dQ at the end. Transformed: P = exp2(z
+    // log2(e) - lse2) and dS = P (dP - D) dz/ds, with z and dz/ds per score.
     const float sl2 = p.scale_log2;
+    const Logits logits(p);
     auto probabilities = [&](int s) {
         const int stage = s % Tr::STAGES, c0 = blk.c0_of(s);
+        const float slope = TRANSFORM ? logits.slope(blk.head_of(s)) : 0.f;
         const float* col_lse = cols + stage * (Tr::COL_BYTES / 4);
         const float* col_delta = col_lse + Tr::BLOCK_C;
 #pragma unroll
@@ -181,9 +185,19 @@ __global__ void __launch_bounds__(Tr::THREADS, Tr::MIN_BLOCKS) flash_bwd_sm90_ke
             for (int e = 0; e < 4; ++e) {
                 const float l2 = KEYS ? lse2[e % 2] : row_lse2[e / 2];
                 const float dl = KEYS ? delta[e % 2] : row_delta[e / 2];
-                const float prob = exp2f(fmaf(c1[ct * 4 + e], sl2, -l2));
-                c2[ct * 4 + e] = prob * (c2[ct * 4 + e] - dl);
-                c1[ct * 4 + e] = prob;
+                if (TRANSFORM) {
+                    const int row = row_of(e / 2), col = fragment_col(lane, c0, ct, e);
+                    const int dist = KEYS ? row - col - blk.offset : col - row - blk.offset;  // key - query - offset
+                    float dz_ds;
+                    const float z = logits(c1[ct * 4 + e], slope, dist, dz_ds);
+                    const float prob = exp2f(fmaf(z, LOG2E, -l2));
+                    c2[ct * 4 + e] = prob * (c2[ct * 4 + e] - dl) * dz_ds;
+                    c1[ct * 4 + e] = prob;
+                } else {
+                    const float prob = exp2f(fmaf(c1[ct * 4 + e], sl2, -l2));
+                    c2[ct * 4 + e] = prob * (c2[ct * 4 + e] - dl);
+                    c1[ct * 4 + e] = prob;
+                }
             }
         }
         if (blk.needs_mask(p, c0)) {  // a uniform branch per step
@@ -239,7 +253,8 @@ __global__ void __launch_bounds__(Tr::THREADS, Tr::MIN_BLOCKS) flash_bwd_sm90_ke
     }
     cp_async_wait<0>();
 
-    // Epilogue: the owned rows out; dK and dQ get the scale (dz/ds).
+    // Epilogue: the owned rows out; dK and dQ get the scale (dz/ds), which the transformed dS has already.
+    const float ds_factor = TRANSFORM ? 1.f : p.softmax_scale;
     auto store = [&](const float (&acc)[D / 2], float factor, void* base, int64_t row_stride, int64_t head_stride,
                      int head) {
         T* out = reinterpret_cast<T*>(base) + head * head_stride;
@@ -251,19 +266,19 @@ __global__ void __launch_bounds__(Tr::THREADS, Tr::MIN_BLOCKS) flash_bwd_sm90_ke
     };
     if (KEYS) {
         store(acc1, 1.f, bp.dv, bp.dv_row_stride, bp.dv_head_stride, blk.kv_head);
-        store(acc2, p.softmax_scale, bp.dk, bp.dk_row_stride, bp.dk_head_stride, blk.kv_head);
+        store(acc2, ds_factor, bp.dk, bp.dk_row_stride, bp.dk_head_stride, blk.kv_head);
     } else {
-        store(acc1, p.softmax_scale, bp.dq, bp.dq_row_stride, bp.dq_head_stride, blk.head_lo);
+        store(acc1, ds_factor, bp.dq, bp.dq_row_stride, bp.dq_head_stride, blk.head_lo);
     }
 #elif defined(__CUDA_ARCH__)
     __trap();  // built without sm_90a: only launched on a device that runs sm_90a code
 #endif
 }
 
-template <typename Tr>
+template <typename Tr, bool TRANSFORM>
 cudaError_t launch_bwd_sm90_pass(const FlashBwdParams& bp, cudaStream_t stream) {
     const FlashFwdParams& p = bp.fwd;
-    auto kernel = flash_bwd_sm90_kernel<Tr>;
+    auto kernel = flash_bwd_sm90_kernel<Tr, TRANSFORM>;
     cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Tr::SMEM_BYTES);
     if (err != cudaSuccess) return err;
     const int rows = Tr::KEYS ? p.seqlen_k : p.seqlen_q;
