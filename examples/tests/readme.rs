@@ -225,22 +225,12 @@ fn readme_example_commands_run() {
 
 #[test]
 fn readme_gpu_modes_exist() {
-    // `bash .gpu/run.sh MODE` is scripts/gpu_run.sh copied by scripts/gpu_pack.sh: each mode the README
-    // names must be a case of that script, and each script it names must exist.
+    // `bash .gpu/run.sh MODE` is scripts/gpu_run.sh copied by scripts/gpu_pack.sh: each mode the README or
+    // DEVELOP.md (the developers' guide, where most of them are) names must be a case of that script, and
+    // each script they name must exist.
     let script = std::fs::read_to_string(repo().join("scripts/gpu_run.sh")).unwrap();
-    let readme = readme();
-    let mut modes = Vec::new();
-    for line in readme.lines() {
-        let mut rest = line;
-        while let Some(at) = rest.find(".gpu/run.sh ") {
-            rest = &rest[at + ".gpu/run.sh ".len()..];
-            let mode: String = rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '-').collect();
-            if !mode.is_empty() && !mode.chars().all(|c| c.is_ascii_uppercase()) {
-                modes.push(mode);
-            }
-        }
-    }
-    assert!(modes.len() >= 5, "the README shows the GPU modes: found only {modes:?}");
+    let develop = std::fs::read_to_string(repo().join("DEVELOP.md")).expect("DEVELOP.md is readable");
+    let docs = [("README", readme()), ("DEVELOP.md", develop)];
     // The labels of the script's `case "${1:-all}"`: lines `  a)` or `  a | b)`.
     let labels: Vec<&str> = script
         .lines()
@@ -248,21 +238,33 @@ fn readme_gpu_modes_exist() {
         .filter(|label| label.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-| ".contains(c)))
         .flat_map(|label| label.split('|').map(str::trim))
         .collect();
-    for mode in &modes {
-        assert!(
-            labels.contains(&mode.as_str()),
-            "README runs `.gpu/run.sh {mode}`, which scripts/gpu_run.sh does not have"
-        );
-    }
-    for word in readme.split(|c: char| c.is_whitespace() || c == '`' || c == '(' || c == ')') {
-        if let Some(path) = word.strip_prefix("scripts/") {
-            let path = path.trim_end_matches([',', '.', ':', ';']);
-            if !path.is_empty() {
-                assert!(
-                    repo().join("scripts").join(path).exists(),
-                    "README names scripts/{path}, which does not exist"
-                );
+    let mut modes = Vec::new();
+    for (doc, text) in &docs {
+        for line in text.lines() {
+            let mut rest = line;
+            while let Some(at) = rest.find(".gpu/run.sh ") {
+                rest = &rest[at + ".gpu/run.sh ".len()..];
+                let mode: String = rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '-').collect();
+                if !mode.is_empty() && !mode.chars().all(|c| c.is_ascii_uppercase()) {
+                    assert!(
+                        labels.contains(&mode.as_str()),
+                        "{doc} runs `.gpu/run.sh {mode}`, which scripts/gpu_run.sh does not have"
+                    );
+                    modes.push(mode);
+                }
+            }
+        }
+        for word in text.split(|c: char| c.is_whitespace() || c == '`' || c == '(' || c == ')') {
+            if let Some(path) = word.strip_prefix("scripts/") {
+                let path = path.trim_end_matches([',', '.', ':', ';']);
+                if !path.is_empty() {
+                    assert!(
+                        repo().join("scripts").join(path).exists(),
+                        "{doc} names scripts/{path}, which does not exist"
+                    );
+                }
             }
         }
     }
+    assert!(modes.len() >= 8, "the README and DEVELOP.md show the GPU modes: found only {modes:?}");
 }
