@@ -2,7 +2,7 @@
 
 use candle_transformers::models::llama;
 
-use crate::gguf::LlamaConfig;
+use candle_fa2_examples::gguf::LlamaConfig;
 
 /// `use_flash_attn`: candle-transformers calls `candle_flash_attn::flash_attn`, which the patch makes
 /// candle-fa2's; otherwise its own softmax-matmul attention.

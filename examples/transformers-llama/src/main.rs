@@ -10,31 +10,14 @@
 //! or `scripts/install_cuda.sh --link`'s stubs). `--attn naive` runs candle-transformers' own
 //! softmax-matmul attention on the same weights.
 
-#[path = "../../src/chat.rs"]
-mod chat;
-mod config;
-#[path = "../../src/device.rs"]
-mod device;
-#[path = "../../src/fetch.rs"]
-mod fetch;
-#[path = "../../src/generate.rs"]
-mod generate;
-// Shared with candle-fa2's examples and tests, which use the parts this binary does not.
-#[allow(dead_code)]
-#[path = "../../src/gguf.rs"]
-mod gguf;
-#[path = "../../src/sampling.rs"]
-mod sampling;
-#[allow(dead_code)]
-#[path = "../../src/tokenizer.rs"]
-mod tokenizer;
-
 use std::time::Instant;
 
 use anyhow::Result;
 use candle_core::Tensor;
+use candle_fa2_examples::{chat, generate};
 use candle_transformers::models::llama;
 use clap::Parser;
+use transformers_llama::config;
 
 #[derive(Parser)]
 #[command(about = "SmolLM2-135M-Instruct on candle-transformers' Llama, flash attention from candle-fa2")]

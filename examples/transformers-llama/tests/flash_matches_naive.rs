@@ -3,20 +3,10 @@
 //! own softmax-matmul attention: the same greedy answer and logits that agree. What the README's
 //! `cargo run --release -- --cpu` shows a user, checked by CI (.ci/run) in the build that compiles it.
 
-#[allow(dead_code)]
-#[path = "../src/config.rs"]
-mod config;
-#[path = "../../src/fetch.rs"]
-mod fetch;
-#[allow(dead_code)]
-#[path = "../../src/gguf.rs"]
-mod gguf;
-#[allow(dead_code)]
-#[path = "../../src/tokenizer.rs"]
-mod tokenizer;
-
 use candle_core::{DType, Device, Tensor};
+use candle_fa2_examples::{fetch, gguf, tokenizer};
 use candle_transformers::models::llama;
+use transformers_llama::config;
 
 /// Greedy decoding for `steps` tokens: the tokens and the logits that chose each.
 fn greedy(model: &llama::Llama, config: &llama::Config, prompt: &[u32], steps: usize) -> (Vec<u32>, Vec<Vec<f32>>) {
