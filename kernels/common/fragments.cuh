@@ -1,8 +1,11 @@
 // Accumulator fragments of m16n8 mma.sync tiles, float[M][N][4] (M 16-row tiles, N 8-column tiles; lane l
-// holds the same four elements of every tile in each warp): where an element sits, zeroing, and the
-// shared-memory exchange by which warps that computed shares of one product (over parts of the head dim)
-// add them.
+// holds the same four elements of every tile in each warp): where an element sits, zeroing, their reuse as
+// the A operand of the next product, and the shared-memory exchange by which warps that computed shares of
+// one product (over parts of the head dim) add them.
 #pragma once
+#include <stdint.h>
+
+#include "common/ptx.cuh"
 
 namespace fa2 {
 
@@ -11,6 +14,17 @@ namespace fa2 {
 // accumulators have this layout too, one 16-row slice per warp.
 __device__ __forceinline__ int fragment_col(int lane, int n0, int nt, int e) {
     return n0 + nt * 8 + 2 * (lane % 4) + e % 2;
+}
+
+// The accumulators of n8 tiles 2 kk and 2 kk + 1 (lo, hi: one 16 x 16 block of a product) rounded to T as
+// the A fragment of k16 step kk of the next product (P of P V; dS of dS K): an m16n8k16 A fragment holds,
+// per lane, the elements the two accumulator tiles hold, so no data moves between lanes.
+template <typename T>
+__device__ __forceinline__ void accumulators_to_a(uint32_t (&a)[4], const float (&lo)[4], const float (&hi)[4]) {
+    a[0] = pack2<T>(lo[0], lo[1]);
+    a[1] = pack2<T>(lo[2], lo[3]);
+    a[2] = pack2<T>(hi[0], hi[1]);
+    a[3] = pack2<T>(hi[2], hi[3]);
 }
 
 template <int M, int N>

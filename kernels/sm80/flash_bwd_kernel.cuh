@@ -413,16 +413,8 @@ __global__ void __launch_bounds__(Tr::THREADS, Tr::MIN_BLOCKS) flash_bwd_kernel(
             uint32_t a_p[MT][4], a_ds[MT][4];
 #pragma unroll
             for (int mt = 0; mt < MT; ++mt) {
-                a_ds[mt][0] = pack2<T>(c2[mt][2 * kk][0], c2[mt][2 * kk][1]);
-                a_ds[mt][1] = pack2<T>(c2[mt][2 * kk][2], c2[mt][2 * kk][3]);
-                a_ds[mt][2] = pack2<T>(c2[mt][2 * kk + 1][0], c2[mt][2 * kk + 1][1]);
-                a_ds[mt][3] = pack2<T>(c2[mt][2 * kk + 1][2], c2[mt][2 * kk + 1][3]);
-                if (KEYS) {
-                    a_p[mt][0] = pack2<T>(c1[mt][2 * kk][0], c1[mt][2 * kk][1]);
-                    a_p[mt][1] = pack2<T>(c1[mt][2 * kk][2], c1[mt][2 * kk][3]);
-                    a_p[mt][2] = pack2<T>(c1[mt][2 * kk + 1][0], c1[mt][2 * kk + 1][1]);
-                    a_p[mt][3] = pack2<T>(c1[mt][2 * kk + 1][2], c1[mt][2 * kk + 1][3]);
-                }
+                accumulators_to_a<T>(a_ds[mt], c2[mt][2 * kk], c2[mt][2 * kk + 1]);
+                if (KEYS) accumulators_to_a<T>(a_p[mt], c1[mt][2 * kk], c1[mt][2 * kk + 1]);
             }
 #pragma unroll
             for (int dp = 0; dp < OT / 2; ++dp) {

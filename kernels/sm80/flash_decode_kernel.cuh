@@ -401,10 +401,7 @@ __global__ void __launch_bounds__(Tr::THREADS) flash_decode_kernel(const FlashDe
 
             // O += P V: the S accumulators are the A fragment of one k16 step.
             uint32_t a[4];
-            a[0] = pack2<T>(s[0][0], s[0][1]);
-            a[1] = pack2<T>(s[0][2], s[0][3]);
-            a[2] = pack2<T>(s[1][0], s[1][1]);
-            a[3] = pack2<T>(s[1][2], s[1][3]);
+            accumulators_to_a<T>(a, s[0], s[1]);
 #pragma unroll
             for (int d16 = 0; d16 < DT / 2; ++d16) {
                 uint32_t b[4];

@@ -9,6 +9,7 @@
 #pragma once
 #include <stdint.h>
 
+#include "common/fragments.cuh"
 #include "common/ptx.cuh"
 #include "common/seq_view.cuh"
 
@@ -102,17 +103,14 @@ __device__ __forceinline__ void publish_smem() {
     __syncthreads();
 }
 
-// A 64 x N wgmma result (f32, mma.sync's C-fragment layout per 16-row warp slice) rounded to T as the A
-// operand of a product that reads A from registers: n-tiles 2kk and 2kk+1 are k-step kk's fragment.
+// A 64 x N wgmma result (f32, mma.sync's C-fragment layout per 16-row warp slice: N / 8 tiles of four) rounded
+// to T as the A operand of a product that reads A from registers: n-tiles 2kk and 2kk+1 are k-step kk's
+// fragment, as for mma.sync (common/fragments.cuh).
 template <typename T, int N>
 __device__ __forceinline__ void accumulators_to_a(uint32_t (&a)[N / 16][4], const float (&c)[N / 2]) {
+    const auto& tiles = reinterpret_cast<const float(&)[N / 8][4]>(c);
 #pragma unroll
-    for (int kk = 0; kk < N / 16; ++kk) {
-        a[kk][0] = pack2<T>(c[(2 * kk) * 4 + 0], c[(2 * kk) * 4 + 1]);
-        a[kk][1] = pack2<T>(c[(2 * kk) * 4 + 2], c[(2 * kk) * 4 + 3]);
-        a[kk][2] = pack2<T>(c[(2 * kk + 1) * 4 + 0], c[(2 * kk + 1) * 4 + 1]);
-        a[kk][3] = pack2<T>(c[(2 * kk + 1) * 4 + 2], c[(2 * kk + 1) * 4 + 3]);
-    }
+    for (int kk = 0; kk < N / 16; ++kk) accumulators_to_a<T>(a[kk], tiles[2 * kk], tiles[2 * kk + 1]);
 }
 
 // Writes row half h of this thread's share of a 64 x N accumulator tile (row lane / 4 + 8 h of its warp's
