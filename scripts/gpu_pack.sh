@@ -54,5 +54,8 @@ rm -rf "$pack/bin"
 cp scripts/gpu_run.sh "$pack/run.sh"
 git rev-parse --short HEAD > "$pack/COMMIT" 2>/dev/null || echo unknown > "$pack/COMMIT"
 # Which device code the kernels carry (build.rs), for run.sh's ptx mode.
-case ${CANDLE_FA2_PTX_ONLY:-} in "" | 0) echo "sm_80 sm_90a compute_80" ;; *) echo "ptx-only compute_80" ;; esac > "$pack/KERNELS"
+case ${CANDLE_FA2_PTX_ONLY:-} in
+  "" | 0) echo "${CANDLE_FA2_ARCHS:-sm_80,sm_90a,compute_80}" | tr , ' ' ;;
+  *) echo "ptx-only compute_80" ;;
+esac > "$pack/KERNELS"
 du -sh "$pack"/*
