@@ -189,9 +189,9 @@ fn time_cold(dev: &Device, mut f: impl FnMut() -> Result<Tensor>) -> Result<f64>
 fn parse_decode_rows(list: &str) -> Result<Vec<(usize, usize, usize, usize)>> {
     list.split(',')
         .map(|row| {
-            let dims: Vec<usize> = row.split('x').filter_map(|d| d.trim().parse().ok()).collect();
-            match dims[..] {
-                [batch, kvlen, sq, hdim] => Ok((batch, kvlen, sq, hdim)),
+            let dims: Option<Vec<usize>> = row.split('x').map(|d| d.trim().parse().ok()).collect();
+            match dims.as_deref() {
+                Some(&[batch, kvlen, sq, hdim]) => Ok((batch, kvlen, sq, hdim)),
                 _ => candle_core::bail!("--decode-rows: {row:?} is not BATCHxKVLENxSEQLEN_QxHDIM"),
             }
         })
