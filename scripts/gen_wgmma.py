@@ -12,7 +12,7 @@ from pathlib import Path
 
 # (n, a_from_registers): S = Q K^T reads Q and K from shared memory (SS); O += P V takes P from registers
 # (RS). n: the key block (S) or the head dim (O).
-SHAPES = [(64, False), (128, False), (64, True), (128, True), (256, True)]
+SHAPES = [(64, False), (80, False), (128, False), (64, True), (128, True), (256, True)]
 TYPES = [("__half", "f16"), ("__nv_bfloat16", "bf16")]
 
 HEADER = """\

@@ -94,7 +94,8 @@ fn windows_softcap_alibi() -> Result<()> {
 }
 
 /// Long queries run the 8-warp mma.sync kernels of kernels/sm80/fwd_tiles.cuh (d128 from 2k non-causal and 8k
-/// causal, d256 always non-causal and from 8k causal), long keys the wgmma kernel at d64 on Hopper (from 2k).
+/// causal, d256 always non-causal and from 8k causal), long keys the wgmma kernels at d64 on Hopper (from 1k
+/// and 2k).
 /// The f64 reference is too slow here: the CPU op, itself held against the reference by the CPU suite, is
 /// the oracle.
 #[test]
@@ -250,7 +251,7 @@ fn sanitizer_shapes() -> Result<()> {
         ];
         for (j, opts) in variants.into_iter().enumerate() {
             // 2050 rows reach the 8-warp mma.sync kernels at d128 and d256 (non-causal variants); 2050 keys
-            // reach the wgmma kernel at d64 on Hopper (kernels/sm90/fwd_tiles.cuh).
+            // reach the wgmma kernels at d64 on Hopper (kernels/sm90/fwd_tiles.cuh).
             let long = match (d, j) {
                 (128 | 256, 0) => Some((2050, 40)),
                 (64, 0 | 1) => Some((40, 2050)),

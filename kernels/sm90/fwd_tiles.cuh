@@ -1,18 +1,27 @@
-// Tile configuration of the Hopper forward (sm90/flash_fwd_sm90.cuh) per head_dim that has one; the others
-// run on mma.sync (sm80/fwd_tiles.cuh). Which of the two runs a call: run_fwd.cuh.
+// Tile configuration of the Hopper forwards per head_dim that has them; the others run on mma.sync
+// (sm80/fwd_tiles.cuh). Which kernel runs a call: run_fwd.cuh.
 #pragma once
 #include "sm90/flash_fwd_sm90.cuh"
+#include "sm90/flash_fwd_sm90_ws.cuh"
 
 namespace fa2 {
 
-// Hopper (sm_90a, wgmma) configurations: Sm90Traits<T, HEAD_DIM, warpgroups, BLOCK_N>. Two warpgroups of 64
-// query rows; a thread holds S (BLOCK_N / 2) and O (HEAD_DIM / 2) f32 accumulators, so BLOCK_N shrinks as
-// HEAD_DIM grows: 64 + 64 at d128, 32 + 128 at d256. They run from FROM_SEQLEN_K keys: at d64 the mma.sync
-// kernel was 4-16% faster up to 1k keys and the wgmma one 3-10% faster from 4k (BENCHMARKS.md, sm90 v2),
-// the software pipeline paying off over longer loops. Head dims without one run on mma.sync everywhere.
-// TRANSFORM: whether transformed logits (softcap, ALiBi, a scale <= 0) run here too. With softcap 30 at 4k
-// (BENCHMARKS.md, "Building blocks"), the wgmma kernel measured 1.08-1.20x the mma.sync one at d128 and
-// 1.62-1.68x at d256, but 0.94-0.98x at d64, where tanh and exp2 (two MUFU ops per score) weigh most.
+// Two Hopper (sm_90a, wgmma) kernels per head_dim, both with two warpgroups of 64 query rows computing; a
+// thread holds S (BLOCK_N / 2) and O (HEAD_DIM / 2) f32 accumulators, so BLOCK_N shrinks as HEAD_DIM grows.
+// - WsTraits, Sm90WsTraits<T, HEAD_DIM, BLOCK_N, STAGES> (flash_fwd_sm90_ws.cuh): the warp-specialised TMA
+//   kernel, for every dense batch TMA can address, from WS_FROM_SEQLEN_K keys. On the H200 beside the
+//   cp.async kernel (BENCHMARKS.md, "Hopper forward, warp-specialised"): 1.12-1.39x at d128 and d256,
+//   1.18-1.29x at d64 from 1k keys, where below 1k mma.sync stays ahead on causal rows (0.92x at 512).
+//   Tried in the same call: key blocks 176 at d128 (0.90-1.03x) and 192 at d64 (0.87-1.03x), three
+//   stages (0.97-1.03x); key blocks 80 at d256 measured 1.00-1.09x over 64 and are the ones kept.
+// - Traits, Sm90Traits<T, HEAD_DIM, warpgroups, BLOCK_N> (flash_fwd_sm90.cuh): the cp.async kernel, for the
+//   rest (variable lengths, paged K/V, per-sequence key counts, strides TMA cannot take), from FROM_SEQLEN_K
+//   keys: at d64 mma.sync was 4-16% faster up to 1k keys and wgmma 3-10% faster from 4k (BENCHMARKS.md,
+//   sm90 v2).
+// TRANSFORM: whether transformed logits (softcap, ALiBi, a scale <= 0) run on these kernels too. With
+// softcap 30 at 4k (BENCHMARKS.md, "Building blocks"), the cp.async wgmma kernel measured 1.08-1.20x the
+// mma.sync one at d128 and 1.62-1.68x at d256, but 0.94-0.98x at d64, where tanh and exp2 (two MUFU ops per
+// score) weigh most. Head dims without a configuration run on mma.sync everywhere.
 template <typename T, int HEAD_DIM>
 struct Sm90Config {
     static constexpr bool AVAILABLE = false;
@@ -20,18 +29,24 @@ struct Sm90Config {
 };
 template <typename T> struct Sm90Config<T, 64> {
     static constexpr bool AVAILABLE = true;
+    using WsTraits = Sm90WsTraits<T, 64, 128, 2>;
+    static constexpr int WS_FROM_SEQLEN_K = 1024;
     using Traits = Sm90Traits<T, 64, 2, 128>;
     static constexpr int FROM_SEQLEN_K = 2048;
     static constexpr bool TRANSFORM = false;
 };
 template <typename T> struct Sm90Config<T, 128> {
     static constexpr bool AVAILABLE = true;
+    using WsTraits = Sm90WsTraits<T, 128, 128, 2>;
+    static constexpr int WS_FROM_SEQLEN_K = 0;
     using Traits = Sm90Traits<T, 128, 2, 128>;
     static constexpr int FROM_SEQLEN_K = 0;
     static constexpr bool TRANSFORM = true;
 };
 template <typename T> struct Sm90Config<T, 256> {
     static constexpr bool AVAILABLE = true;
+    using WsTraits = Sm90WsTraits<T, 256, 80, 2>;
+    static constexpr int WS_FROM_SEQLEN_K = 0;
     using Traits = Sm90Traits<T, 256, 2, 64>;
     static constexpr int FROM_SEQLEN_K = 0;
     static constexpr bool TRANSFORM = true;

@@ -1,0 +1,215 @@
+// FlashAttention forward on Hopper, warp-specialised (sm_90a): FA3's structure (Shah et al. 2024) on the
+// tiles and softmax of flash_fwd_sm90.cuh.
+//
+// A block owns 128 query rows of one head and has three warpgroups. The producer (warpgroup 0) gives its
+// registers away (setmaxnreg) and one of its threads streams the tiles in with TMA: Q once, then K and V
+// key block by key block into STAGES buffers each, every buffer guarded by a "full" mbarrier (the bytes
+// have landed) and an "empty" one (both consumers are done reading it). The two consumers (warpgroups 1
+// and 2, 64 rows each) run flash_fwd_sm90's software pipeline: step i issues S_i = Q K_i and O += P_{i-1}
+// V_{i-1}, then runs the softmax of S_i while P_{i-1} V_{i-1} finishes. No thread of the block waits at a
+// block-wide barrier and none issues a copy.
+//
+// Ping-pong: the consumers take turns issuing their products (two named barriers), so one's softmax runs
+// while the other's products occupy the tensor cores, instead of both reaching the softmax at once (without
+// the turns: 0.95-1.01x on the H200, BENCHMARKS.md).
+//
+// Dense batches only (TMA boxes address (batch, row, head) coordinates); varlen, paged and per-sequence key
+// counts run on flash_fwd_sm90.cuh.
+#pragma once
+#include <math.h>
+
+#include "common/flash_params.h"
+#include "common/fwd_block.cuh"
+#include "common/ptx.cuh"
+#include "sm90/fwd_rows.cuh"
+#include "sm90/sm90_common.cuh"
+#include "sm90/tma.cuh"
+
+namespace fa2 {
+
+template <typename T_, int HEAD_DIM_, int BLOCK_N_, int STAGES_>
+struct Sm90WsTraits {
+    using T = T_;
+    static constexpr int HEAD_DIM = HEAD_DIM_;
+    static constexpr int CONSUMERS = 2;  // warpgroups of 64 query rows
+    static constexpr int THREADS = 128 * (CONSUMERS + 1);
+    static constexpr int BLOCK_M = 64 * CONSUMERS;
+    static constexpr int BLOCK_N = BLOCK_N_;
+    static constexpr int STAGES = STAGES_;
+    // setmaxnreg: 24 for the producer, 240 for each consumer thread: 128 x 24 + 256 x 240 <= 64K registers.
+    static constexpr int PRODUCER_REGS = 24, CONSUMER_REGS = 240;
+    static constexpr int Q_BYTES = BLOCK_M * HEAD_DIM * 2;
+    static constexpr int KV_BYTES = BLOCK_N * HEAD_DIM * 2;
+    static constexpr int TILE_BYTES = Q_BYTES + 2 * STAGES * KV_BYTES;
+    static constexpr int BARRIERS = 1 + 4 * STAGES;  // Q; full and empty of each K and V buffer
+    // +1024: the dynamic shared-memory base is rounded up to the swizzle's 1024-byte period.
+    static constexpr int SMEM_BYTES = TILE_BYTES + 8 * BARRIERS + 1024;
+
+    static_assert(sizeof(T) == 2, "f16 / bf16");
+    static_assert(HEAD_DIM % 64 == 0, "tiles are whole 128-byte swizzle panels, one TMA box each");
+    static_assert(BLOCK_N % 16 == 0 && BLOCK_N <= 256, "wgmma n of S, k16 steps of P V, TMA box rows");
+    static_assert(HEAD_DIM <= 256, "wgmma n of O");
+    static_assert(SMEM_BYTES <= 227 * 1024, "shared memory per block on sm_90");
+};
+
+// The tensor maps of one call (tma.cuh), a kernel parameter of its own: TMA reads them in parameter space.
+struct FwdTmaMaps {  // CUtensorMap is 64-byte aligned itself, as TMA needs
+    CUtensorMap q, k, v;
+};
+
+template <typename Tr, bool TRANSFORM>
+__global__ void __launch_bounds__(Tr::THREADS, 1)
+    flash_fwd_sm90_ws_kernel(const FlashFwdParams params, const __grid_constant__ FwdTmaMaps maps) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    using T = typename Tr::T;
+    constexpr int PANELS = Tr::HEAD_DIM / 64, S = Tr::STAGES;
+    extern __shared__ __align__(1024) unsigned char sm90_smem[];
+    const uint32_t smem_q = (smem_addr(sm90_smem) + 1023) & ~1023u;
+    auto smem_k = [&](int buf) { return smem_q + Tr::Q_BYTES + buf * Tr::KV_BYTES; };
+    auto smem_v = [&](int buf) { return smem_q + Tr::Q_BYTES + (S + buf) * Tr::KV_BYTES; };
+    const uint32_t bars = smem_q + Tr::TILE_BYTES;
+    const uint32_t q_full = bars;
+    auto k_full = [&](int buf) { return bars + 8 * (1 + buf); };
+    auto v_full = [&](int buf) { return bars + 8 * (1 + S + buf); };
+    auto k_empty = [&](int buf) { return bars + 8 * (1 + 2 * S + buf); };
+    auto v_empty = [&](int buf) { return bars + 8 * (1 + 3 * S + buf); };
+
+    // Causal blocks with many keys start first (load balance), as in flash_fwd_kernel.
+    const int m_block = gridDim.x - 1 - blockIdx.x;
+    const int head = blockIdx.y, batch = blockIdx.z;
+    const FlashFwdParams p = sequence_view<T>(params, batch);
+    const int wg = threadIdx.x / 128, lane = threadIdx.x % 32;
+    const int cw = wg - 1;  // consumer index: which 64 rows of the block
+    using Rows = Sm90FwdRows<Tr, TRANSFORM>;
+    const typename Rows::Block blk(p, m_block, head);
+    if (blk.past_end()) return;
+    if (blk.empty()) {
+        if (wg > 0)
+            for (int h = 0; h < 2; ++h) blk.write_empty_row(p, Rows::row_of(blk, cw, h), lane);
+        return;
+    }
+    const int n_block_min = blk.n_block_min, n_block_max = blk.n_block_max;
+    const int steps = n_block_max - n_block_min;  // step i is key block n_block_max - 1 - i (last to first)
+
+    if (threadIdx.x == 0) {
+        mbarrier_init(q_full, 1);
+        for (int b = 0; b < S; ++b) {
+            mbarrier_init(k_full(b), 1);
+            mbarrier_init(v_full(b), 1);
+            // One arrival per consumer warp, after its own wgmma_wait.
+            mbarrier_init(k_empty(b), 4 * Tr::CONSUMERS);
+            mbarrier_init(v_empty(b), 4 * Tr::CONSUMERS);
+        }
+        fence_mbarrier_init();
+    }
+    __syncthreads();
+
+    if (wg == 0) {  // the producer
+        setmaxnreg_dec<Tr::PRODUCER_REGS>();
+        if (threadIdx.x == 0) {
+            const int kv_head = head / p.group_size;
+            mbarrier_arrive_expect_tx(q_full, Tr::Q_BYTES);
+            for (int c = 0; c < PANELS; ++c)
+                tma_load_4d(smem_q + c * Tr::BLOCK_M * SWIZZLE_ROW_BYTES, &maps.q, q_full, c * 64, blk.m0, head, batch);
+            // Use u of a buffer (u = i / S) waits for the consumers' release of use u - 1: phase parity (u - 1) & 1.
+            for (int i = 0; i < steps; ++i) {
+                const int buf = i % S, n0 = (n_block_max - 1 - i) * Tr::BLOCK_N;
+                const uint32_t parity = ((i / S) + 1) & 1;
+                if (i >= S) mbarrier_wait(k_empty(buf), parity);
+                mbarrier_arrive_expect_tx(k_full(buf), Tr::KV_BYTES);
+                for (int c = 0; c < PANELS; ++c)
+                    tma_load_4d(smem_k(buf) + c * Tr::BLOCK_N * SWIZZLE_ROW_BYTES, &maps.k, k_full(buf), c * 64, n0,
+                                kv_head, batch);
+                if (i >= S) mbarrier_wait(v_empty(buf), parity);
+                mbarrier_arrive_expect_tx(v_full(buf), Tr::KV_BYTES);
+                for (int c = 0; c < PANELS; ++c)
+                    tma_load_4d(smem_v(buf) + c * Tr::BLOCK_N * SWIZZLE_ROW_BYTES, &maps.v, v_full(buf), c * 64, n0,
+                                kv_head, batch);
+            }
+        }
+        return;
+    }
+    setmaxnreg_inc<Tr::CONSUMER_REGS>();
+
+    Rows rows(p, cw, head);
+    // A consumer warp's release of a buffer, once its own wgmma_wait says the products reading it are done.
+    auto release = [&](uint32_t empty) {
+        if (lane == 0) mbarrier_arrive(empty);
+    };
+    // Ping-pong turns: named barrier 1 + c lets consumer c issue; each issue round syncs on its own and
+    // arrives on the other's. Consumer 0 goes first: consumer 1 arrives once before its first round.
+    auto turn_begin = [&] { named_barrier_sync(1 + cw, 256); };
+    auto turn_end = [&] { named_barrier_arrive(1 + (1 - cw), 256); };
+
+    if (cw == 1) named_barrier_arrive(1, 256);
+    mbarrier_wait(q_full, 0);
+    mbarrier_wait(k_full(0), 0);
+    turn_begin();
+    wgmma_fence();
+    rows.issue_qk(smem_q, smem_k(0));
+    turn_end();
+    wgmma_wait<0>();
+    release(k_empty(0));
+    fence_registers(rows.s);
+    rows.softmax(p, blk, n_block_max - 1);
+    rows.pack_p();
+
+    for (int i = 1; i < steps; ++i) {
+        const int kb = i % S, vb = (i - 1) % S;
+        mbarrier_wait(k_full(kb), (i / S) & 1);
+        mbarrier_wait(v_full(vb), ((i - 1) / S) & 1);
+        turn_begin();
+        wgmma_fence();
+        rows.issue_qk(smem_q, smem_k(kb));
+        rows.issue_pv(smem_v(vb));
+        turn_end();
+        wgmma_wait<1>();  // S_i
+        release(k_empty(kb));
+        fence_registers(rows.s);
+        rows.softmax(p, blk, n_block_max - 1 - i);
+        wgmma_wait<0>();  // P_{i-1} V_{i-1}
+        release(v_empty(vb));
+        fence_registers(rows.o_acc);
+        rows.rescale_o();
+        rows.pack_p();
+    }
+    const int vb = (steps - 1) % S;
+    mbarrier_wait(v_full(vb), ((steps - 1) / S) & 1);
+    turn_begin();
+    wgmma_fence();
+    rows.issue_pv(smem_v(vb));
+    turn_end();
+    wgmma_wait<0>();
+    fence_registers(rows.o_acc);
+    // Consumer 1 arrived on consumer 0's barrier once more than consumer 0 synced on it: the last one
+    // completes here, so that no barrier is left half-counted at exit.
+    if (cw == 0) named_barrier_sync(1, 256);
+    rows.epilogue(p, blk);
+#elif defined(__CUDA_ARCH__)
+    __trap();  // built without sm_90a: launch_fwd_sm90_ws is only called on a device that runs sm_90a code
+#endif
+}
+
+// Whether the call can run here: a dense batch whose q, k and v TMA can address. Fills `maps`.
+template <typename Tr>
+bool fwd_tma_maps(const FlashFwdParams& p, FwdTmaMaps& maps) {
+    if (p.cu_seqlens_q || p.cu_seqlens_k || p.seqused_k || p.block_table) return false;
+    return encode_rows_map(&maps.q, p.q, p.batch, p.seqlen_q, p.heads_q, p.head_dim, p.q_batch_stride,
+                           p.q_row_stride, p.q_head_stride, Tr::BLOCK_M) &&
+           encode_rows_map(&maps.k, p.k, p.batch, p.seqlen_k, p.heads_kv, p.head_dim, p.k_batch_stride,
+                           p.k_row_stride, p.k_head_stride, Tr::BLOCK_N) &&
+           encode_rows_map(&maps.v, p.v, p.batch, p.seqlen_k, p.heads_kv, p.head_dim, p.v_batch_stride,
+                           p.v_row_stride, p.v_head_stride, Tr::BLOCK_N);
+}
+
+template <typename Tr, bool TRANSFORM>
+cudaError_t launch_fwd_sm90_ws(const FlashFwdParams& p, const FwdTmaMaps& maps, cudaStream_t stream) {
+    auto kernel = flash_fwd_sm90_ws_kernel<Tr, TRANSFORM>;
+    cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Tr::SMEM_BYTES);
+    if (err != cudaSuccess) return err;
+    const dim3 grid((p.seqlen_q + Tr::BLOCK_M - 1) / Tr::BLOCK_M, p.heads_q, p.batch);
+    kernel<<<grid, Tr::THREADS, Tr::SMEM_BYTES, stream>>>(p, maps);
+    return cudaGetLastError();
+}
+
+}  // namespace fa2
