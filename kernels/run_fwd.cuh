@@ -38,7 +38,7 @@ cudaError_t run_fwd(const FlashFwdParams& p, cudaStream_t stream, bool sm90a) {
     if constexpr (Sm90::AVAILABLE && SM90A_BUILT) {
         cudaError_t err = cudaSuccess;
         if (sm90a && sm90_ws_allowed() && p.seqlen_k >= Sm90::WS_FROM_SEQLEN_K &&
-            try_fwd_sm90_ws<typename Sm90::WsTraits, Sm90::TRANSFORM>(p, stream, err))
+            try_fwd_sm90_ws<typename Sm90::WsTraits, Sm90::WS_TRANSFORM>(p, stream, err))
             return err;
         if (sm90a && p.seqlen_k >= Sm90::FROM_SEQLEN_K) {
             if (!p.transform_logits) return launch_fwd_sm90<typename Sm90::Traits, false>(p, stream);

@@ -11,7 +11,7 @@
 //
 // Ping-pong: the consumers take turns issuing their products (two named barriers), so one's softmax runs
 // while the other's products occupy the tensor cores, instead of both reaching the softmax at once (without
-// the turns: 0.95-1.01x on the H200, BENCHMARKS.md).
+// the turns: 0.94-1.01x at d128/d256 and 0.86-0.92x at d64 on the H200, BENCHMARKS.md).
 //
 // Dense batches only (TMA boxes address (batch, row, head) coordinates); varlen, paged and per-sequence key
 // counts run on flash_fwd_sm90.cuh.

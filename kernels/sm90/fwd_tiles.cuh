@@ -10,18 +10,20 @@ namespace fa2 {
 // thread holds S (BLOCK_N / 2) and O (HEAD_DIM / 2) f32 accumulators, so BLOCK_N shrinks as HEAD_DIM grows.
 // - WsTraits, Sm90WsTraits<T, HEAD_DIM, BLOCK_N, STAGES> (flash_fwd_sm90_ws.cuh): the warp-specialised TMA
 //   kernel, for every dense batch TMA can address, from WS_FROM_SEQLEN_K keys. On the H200 beside the
-//   cp.async kernel (BENCHMARKS.md, "Hopper forward, warp-specialised"): 1.12-1.39x at d128 and d256,
-//   1.18-1.29x at d64 from 1k keys, where below 1k mma.sync stays ahead on causal rows (0.92x at 512).
-//   Tried in the same call: key blocks 176 at d128 (0.90-1.03x) and 192 at d64 (0.87-1.03x), three
-//   stages (0.97-1.03x); key blocks 80 at d256 measured 1.00-1.09x over 64 and are the ones kept.
+//   cp.async kernel (BENCHMARKS.md, "Hopper forward, warp-specialised"): 1.15-1.34x at d128, 1.09-1.41x at
+//   d256, 1.07-1.32x at d64 from 1k keys (below 1k mma.sync stays ahead on causal rows: 0.92x at 512).
+//   Tried in one call: key blocks 176 at d128 (0.90-1.03x) and 192 at d64 (0.87-1.03x), three stages
+//   (0.97-1.01x); key blocks 80 at d256 measured 0.98-1.09x over 64 and are the ones kept.
 // - Traits, Sm90Traits<T, HEAD_DIM, warpgroups, BLOCK_N> (flash_fwd_sm90.cuh): the cp.async kernel, for the
 //   rest (variable lengths, paged K/V, per-sequence key counts, strides TMA cannot take), from FROM_SEQLEN_K
 //   keys: at d64 mma.sync was 4-16% faster up to 1k keys and wgmma 3-10% faster from 4k (BENCHMARKS.md,
 //   sm90 v2).
-// TRANSFORM: whether transformed logits (softcap, ALiBi, a scale <= 0) run on these kernels too. With
-// softcap 30 at 4k (BENCHMARKS.md, "Building blocks"), the cp.async wgmma kernel measured 1.08-1.20x the
-// mma.sync one at d128 and 1.62-1.68x at d256, but 0.94-0.98x at d64, where tanh and exp2 (two MUFU ops per
-// score) weigh most. Head dims without a configuration run on mma.sync everywhere.
+// TRANSFORM: whether transformed logits (softcap, ALiBi, a scale <= 0) run on wgmma too, WS_TRANSFORM on
+// the warp-specialised kernel. With softcap 30 at 4k (BENCHMARKS.md, "Building blocks"), the cp.async
+// wgmma kernel measured 1.08-1.20x the mma.sync one at d128 and 1.62-1.68x at d256, but 0.94-0.98x at d64,
+// where tanh and exp2 (two MUFU ops per score) weigh most. The warp-specialised kernel with softcap 30, 4k
+// and 16k, against the cp.async one: 1.24-1.32x at d128, 0.96-1.00x at d256, which keeps the cp.async one
+// there (results/h200-2026-12-01-ws/softcap/). Head dims without a configuration run on mma.sync.
 template <typename T, int HEAD_DIM>
 struct Sm90Config {
     static constexpr bool AVAILABLE = false;
@@ -33,7 +35,7 @@ template <typename T> struct Sm90Config<T, 64> {
     static constexpr int WS_FROM_SEQLEN_K = 1024;
     using Traits = Sm90Traits<T, 64, 2, 128>;
     static constexpr int FROM_SEQLEN_K = 2048;
-    static constexpr bool TRANSFORM = false;
+    static constexpr bool TRANSFORM = false, WS_TRANSFORM = false;
 };
 template <typename T> struct Sm90Config<T, 128> {
     static constexpr bool AVAILABLE = true;
@@ -41,7 +43,7 @@ template <typename T> struct Sm90Config<T, 128> {
     static constexpr int WS_FROM_SEQLEN_K = 0;
     using Traits = Sm90Traits<T, 128, 2, 128>;
     static constexpr int FROM_SEQLEN_K = 0;
-    static constexpr bool TRANSFORM = true;
+    static constexpr bool TRANSFORM = true, WS_TRANSFORM = true;
 };
 template <typename T> struct Sm90Config<T, 256> {
     static constexpr bool AVAILABLE = true;
@@ -49,7 +51,7 @@ template <typename T> struct Sm90Config<T, 256> {
     static constexpr int WS_FROM_SEQLEN_K = 0;
     using Traits = Sm90Traits<T, 256, 2, 64>;
     static constexpr int FROM_SEQLEN_K = 0;
-    static constexpr bool TRANSFORM = true;
+    static constexpr bool TRANSFORM = true, WS_TRANSFORM = false;
 };
 
 }  // namespace fa2
