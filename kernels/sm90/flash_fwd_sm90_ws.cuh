@@ -16,8 +16,6 @@
 // Dense batches only (TMA boxes address (batch, row, head) coordinates); varlen, paged and per-sequence key
 // counts run on flash_fwd_sm90.cuh.
 #pragma once
-#include <math.h>
-
 #include "common/flash_params.h"
 #include "common/fwd_block.cuh"
 #include "common/ptx.cuh"

@@ -4,7 +4,7 @@
 // lets a producer warpgroup give its registers to the consumers.
 //
 // Host side: tensor maps of the (batch, rows, heads, head_dim) tensors the kernels read, one box being 64
-// columns (one 128-byte swizzle panel, sm90_common.cuh) of BOX_ROWS rows of one head, written into shared
+// columns (one 128-byte swizzle panel, sm90_common.cuh) of box_rows rows of one head, written into shared
 // memory in the same 128-byte swizzle the wgmma descriptors read. Rows and columns outside the tensor arrive
 // as zeros, so partial tiles need no predicate.
 #pragma once
@@ -14,7 +14,7 @@
 
 namespace fa2 {
 
-// ---- Device: mbarriers, TMA loads, register reallocation, barrier arrival. -------------------------------
+// ---- Device: mbarriers, TMA loads, register reallocation. -------------------------------------------------
 // Empty outside sm_90a code, as the wgmma wrappers (their kernels trap there).
 
 __device__ __forceinline__ void mbarrier_init(uint32_t bar, int arrivals) {
@@ -83,12 +83,6 @@ __device__ __forceinline__ void setmaxnreg_inc() {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
     asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(REGS));
 #endif
-}
-
-// Counts the calling warp's threads into barrier `id` without waiting (a named_barrier_sync of the other
-// side completes it).
-__device__ __forceinline__ void named_barrier_arrive(int id, int threads) {
-    asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
 }
 
 // ---- Host: tensor maps. -----------------------------------------------------------------------------------
