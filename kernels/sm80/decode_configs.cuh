@@ -21,12 +21,19 @@ struct DecodeConfig {
     static constexpr bool VIA_L1 = HEAD_DIM <= 128;
     using Small = DecodeTraits<T, HEAD_DIM, WARPS, STAGES, VIA_L1>;
     static_assert(Small::SMEM_BYTES <= CONSUMER_SMEM_BYTES, "the fallback fits consumer GPUs");
-    // Where the GPU has the shared memory (A100, H100, H200): 128-key tiles of 8 warps at d96/d128 (143 KB
-    // at d128, one block per SM), with copies through L1: 0.94-1.01x cuDNN on the d128 rows against
-    // 0.82-0.99x for Small. At d64 8 warps were slower; above d128 there is no register room for them.
-    // Three stages (213 KB) measured 15-20% slower on every d128 row, contiguous and paged alike
-    // (results/h200-2026-11-30-serving/decode-stages-variants.jsonl).
-    using Large = std::conditional_t<HEAD_DIM == 96 || HEAD_DIM == 128, DecodeTraits<T, HEAD_DIM, 8, 2, true>, Small>;
+    // Where the GPU has the shared memory (A100, H100, H200): tiles of 8 warps (128 keys) up to d128, of 4
+    // warps (64 keys) above, where a thread's O takes half its registers (255 at d256); two stages, copies
+    // through L1: 76 KB at d64, 143 KB at d128 and d256. On the H200 at d128: 0.94-1.01x cuDNN against
+    // 0.82-0.99x for Small. Beside Small in one call (results/h200-2026-12-02-decode-tiles/): d256 +10-17%
+    // (1 x 64k 3515 -> 4104 GB/s, 16 x 32k 4176 -> 4608), d64 +1-4%; at d256 the same tiles without L1
+    // were 7-10% behind, with three stages and without L1 8-14%, two warps of three or four stages 17-24%.
+    // Three stages at d128 (213 KB) measured 15-20% slower on every row, contiguous and paged alike
+    // (results/h200-2026-11-30-serving/decode-stages-variants.jsonl). Only where a block may have more than
+    // the 99 KB of consumer GPUs (with_decode_traits): measured there alone, and its copies lean on the L1
+    // that the shared memory leaves.
+    static constexpr int LARGE_WARPS = HEAD_DIM <= 128 ? 8 : 4;
+    using Large = std::conditional_t<(HEAD_DIM >= 64 && HEAD_DIM <= 256), DecodeTraits<T, HEAD_DIM, LARGE_WARPS, 2, true>,
+                                     Small>;
     // Large's tiles in persistent blocks (152 KB with three Q buffers: A100, H100, H200). Beside Large in one
     // call on the H200 (BENCHMARKS.md, decode v6): 64 x 2k 4026 -> 4135 GB/s, paged 64 x 2k +2-3%, the other
     // d128 rows within 1%. A first version with a merge region of its own (220 KB) was 9% slower on every
@@ -54,14 +61,16 @@ inline bool decode_persistent_allowed() {
     return allowed;
 }
 
-// The largest configuration whose shared memory the device lets a block have (smem_optin). Persistent
-// only where its blocks get several items each (`num_splits` known, else Large's split count, the same):
-// with one item per block Large measured 0.5-1.6% faster on the same call (decode v6).
+// Small on GPUs with 99 KB of shared memory per block or less; elsewhere the largest configuration whose
+// shared memory the device lets a block have (smem_optin). Persistent only where its blocks get several
+// items each (`num_splits` known, else Large's split count, the same): with one item per block Large
+// measured 0.5-1.6% faster on the same call (decode v6).
 template <typename T, int HEAD_DIM, typename Run>
 auto with_decode_traits(const FlashFwdParams& p, int num_splits, Run&& run) {
     using Config = DecodeConfig<T, HEAD_DIM>;
     using Persistent = DecodeLaunch<typename Config::Persistent>;
     const int optin = smem_optin();
+    if (optin <= CONSUMER_SMEM_BYTES) return run(DecodeLaunch<typename Config::Small>{});
     if (decode_persistent_allowed() && optin >= Config::Persistent::SMEM_BYTES &&
         Persistent::items(p, num_splits) > Persistent::persistent_blocks())
         return run(Persistent{});
