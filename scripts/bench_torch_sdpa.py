@@ -76,23 +76,29 @@ def attn_flops(batch, heads, seqlen, hdim, causal, mode):
 # (triton's do_bench, and this script until 2026-11-30). Zeroing leaves the L2 full of dirty lines that the
 # timed call then writes back to HBM, about 50 MB of writes charged to it: a fifth of the traffic of a
 # 268 MB decode (BENCHMARKS.md, decode v4). Reading evicts the inputs as well and leaves clean lines.
-FLUSH = "read"
+# "none" times the calls back to back with no flush. The default is what benches/gpu_attention.rs does for
+# the mode, so that both sides are timed alike: "read" for decode (memory-bound: a cold L2 is the point),
+# "none" for fwd and fwd_bwd. There a compute-bound kernel runs at the board's power limit and the clocks
+# that leaves; the flushes between calls let it cool: cuDNN's forward measured 4-14% faster with them
+# than back to back on the H200 (results/h200-2026-12-02-ws-ncu/).
+FLUSH = None
 
 
-def bench_ms(fn, grad_to_none=(), warmup_ms=25.0, rep_ms=100.0, min_reps=20):
+def bench_ms(fn, flush_mode, grad_to_none=(), warmup_ms=25.0, rep_ms=100.0, min_reps=20):
     """Median runtime of fn in ms, timed with CUDA events.
 
     Same scheme as triton.testing.do_bench (L2 flushed before each rep, time
     budget in ms) but with a floor on the repetition count: do_bench would
     take only a handful of samples for the slowest (16k, hdim 256, fwd_bwd)
-    points, and we want a median over at least min_reps.
+    points, and we want a median over at least min_reps. flush_mode "none":
+    loops of calls back to back instead (FLUSH).
     """
     # 256 MB is well above the H100's and H200's 50 MB L2: reading (or zeroing) it evicts our inputs and
     # every rep starts cold, like a real model step would (FLUSH).
     cache = torch.zeros(256 * 1024 * 1024, dtype=torch.int8, device="cuda")
 
     def flush():
-        if FLUSH == "read":
+        if flush_mode == "read":
             cache.view(65536, -1).sum(1)
         else:
             cache.zero_()
@@ -121,6 +127,20 @@ def bench_ms(fn, grad_to_none=(), warmup_ms=25.0, rep_ms=100.0, min_reps=20):
         fn()
 
     n_reps = max(min_reps, int(rep_ms / estimate))
+    if flush_mode == "none":
+        # Back to back, as benches/gpu_attention.rs times our forward: the median of 15 loops of
+        # n_reps / 5 calls, no flush between them, so both run at the clocks a sustained load leaves.
+        loop = max(1, n_reps // 5)
+        samples = []
+        for _ in range(15):
+            start.record()
+            for _ in range(loop):
+                clear_grads()
+                fn()
+            end.record()
+            torch.cuda.synchronize()
+            samples.append(start.elapsed_time(end) / loop)
+        return statistics.median(samples)
     starts = [torch.cuda.Event(enable_timing=True) for _ in range(n_reps)]
     ends = [torch.cuda.Event(enable_timing=True) for _ in range(n_reps)]
     for i in range(n_reps):
@@ -172,7 +192,7 @@ def run_one(impl, backend, dtype_name, hdim, causal, seqlen, mode):
             # sdpa_kernel only restricts dispatch at call time, so a rejected
             # configuration raises inside bench_ms's first call and lands in
             # the except below.
-            ms = bench_ms(fn, grad_to_none=grads)
+            ms = bench_ms(fn, FLUSH or "none", grad_to_none=grads)
         flops = attn_flops(batch, heads, seqlen, hdim, causal, mode)
         rec["ms"] = round(ms, 4)
         rec["tflops"] = round(flops / (ms * 1e-3) / 1e12, 1)
@@ -217,7 +237,7 @@ def run_decode(impl, backend, dtype_name, batch, kvlen, seqlen_q, hdim):
             def fn():
                 with torch.no_grad():
                     F.scaled_dot_product_attention(q, k, v, enable_gqa=gqa)
-            ms = bench_ms(fn)
+            ms = bench_ms(fn, FLUSH or "read")
         rec["ms"] = round(ms, 4)
         rec["GBps"] = round(kv_bytes / (ms * 1e-3) / 1e9, 1)
     except Exception as exc:  # noqa: BLE001
@@ -310,8 +330,9 @@ def main():
     ap.add_argument("--seqlens", type=int_list, default=[512, 1024, 2048, 4096, 8192, 16384])
     ap.add_argument("--backends", type=str_list(set(BACKENDS)), default=["flash", "cudnn"])
     ap.add_argument("--out", help="append JSON lines to this file (also printed to stdout)")
-    ap.add_argument("--flush", choices=["read", "write"], default="read",
-                    help="how the L2 is emptied before each timed call (see FLUSH)")
+    ap.add_argument("--flush", choices=["read", "write", "none"], default=None,
+                    help="how the L2 is emptied before each timed call (see FLUSH; default: none "
+                         "for fwd and fwd_bwd, read for decode, as benches/gpu_attention.rs)")
     ap.add_argument("--memory", action="store_true",
                     help="instead of the timing grid, measure peak memory of one causal "
                          "forward at seqlen 32k/64k: flash backend vs naive attention")
