@@ -13,9 +13,9 @@
 #                                      kernel on the same rows, torch SDPA), the table and plot
 #   bash .gpu/run.sh serving OUTDIR    the varlen/paged suite, every other suite, the sanitizer on all small shapes
 #   bash .gpu/run.sh serving-bench OUTDIR  varlen vs dense prefill, paged vs contiguous decode, fwd/decode vs torch
-#   bash .gpu/run.sh all OUTDIR        tests, sanitizer, our bench and torch SDPA's (forward, bf16 and fp16,
-#                                      also on the mma.sync path; forward + backward, bf16, head_dim 64 and
-#                                      128), then the comparison
+#   bash .gpu/run.sh all OUTDIR        tests, sanitizer, our bench and torch SDPA's (forward and forward +
+#                                      backward, bf16 and fp16, every head dim; the mma.sync path beside at
+#                                      the forward and at forward + backward d64/d128), then the comparison
 #   bash .gpu/run.sh jit OUTDIR        wall time of the forward suite's small shapes with an empty JIT cache,
 #                                      then with the one that run filled (either pack)
 #   bash .gpu/run.sh ptx OUTDIR        a PTX-only pack (CANDLE_FA2_PTX_ONLY=1 gpu_pack.sh, what Blackwell GPUs
