@@ -2,6 +2,7 @@
 // others run on mma.sync (sm80/bwd_tiles.cuh). Which of the two runs a call: run_bwd.cuh.
 #pragma once
 #include "sm90/flash_bwd_sm90.cuh"
+#include "sm90/flash_bwd_sm90_paired.cuh"
 
 namespace fa2 {
 
@@ -33,5 +34,25 @@ template <typename T> struct Sm90BwdConfig<T, 128> {
     using Queries = Sm90BwdTraits<T, BwdPass::QUERIES, 128, 2, 64>;
     static constexpr bool TRANSFORM = true;
 };
+// d256: a KEYS thread of the kernel above would hold 256 gradient accumulators, so two warpgroups share 64
+// rows and split the head dim (flash_bwd_sm90_paired.cuh), 64-query (64-key) streamed tiles in two stages
+// (218 KB).
+template <typename T> struct Sm90BwdConfig<T, 256> {
+    static constexpr bool AVAILABLE = true;
+    using Keys = Sm90BwdPairedTraits<T, BwdPass::KEYS, 256, 64>;
+    using Queries = Sm90BwdPairedTraits<T, BwdPass::QUERIES, 256, 64>;
+    static constexpr bool TRANSFORM = false;
+};
+
+// One pass on the kernel its traits name.
+template <typename Tr, bool TRANSFORM>
+cudaError_t launch_bwd_sm90_pass(const FlashBwdParams& bp, cudaStream_t stream) {
+    if constexpr (Tr::PAIRED) {
+        static_assert(!TRANSFORM, "the paired kernel forms no transformed logits");
+        return launch_bwd_sm90_grid<Tr>(flash_bwd_sm90_paired_kernel<Tr>, bp, stream);
+    } else {
+        return launch_bwd_sm90_grid<Tr>(flash_bwd_sm90_kernel<Tr, TRANSFORM>, bp, stream);
+    }
+}
 
 }  // namespace fa2

@@ -33,6 +33,7 @@ struct Sm90BwdTraits {
     using T = T_;
     static constexpr BwdPass PASS = PASS_;
     static constexpr bool KEYS = PASS == BwdPass::KEYS;
+    static constexpr bool PAIRED = false;  // see flash_bwd_sm90_paired.cuh
     static constexpr int HEAD_DIM = HEAD_DIM_;
     static constexpr int NUM_WG = NUM_WG_;  // warpgroups, 64 owned rows each
     static constexpr int THREADS = 128 * NUM_WG;
@@ -57,6 +58,92 @@ struct Sm90BwdTraits {
     static_assert((SMEM_BYTES + 1024) * MIN_BLOCKS <= 228 * 1024, "MIN_BLOCKS blocks fit an SM's shared memory");
 };
 
+// The shared memory of a Hopper backward block: the owned rows X1, X2, then per stage the streamed tiles
+// Y1, Y2, then per stage the LSE and D of the streamed queries (KEYS); the base rounded up to the swizzle's
+// 1024-byte period. end(): where a kernel's own buffers may start.
+template <typename Tr>
+struct Sm90BwdSmem {
+    unsigned char* generic;  // the dynamic shared memory, for reads through generic pointers
+    uint32_t raw, x1, x2;
+
+    __device__ __forceinline__ explicit Sm90BwdSmem(unsigned char* smem)
+        : generic(smem), raw(smem_addr(smem)), x1((raw + 1023) & ~1023u), x2(x1 + Tr::R_BYTES) {}
+    __device__ __forceinline__ uint32_t y1(int stage) const { return x1 + 2 * Tr::R_BYTES + stage * 2 * Tr::C_BYTES; }
+    __device__ __forceinline__ uint32_t y2(int stage) const { return y1(stage) + Tr::C_BYTES; }
+    __device__ __forceinline__ uint32_t cols(int stage) const { return y1(Tr::STAGES) + stage * Tr::COL_BYTES; }
+    __device__ __forceinline__ uint32_t end() const { return cols(Tr::STAGES); }
+    // KEYS: [lse BLOCK_C | delta BLOCK_C] of a stage.
+    __device__ __forceinline__ const float* col_lse(int stage) const {
+        return reinterpret_cast<const float*>(generic + (cols(stage) - raw));
+    }
+    template <typename U>
+    __device__ __forceinline__ U* at(uint32_t addr) const {
+        return reinterpret_cast<U*>(generic + (addr - raw));
+    }
+};
+
+// The owned rows into X1, X2: K and V (KEYS) or Q and dO.
+template <typename Tr, typename Block>
+__device__ __forceinline__ void load_owned_rows(const SwizzledTileLoader<Tr>& loader, const Block& blk,
+                                                const FlashBwdParams& bp, const Sm90BwdSmem<Tr>& sm) {
+    const FlashFwdParams& p = bp.fwd;
+    if (Tr::KEYS) {
+        loader.template load<Tr::BLOCK_R>(sm.x1, blk.k + int64_t(blk.r0) * p.k_row_stride, p.k_row_stride,
+                                          blk.rows_valid);
+        loader.template load<Tr::BLOCK_R>(sm.x2, blk.v + int64_t(blk.r0) * p.v_row_stride, p.v_row_stride,
+                                          blk.rows_valid);
+    } else {
+        loader.template load<Tr::BLOCK_R>(sm.x1, blk.q_of(bp, blk.head_lo) + int64_t(blk.r0) * p.q_row_stride,
+                                          p.q_row_stride, blk.rows_valid);
+        loader.template load<Tr::BLOCK_R>(sm.x2, blk.do_of(bp, blk.head_lo) + int64_t(blk.r0) * bp.do_row_stride,
+                                          bp.do_row_stride, blk.rows_valid);
+    }
+}
+
+// Step s's streamed tiles into its stage: Q, dO and the queries' LSE and D (KEYS) or K, V.
+template <typename Tr, typename Block>
+__device__ __forceinline__ void load_column_step(const SwizzledTileLoader<Tr>& loader, const Block& blk,
+                                                 const FlashBwdParams& bp, const Sm90BwdSmem<Tr>& sm, int s) {
+    const FlashFwdParams& p = bp.fwd;
+    const int stage = s % Tr::STAGES, h = blk.head_of(s), c0 = blk.c0_of(s);
+    const int cols_valid = blk.n_cols - c0;
+    if (Tr::KEYS) {
+        loader.template load<Tr::BLOCK_C>(sm.y1(stage), blk.q_of(bp, h) + int64_t(c0) * p.q_row_stride,
+                                          p.q_row_stride, cols_valid);
+        loader.template load<Tr::BLOCK_C>(sm.y2(stage), blk.do_of(bp, h) + int64_t(c0) * bp.do_row_stride,
+                                          bp.do_row_stride, cols_valid);
+        // Queries past seqlen_q get LSE 0 and D 0: their Q and dO rows are zero, so P = 1 meets dO = 0
+        // and dS = 0; they add nothing.
+#pragma unroll
+        for (int i = threadIdx.x; i < 2 * Tr::BLOCK_C; i += Tr::THREADS) {
+            const int c = i % Tr::BLOCK_C;
+            const float* src = (i < Tr::BLOCK_C ? blk.lse_of(bp, h) : blk.delta_of(bp, h)) + c0 + c;
+            cp_async_4(sm.cols(stage) + i * 4, src, c < cols_valid);
+        }
+    } else {
+        loader.template load<Tr::BLOCK_C>(sm.y1(stage), blk.k + int64_t(c0) * p.k_row_stride, p.k_row_stride,
+                                          cols_valid);
+        loader.template load<Tr::BLOCK_C>(sm.y2(stage), blk.v + int64_t(c0) * p.v_row_stride, p.v_row_stride,
+                                          cols_valid);
+    }
+}
+
+// Writes this thread's two owned rows (first_row and first_row + 8) of a 64 x N accumulator tile times
+// `factor` into head `head` of a gradient, columns [col0, col0 + N) below head_dim; rows past n_rows are
+// padding.
+template <typename T, int N>
+__device__ __forceinline__ void store_owned_rows(const float (&acc)[N / 2], float factor, void* base,
+                                                 int64_t row_stride, int64_t head_stride, int head, int first_row,
+                                                 int n_rows, int col0, int head_dim) {
+    T* out = reinterpret_cast<T*>(base) + head * head_stride + col0;
+    const int lane = threadIdx.x % 32;
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+        const int row = first_row + 8 * h;
+        if (row < n_rows) store_accumulator_row<T, N>(out + row * row_stride, acc, h, lane, head_dim - col0, factor);
+    }
+}
+
 template <typename Tr, bool TRANSFORM>
 __global__ void __launch_bounds__(Tr::THREADS, Tr::MIN_BLOCKS) flash_bwd_sm90_kernel(const FlashBwdParams params) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -66,13 +153,7 @@ __global__ void __launch_bounds__(Tr::THREADS, Tr::MIN_BLOCKS) flash_bwd_sm90_ke
     const FlashBwdParams bp = bwd_sequence_view<T>(params, blockIdx.z);
     const FlashFwdParams& p = bp.fwd;
     extern __shared__ __align__(1024) unsigned char bwd_sm90_smem[];
-    const uint32_t smem_raw = smem_addr(bwd_sm90_smem);
-    const uint32_t smem_x1 = (smem_raw + 1023) & ~1023u, smem_x2 = smem_x1 + Tr::R_BYTES;
-    auto smem_y1 = [&](int stage) { return smem_x1 + 2 * Tr::R_BYTES + stage * 2 * Tr::C_BYTES; };
-    auto smem_y2 = [&](int stage) { return smem_y1(stage) + Tr::C_BYTES; };
-    const uint32_t smem_cols = smem_y1(Tr::STAGES);
-    // KEYS: [stage][lse BLOCK_C | delta BLOCK_C], read through generic pointers.
-    const float* cols = reinterpret_cast<const float*>(bwd_sm90_smem + (smem_cols - smem_raw));
+    const Sm90BwdSmem<Tr> sm(bwd_sm90_smem);
 
     // KEYS runs the heaviest blocks first (low keys see the most queries when causal); QUERIES the last
     // query blocks first, as the forward.
@@ -81,43 +162,12 @@ __global__ void __launch_bounds__(Tr::THREADS, Tr::MIN_BLOCKS) flash_bwd_sm90_ke
     if (blk.past_end()) return;
     const int wg = threadIdx.x / 128, warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32;
     // This thread's rows: half h of its warp's 16-row slice of its warpgroup's 64.
-    auto row_of = [&](int h) { return blk.r0 + wg * 64 + warp * 16 + lane / 4 + h * 8; };
+    const int first_row = blk.r0 + wg * 64 + warp * 16 + lane / 4;
+    auto row_of = [&](int h) { return first_row + h * 8; };
 
     const SwizzledTileLoader<Tr> loader(p.head_dim);
-    if (KEYS) {
-        loader.template load<Tr::BLOCK_R>(smem_x1, blk.k + int64_t(blk.r0) * p.k_row_stride, p.k_row_stride,
-                                          blk.rows_valid);
-        loader.template load<Tr::BLOCK_R>(smem_x2, blk.v + int64_t(blk.r0) * p.v_row_stride, p.v_row_stride,
-                                          blk.rows_valid);
-    } else {
-        loader.template load<Tr::BLOCK_R>(smem_x1, blk.q_of(bp, blk.head_lo) + int64_t(blk.r0) * p.q_row_stride,
-                                          p.q_row_stride, blk.rows_valid);
-        loader.template load<Tr::BLOCK_R>(smem_x2, blk.do_of(bp, blk.head_lo) + int64_t(blk.r0) * bp.do_row_stride,
-                                          bp.do_row_stride, blk.rows_valid);
-    }
-    auto load_step = [&](int s) {
-        const int stage = s % Tr::STAGES, h = blk.head_of(s), c0 = blk.c0_of(s);
-        const int cols_valid = blk.n_cols - c0;
-        if (KEYS) {
-            loader.template load<Tr::BLOCK_C>(smem_y1(stage), blk.q_of(bp, h) + int64_t(c0) * p.q_row_stride,
-                                              p.q_row_stride, cols_valid);
-            loader.template load<Tr::BLOCK_C>(smem_y2(stage), blk.do_of(bp, h) + int64_t(c0) * bp.do_row_stride,
-                                              bp.do_row_stride, cols_valid);
-            // Queries past seqlen_q get LSE 0 and D 0: their Q and dO rows are zero, so P = 1 meets dO = 0
-            // and dS = 0; they add nothing.
-#pragma unroll
-            for (int i = threadIdx.x; i < 2 * Tr::BLOCK_C; i += Tr::THREADS) {
-                const int c = i % Tr::BLOCK_C;
-                const float* src = (i < Tr::BLOCK_C ? blk.lse_of(bp, h) : blk.delta_of(bp, h)) + c0 + c;
-                cp_async_4(smem_cols + stage * Tr::COL_BYTES + i * 4, src, c < cols_valid);
-            }
-        } else {
-            loader.template load<Tr::BLOCK_C>(smem_y1(stage), blk.k + int64_t(c0) * p.k_row_stride, p.k_row_stride,
-                                              cols_valid);
-            loader.template load<Tr::BLOCK_C>(smem_y2(stage), blk.v + int64_t(c0) * p.v_row_stride, p.v_row_stride,
-                                              cols_valid);
-        }
-    };
+    load_owned_rows(loader, blk, bp, sm);
+    auto load_step = [&](int s) { load_column_step(loader, blk, bp, sm, s); };
     if (blk.steps > 0) load_step(0);
     cp_async_commit();
 
@@ -142,10 +192,10 @@ __global__ void __launch_bounds__(Tr::THREADS, Tr::MIN_BLOCKS) flash_bwd_sm90_ke
     auto issue_scores = [&](int stage) {
 #pragma unroll
         for (int kk = 0; kk < D / 16; ++kk) {
-            Wgmma<T, Tr::BLOCK_C>::ss(c1, k_major_desc<Tr::BLOCK_R>(smem_x1, wg * 64, kk),
-                                      k_major_desc<Tr::BLOCK_C>(smem_y1(stage), 0, kk), kk > 0);
-            Wgmma<T, Tr::BLOCK_C>::ss(c2, k_major_desc<Tr::BLOCK_R>(smem_x2, wg * 64, kk),
-                                      k_major_desc<Tr::BLOCK_C>(smem_y2(stage), 0, kk), kk > 0);
+            Wgmma<T, Tr::BLOCK_C>::ss(c1, k_major_desc<Tr::BLOCK_R>(sm.x1, wg * 64, kk),
+                                      k_major_desc<Tr::BLOCK_C>(sm.y1(stage), 0, kk), kk > 0);
+            Wgmma<T, Tr::BLOCK_C>::ss(c2, k_major_desc<Tr::BLOCK_R>(sm.x2, wg * 64, kk),
+                                      k_major_desc<Tr::BLOCK_C>(sm.y2(stage), 0, kk), kk > 0);
         }
         wgmma_commit();
     };
@@ -154,10 +204,10 @@ __global__ void __launch_bounds__(Tr::THREADS, Tr::MIN_BLOCKS) flash_bwd_sm90_ke
 #pragma unroll
         for (int kk = 0; kk < KC; ++kk) {
             if (KEYS) {
-                Wgmma<T, D>::rs(acc1, a_p[kk], mn_major_desc<Tr::BLOCK_C>(smem_y2(stage), kk), 1);
-                Wgmma<T, D>::rs(acc2, a_ds[kk], mn_major_desc<Tr::BLOCK_C>(smem_y1(stage), kk), 1);
+                Wgmma<T, D>::rs(acc1, a_p[kk], mn_major_desc<Tr::BLOCK_C>(sm.y2(stage), kk), 1);
+                Wgmma<T, D>::rs(acc2, a_ds[kk], mn_major_desc<Tr::BLOCK_C>(sm.y1(stage), kk), 1);
             } else {
-                Wgmma<T, D>::rs(acc1, a_ds[kk], mn_major_desc<Tr::BLOCK_C>(smem_y1(stage), kk), 1);
+                Wgmma<T, D>::rs(acc1, a_ds[kk], mn_major_desc<Tr::BLOCK_C>(sm.y1(stage), kk), 1);
             }
         }
         wgmma_commit();
@@ -170,7 +220,7 @@ __global__ void __launch_bounds__(Tr::THREADS, Tr::MIN_BLOCKS) flash_bwd_sm90_ke
     auto probabilities = [&](int s) {
         const int stage = s % Tr::STAGES, c0 = blk.c0_of(s);
         const float slope = TRANSFORM ? logits.slope(blk.head_of(s)) : 0.f;
-        const float* col_lse = cols + stage * (Tr::COL_BYTES / 4);
+        const float* col_lse = sm.col_lse(stage);
         const float* col_delta = col_lse + Tr::BLOCK_C;
 #pragma unroll
         for (int ct = 0; ct < CT; ++ct) {
@@ -255,30 +305,25 @@ __global__ void __launch_bounds__(Tr::THREADS, Tr::MIN_BLOCKS) flash_bwd_sm90_ke
 
     // Epilogue: the owned rows out; dK and dQ get the scale (dz/ds), which the transformed dS has already.
     const float ds_factor = TRANSFORM ? 1.f : p.softmax_scale;
-    auto store = [&](const float (&acc)[D / 2], float factor, void* base, int64_t row_stride, int64_t head_stride,
-                     int head) {
-        T* out = reinterpret_cast<T*>(base) + head * head_stride;
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {
-            const int row = row_of(h);
-            if (row < blk.n_rows) store_accumulator_row<T, D>(out + row * row_stride, acc, h, lane, p.head_dim, factor);
-        }
-    };
     if (KEYS) {
-        store(acc1, 1.f, bp.dv, bp.dv_row_stride, bp.dv_head_stride, blk.kv_head);
-        store(acc2, ds_factor, bp.dk, bp.dk_row_stride, bp.dk_head_stride, blk.kv_head);
+        store_owned_rows<T, D>(acc1, 1.f, bp.dv, bp.dv_row_stride, bp.dv_head_stride, blk.kv_head, first_row,
+                               blk.n_rows, 0, p.head_dim);
+        store_owned_rows<T, D>(acc2, ds_factor, bp.dk, bp.dk_row_stride, bp.dk_head_stride, blk.kv_head, first_row,
+                               blk.n_rows, 0, p.head_dim);
     } else {
-        store(acc1, ds_factor, bp.dq, bp.dq_row_stride, bp.dq_head_stride, blk.head_lo);
+        store_owned_rows<T, D>(acc1, ds_factor, bp.dq, bp.dq_row_stride, bp.dq_head_stride, blk.head_lo, first_row,
+                               blk.n_rows, 0, p.head_dim);
     }
 #elif defined(__CUDA_ARCH__)
     __trap();  // built without sm_90a: only launched on a device that runs sm_90a code
 #endif
 }
 
-template <typename Tr, bool TRANSFORM>
-cudaError_t launch_bwd_sm90_pass(const FlashBwdParams& bp, cudaStream_t stream) {
+// Launches a Hopper backward pass kernel over the owned row blocks of every head (KEYS: KV heads) and
+// sequence.
+template <typename Tr, typename Kernel>
+cudaError_t launch_bwd_sm90_grid(Kernel kernel, const FlashBwdParams& bp, cudaStream_t stream) {
     const FlashFwdParams& p = bp.fwd;
-    auto kernel = flash_bwd_sm90_kernel<Tr, TRANSFORM>;
     cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Tr::SMEM_BYTES);
     if (err != cudaSuccess) return err;
     const int rows = Tr::KEYS ? p.seqlen_k : p.seqlen_q;
