@@ -36,20 +36,20 @@ template <typename T> struct Sm90BwdConfig<T, 128> {
 };
 // d256: a KEYS thread of the kernel above would hold 256 gradient accumulators, so two warpgroups share 64
 // rows and split the head dim (flash_bwd_sm90_paired.cuh), 64-query (64-key) streamed tiles in two stages
-// (218 KB).
+// (226 KB). Forward + backward on the H200, bf16 (results/h200-2026-12-02-bwd-paired/): 1.6-2.1x the
+// mma.sync kernels.
 template <typename T> struct Sm90BwdConfig<T, 256> {
     static constexpr bool AVAILABLE = true;
     using Keys = Sm90BwdPairedTraits<T, BwdPass::KEYS, 256, 64>;
     using Queries = Sm90BwdPairedTraits<T, BwdPass::QUERIES, 256, 64>;
-    static constexpr bool TRANSFORM = false;
+    static constexpr bool TRANSFORM = true;
 };
 
 // One pass on the kernel its traits name.
 template <typename Tr, bool TRANSFORM>
 cudaError_t launch_bwd_sm90_pass(const FlashBwdParams& bp, cudaStream_t stream) {
     if constexpr (Tr::PAIRED) {
-        static_assert(!TRANSFORM, "the paired kernel forms no transformed logits");
-        return launch_bwd_sm90_grid<Tr>(flash_bwd_sm90_paired_kernel<Tr>, bp, stream);
+        return launch_bwd_sm90_grid<Tr>(flash_bwd_sm90_paired_kernel<Tr, TRANSFORM>, bp, stream);
     } else {
         return launch_bwd_sm90_grid<Tr>(flash_bwd_sm90_kernel<Tr, TRANSFORM>, bp, stream);
     }

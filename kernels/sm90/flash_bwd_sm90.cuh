@@ -144,6 +144,38 @@ __device__ __forceinline__ void store_owned_rows(const float (&acc)[N / 2], floa
     }
 }
 
+// The gradients of the owned rows out, columns [col0, col0 + N): dV and dK (KEYS) or dQ, the last two
+// times ds_factor (the scale dz/ds, unless the transformed dS has it already).
+template <typename T, int N, bool KEYS, typename Block>
+__device__ __forceinline__ void store_gradients(const Block& blk, const FlashBwdParams& bp, const float (&acc1)[N / 2],
+                                                const float (&acc2)[N / 2], float ds_factor, int first_row,
+                                                int col0) {
+    const int head_dim = bp.fwd.head_dim;
+    if (KEYS) {
+        store_owned_rows<T, N>(acc1, 1.f, bp.dv, bp.dv_row_stride, bp.dv_head_stride, blk.kv_head, first_row,
+                               blk.n_rows, col0, head_dim);
+        store_owned_rows<T, N>(acc2, ds_factor, bp.dk, bp.dk_row_stride, bp.dk_head_stride, blk.kv_head, first_row,
+                               blk.n_rows, col0, head_dim);
+    } else {
+        store_owned_rows<T, N>(acc1, ds_factor, bp.dq, bp.dq_row_stride, bp.dq_head_stride, blk.head_lo, first_row,
+                               blk.n_rows, col0, head_dim);
+    }
+}
+
+// QUERIES: the LSE (base 2) and D of this thread's owned rows first_row and first_row + 8, which stay in
+// registers; rows past seqlen_q (and every row of a KEYS pass, which reads them per column) get +inf and 0.
+template <bool KEYS, typename Block>
+__device__ __forceinline__ void load_row_stats(const Block& blk, const FlashBwdParams& bp, int first_row,
+                                               float (&lse2)[2], float (&delta)[2]) {
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+        const int row = first_row + 8 * h;
+        const bool valid = !KEYS && row < bp.fwd.seqlen_q;
+        lse2[h] = valid ? lse_base2(blk.lse_of(bp, blk.head_lo)[row]) : INFINITY;
+        delta[h] = valid ? blk.delta_of(bp, blk.head_lo)[row] : 0.f;
+    }
+}
+
 template <typename Tr, bool TRANSFORM>
 __global__ void __launch_bounds__(Tr::THREADS, Tr::MIN_BLOCKS) flash_bwd_sm90_kernel(const FlashBwdParams params) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -171,15 +203,8 @@ __global__ void __launch_bounds__(Tr::THREADS, Tr::MIN_BLOCKS) flash_bwd_sm90_ke
     if (blk.steps > 0) load_step(0);
     cp_async_commit();
 
-    // QUERIES: the LSE and D of the owned rows stay in registers.
-    float row_lse2[2], row_delta[2];
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-        const int row = row_of(h);
-        const bool valid = !KEYS && row < p.seqlen_q;
-        row_lse2[h] = valid ? lse_base2(blk.lse_of(bp, blk.head_lo)[row]) : INFINITY;
-        row_delta[h] = valid ? blk.delta_of(bp, blk.head_lo)[row] : 0.f;
-    }
+    float row_lse2[2], row_delta[2];  // QUERIES
+    load_row_stats<KEYS>(blk, bp, first_row, row_lse2, row_delta);
 
     // acc1: dV (KEYS) or dQ; acc2: dK (KEYS only).
     float acc1[D / 2], acc2[D / 2];
@@ -304,16 +329,7 @@ __global__ void __launch_bounds__(Tr::THREADS, Tr::MIN_BLOCKS) flash_bwd_sm90_ke
     cp_async_wait<0>();
 
     // Epilogue: the owned rows out; dK and dQ get the scale (dz/ds), which the transformed dS has already.
-    const float ds_factor = TRANSFORM ? 1.f : p.softmax_scale;
-    if (KEYS) {
-        store_owned_rows<T, D>(acc1, 1.f, bp.dv, bp.dv_row_stride, bp.dv_head_stride, blk.kv_head, first_row,
-                               blk.n_rows, 0, p.head_dim);
-        store_owned_rows<T, D>(acc2, ds_factor, bp.dk, bp.dk_row_stride, bp.dk_head_stride, blk.kv_head, first_row,
-                               blk.n_rows, 0, p.head_dim);
-    } else {
-        store_owned_rows<T, D>(acc1, ds_factor, bp.dq, bp.dq_row_stride, bp.dq_head_stride, blk.head_lo, first_row,
-                               blk.n_rows, 0, p.head_dim);
-    }
+    store_gradients<T, D, KEYS>(blk, bp, acc1, acc2, TRANSFORM ? 1.f : p.softmax_scale, first_row, 0);
 #elif defined(__CUDA_ARCH__)
     __trap();  // built without sm_90a: only launched on a device that runs sm_90a code
 #endif

@@ -7,10 +7,13 @@
 //   both:        the gradient products over their half of the head dim (columns [wg D/2, (wg + 1) D/2)):
 //                KEYS dV += Pᵀ dO, dK += dSᵀ Q; QUERIES dQ += dS K.
 //
-// So every product runs once (5 per step pair of passes, as the single-warpgroup kernel) and a thread holds
-// D/2 accumulators per gradient. P goes over in f32, so dS is formed from the same P as the 64-row kernel's.
+// So every product runs once (as in the single-warpgroup kernel) and a thread holds D/2 accumulators per
+// gradient. P goes over in f32, so dS is formed from the same P as the single-warpgroup kernel's.
+// TRANSFORM (softcap, ALiBi, a scale <= 0: common/logits.cuh): warpgroup 0 also forms dz/ds per score and
+// hands over P dz/ds in f32, and P itself packed (KEYS, for dV), so dS = P dz/ds (dP - D).
 // Two named barriers hand P to warpgroup 1 and dS back to warpgroup 0; single buffers suffice (the comments
-// at the barriers say why).
+// at the barriers say why). Both warpgroups sync at each: with the producer only arriving, racecheck
+// reported every exchange as a race, and syncing measured the same speed (BENCHMARKS.md).
 //
 // Pipeline: at d256 shared memory holds two stages of the streamed tiles (64 KB each), not three. Step s
 // issues step s-1's gradient products and then its own score product; the wait for the first frees stage
@@ -38,10 +41,13 @@ struct Sm90BwdPairedTraits {
     static constexpr int R_BYTES = BLOCK_R * HEAD_DIM * 2;
     static constexpr int C_BYTES = BLOCK_C * HEAD_DIM * 2;
     static constexpr int COL_BYTES = KEYS ? 2 * BLOCK_C * int(sizeof(float)) : 0;
-    // The exchange: P in f32 and dS as packed A fragments, BLOCK_C / 2 and BLOCK_C / 4 words per thread.
+    // The exchange: P (or P dz/ds) in f32, dS as packed A fragments and, KEYS with transformed logits, P
+    // packed: BLOCK_C / 2, BLOCK_C / 4 and BLOCK_C / 4 words per thread.
     static constexpr int P_BYTES = 128 * (BLOCK_C / 2) * 4;
     static constexpr int DS_BYTES = 128 * (BLOCK_C / 4) * 4;
-    static constexpr int SMEM_BYTES = 2 * R_BYTES + STAGES * (2 * C_BYTES + COL_BYTES) + P_BYTES + DS_BYTES + 1024;
+    static constexpr int PACKED_P_BYTES = KEYS ? 128 * (BLOCK_C / 4) * 4 : 0;
+    static constexpr int SMEM_BYTES =
+        2 * R_BYTES + STAGES * (2 * C_BYTES + COL_BYTES) + P_BYTES + DS_BYTES + PACKED_P_BYTES + 1024;
 
     static_assert(sizeof(T) == 2, "f16 / bf16");
     static_assert(PASS == BwdPass::KEYS || PASS == BwdPass::QUERIES, "no dQ atomics on this path");
@@ -52,9 +58,11 @@ struct Sm90BwdPairedTraits {
 
 // Named barriers (0 is __syncthreads): both warpgroups done with a stage's gradient products; P written;
 // dS written.
-enum PairedBarrier { STAGE_FREE = 1, P_READY = 2, DS_READY = 3 };
+struct PairedBarrier {
+    static constexpr int STAGE_FREE = 1, P_READY = 2, DS_READY = 3;
+};
 
-template <typename Tr>
+template <typename Tr, bool TRANSFORM>
 __global__ void __launch_bounds__(Tr::THREADS, 1) flash_bwd_sm90_paired_kernel(const FlashBwdParams params) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
     using T = typename Tr::T;
@@ -67,6 +75,7 @@ __global__ void __launch_bounds__(Tr::THREADS, 1) flash_bwd_sm90_paired_kernel(c
     // [pair][thread of the warpgroup]: consecutive threads, consecutive words, no bank conflicts.
     float2* p_buf = sm.template at<float2>(sm.end());
     uint32_t* ds_buf = sm.template at<uint32_t>(sm.end() + Tr::P_BYTES);
+    uint32_t* packed_p_buf = sm.template at<uint32_t>(sm.end() + Tr::P_BYTES + Tr::DS_BYTES);
 
     const BwdBlock<T, KEYS, Tr::BLOCK_R, C> blk(bp, KEYS ? blockIdx.x : gridDim.x - 1 - blockIdx.x, blockIdx.y);
     if (blk.past_end()) return;
@@ -82,15 +91,8 @@ __global__ void __launch_bounds__(Tr::THREADS, 1) flash_bwd_sm90_paired_kernel(c
     if (blk.steps > 0) load_step(0);
     cp_async_commit();
 
-    // QUERIES: warpgroup 0 needs the owned rows' LSE, warpgroup 1 their D.
-    float row_lse2[2], row_delta[2];
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-        const int row = first_row + 8 * h;
-        const bool valid = !KEYS && row < p.seqlen_q;
-        row_lse2[h] = valid ? lse_base2(blk.lse_of(bp, blk.head_lo)[row]) : INFINITY;
-        row_delta[h] = valid ? blk.delta_of(bp, blk.head_lo)[row] : 0.f;
-    }
+    float row_lse2[2], row_delta[2];  // QUERIES: warpgroup 0 reads the LSE, warpgroup 1 D
+    load_row_stats<KEYS>(blk, bp, first_row, row_lse2, row_delta);
 
     float acc1[D_OWN / 2], acc2[D_OWN / 2];  // dV (KEYS) or dQ; dK (KEYS only): this warpgroup's columns
 #pragma unroll
@@ -124,11 +126,14 @@ __global__ void __launch_bounds__(Tr::THREADS, 1) flash_bwd_sm90_paired_kernel(c
     // Element pair j of a thread's C fragment (c[2j], c[2j + 1]) is row half j % 2 and columns col, col + 1
     // with col = 8 (j / 2) + 2 (lane % 4): the packing order of accumulators_to_a as well.
     const float sl2 = p.scale_log2;
+    const Logits logits(p);
     auto exchange = [&](int s) {
         const int stage = s % Tr::STAGES, c0 = blk.c0_of(s);
         const float* col_lse = sm.col_lse(stage);
         const float* col_delta = col_lse + C;
         if (wg == 0) {
+            const float slope = TRANSFORM ? logits.slope(blk.head_of(s)) : 0.f;
+            float dz_ds[C / 2];  // TRANSFORM only
 #pragma unroll
             for (int j = 0; j < PAIRS; ++j) {
                 float2 l2 = make_float2(row_lse2[j % 2], row_lse2[j % 2]);
@@ -136,8 +141,19 @@ __global__ void __launch_bounds__(Tr::THREADS, 1) flash_bwd_sm90_paired_kernel(c
                     const float2 l = *reinterpret_cast<const float2*>(col_lse + 8 * (j / 2) + 2 * (lane % 4));
                     l2 = make_float2(lse_base2(l.x), lse_base2(l.y));
                 }
-                c[2 * j] = exp2f(fmaf(c[2 * j], sl2, -l2.x));
-                c[2 * j + 1] = exp2f(fmaf(c[2 * j + 1], sl2, -l2.y));
+#pragma unroll
+                for (int e = 0; e < 2; ++e) {
+                    const int i = 2 * j + e;
+                    const float lse2 = e == 0 ? l2.x : l2.y;
+                    if (TRANSFORM) {
+                        const int row = first_row + 8 * (j % 2), col = fragment_col(lane, c0, j / 2, e);
+                        const int dist = KEYS ? row - col - blk.offset : col - row - blk.offset;  // key - query - offset
+                        const float z = logits(c[i], slope, dist, dz_ds[i]);
+                        c[i] = exp2f(fmaf(z, LOG2E, -lse2));
+                    } else {
+                        c[i] = exp2f(fmaf(c[i], sl2, -lse2));
+                    }
+                }
             }
             if (blk.needs_mask(p, c0)) {  // a uniform branch per step; dS = 0 follows from P = 0
 #pragma unroll
@@ -147,27 +163,33 @@ __global__ void __launch_bounds__(Tr::THREADS, 1) flash_bwd_sm90_paired_kernel(c
             }
 #pragma unroll
             for (int j = 0; j < PAIRS; ++j) {
-                p_buf[j * 128 + tid] = make_float2(c[2 * j], c[2 * j + 1]);
                 if (KEYS) a_p[j / 4][j % 4] = pack2<T>(c[2 * j], c[2 * j + 1]);
+                if (TRANSFORM) {
+                    p_buf[j * 128 + tid] =
+                        make_float2(c[2 * j] * dz_ds[2 * j], c[2 * j + 1] * dz_ds[2 * j + 1]);
+                    if (KEYS) packed_p_buf[j * 128 + tid] = a_p[j / 4][j % 4];
+                } else {
+                    p_buf[j * 128 + tid] = make_float2(c[2 * j], c[2 * j + 1]);
+                }
             }
-            named_barrier_arrive(P_READY, 256);
+            named_barrier_sync(PairedBarrier::P_READY, 256);
             // dS of step s; warpgroup 1 writes step s+1's only after this warpgroup's P of step s+1.
-            named_barrier_sync(DS_READY, 256);
+            named_barrier_sync(PairedBarrier::DS_READY, 256);
 #pragma unroll
             for (int j = 0; j < PAIRS; ++j) a_ds[j / 4][j % 4] = ds_buf[j * 128 + tid];
         } else {
             // P of step s; warpgroup 0 writes step s+1's only after this warpgroup's dS of step s.
-            named_barrier_sync(P_READY, 256);
+            named_barrier_sync(PairedBarrier::P_READY, 256);
 #pragma unroll
             for (int j = 0; j < PAIRS; ++j) {
                 float2 dl = make_float2(row_delta[j % 2], row_delta[j % 2]);
                 if (KEYS) dl = *reinterpret_cast<const float2*>(col_delta + 8 * (j / 2) + 2 * (lane % 4));
-                const float2 prob = p_buf[j * 128 + tid];
-                if (KEYS) a_p[j / 4][j % 4] = pack2<T>(prob.x, prob.y);
+                const float2 prob = p_buf[j * 128 + tid];  // P dz/ds when TRANSFORM
+                if (KEYS) a_p[j / 4][j % 4] = TRANSFORM ? packed_p_buf[j * 128 + tid] : pack2<T>(prob.x, prob.y);
                 a_ds[j / 4][j % 4] = pack2<T>(prob.x * (c[2 * j] - dl.x), prob.y * (c[2 * j + 1] - dl.y));
                 ds_buf[j * 128 + tid] = a_ds[j / 4][j % 4];
             }
-            named_barrier_arrive(DS_READY, 256);
+            named_barrier_sync(PairedBarrier::DS_READY, 256);
         }
     };
 
@@ -192,7 +214,7 @@ __global__ void __launch_bounds__(Tr::THREADS, 1) flash_bwd_sm90_paired_kernel(c
             fence_registers(acc1);
             if (KEYS) fence_registers(acc2);
             // Both warpgroups are past step s-1's gradient products: their stage takes step s+1's tiles.
-            named_barrier_sync(STAGE_FREE, 256);
+            named_barrier_sync(PairedBarrier::STAGE_FREE, 256);
             if (s + 1 < steps) load_step(s + 1);
             cp_async_commit();
             wgmma_wait<0>();  // the score product of step s
@@ -207,16 +229,8 @@ __global__ void __launch_bounds__(Tr::THREADS, 1) flash_bwd_sm90_paired_kernel(c
     }
     cp_async_wait<0>();
 
-    const float ds_factor = p.softmax_scale;  // dz/ds, applied once (no transformed logits on this path)
-    if (KEYS) {
-        store_owned_rows<T, D_OWN>(acc1, 1.f, bp.dv, bp.dv_row_stride, bp.dv_head_stride, blk.kv_head, first_row,
-                                   blk.n_rows, col0, p.head_dim);
-        store_owned_rows<T, D_OWN>(acc2, ds_factor, bp.dk, bp.dk_row_stride, bp.dk_head_stride, blk.kv_head,
-                                   first_row, blk.n_rows, col0, p.head_dim);
-    } else {
-        store_owned_rows<T, D_OWN>(acc1, ds_factor, bp.dq, bp.dq_row_stride, bp.dq_head_stride, blk.head_lo,
-                                   first_row, blk.n_rows, col0, p.head_dim);
-    }
+    // dz/ds is in the transformed dS already.
+    store_gradients<T, D_OWN, KEYS>(blk, bp, acc1, acc2, TRANSFORM ? 1.f : p.softmax_scale, first_row, col0);
 #elif defined(__CUDA_ARCH__)
     __trap();  // built without sm_90a: only launched on a device that runs sm_90a code
 #endif
