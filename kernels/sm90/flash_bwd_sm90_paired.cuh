@@ -13,7 +13,7 @@
 // hands over P dz/ds in f32, and P itself packed (KEYS, for dV), so dS = P dz/ds (dP - D).
 // Two named barriers hand P to warpgroup 1 and dS back to warpgroup 0; single buffers suffice (the comments
 // at the barriers say why). Both warpgroups sync at each: with the producer only arriving, racecheck
-// reported every exchange as a race, and syncing measured the same speed (BENCHMARKS.md).
+// reported every exchange as a race, and syncing measured no slower (BENCHMARKS.md).
 //
 // Pipeline: at d256 shared memory holds two stages of the streamed tiles (64 KB each), not three. Step s
 // issues step s-1's gradient products and then its own score product; the wait for the first frees stage
