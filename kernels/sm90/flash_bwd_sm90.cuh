@@ -72,14 +72,13 @@ struct Sm90BwdSmem {
     __device__ __forceinline__ uint32_t y2(int stage) const { return y1(stage) + Tr::C_BYTES; }
     __device__ __forceinline__ uint32_t cols(int stage) const { return y1(Tr::STAGES) + stage * Tr::COL_BYTES; }
     __device__ __forceinline__ uint32_t end() const { return cols(Tr::STAGES); }
-    // KEYS: [lse BLOCK_C | delta BLOCK_C] of a stage.
-    __device__ __forceinline__ const float* col_lse(int stage) const {
-        return reinterpret_cast<const float*>(generic + (cols(stage) - raw));
-    }
+    // A generic pointer at shared address `addr`.
     template <typename U>
     __device__ __forceinline__ U* at(uint32_t addr) const {
         return reinterpret_cast<U*>(generic + (addr - raw));
     }
+    // KEYS: [lse BLOCK_C | delta BLOCK_C] of a stage.
+    __device__ __forceinline__ const float* col_lse(int stage) const { return at<const float>(cols(stage)); }
 };
 
 // The owned rows into X1, X2: K and V (KEYS) or Q and dO.

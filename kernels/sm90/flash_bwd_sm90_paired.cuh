@@ -124,7 +124,7 @@ __global__ void __launch_bounds__(Tr::THREADS, 1) flash_bwd_sm90_paired_kernel(c
     };
 
     // Element pair j of a thread's C fragment (c[2j], c[2j + 1]) is row half j % 2 and columns col, col + 1
-    // with col = 8 (j / 2) + 2 (lane % 4): the packing order of accumulators_to_a as well.
+    // with col = fragment_col(lane, 0, j / 2, 0): the packing order of accumulators_to_a as well.
     const float sl2 = p.scale_log2;
     const Logits logits(p);
     auto exchange = [&](int s) {
@@ -138,7 +138,7 @@ __global__ void __launch_bounds__(Tr::THREADS, 1) flash_bwd_sm90_paired_kernel(c
             for (int j = 0; j < PAIRS; ++j) {
                 float2 l2 = make_float2(row_lse2[j % 2], row_lse2[j % 2]);
                 if (KEYS) {
-                    const float2 l = *reinterpret_cast<const float2*>(col_lse + 8 * (j / 2) + 2 * (lane % 4));
+                    const float2 l = *reinterpret_cast<const float2*>(col_lse + fragment_col(lane, 0, j / 2, 0));
                     l2 = make_float2(lse_base2(l.x), lse_base2(l.y));
                 }
 #pragma unroll
@@ -183,7 +183,7 @@ __global__ void __launch_bounds__(Tr::THREADS, 1) flash_bwd_sm90_paired_kernel(c
 #pragma unroll
             for (int j = 0; j < PAIRS; ++j) {
                 float2 dl = make_float2(row_delta[j % 2], row_delta[j % 2]);
-                if (KEYS) dl = *reinterpret_cast<const float2*>(col_delta + 8 * (j / 2) + 2 * (lane % 4));
+                if (KEYS) dl = *reinterpret_cast<const float2*>(col_delta + fragment_col(lane, 0, j / 2, 0));
                 const float2 prob = p_buf[j * 128 + tid];  // P dz/ds when TRANSFORM
                 if (KEYS) a_p[j / 4][j % 4] = TRANSFORM ? packed_p_buf[j * 128 + tid] : pack2<T>(prob.x, prob.y);
                 a_ds[j / 4][j % 4] = pack2<T>(prob.x * (c[2 * j] - dl.x), prob.y * (c[2 * j + 1] - dl.y));
