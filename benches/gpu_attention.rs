@@ -1,7 +1,7 @@
 //! GPU benchmark of the op, printing one JSON line per configuration in the format of
 //! scripts/bench_torch_sdpa.py, so scripts/compare.py can put both side by side.
 //!
-//!   cargo bench --features cuda --bench gpu_attention -- [--modes fwd,fwd_bwd,decode,serving] [--dtypes bf16,fp16]
+//!   cargo bench --features cuda --bench gpu_attention -- [--modes fwd,fwd_bwd,decode,serving] [--dtypes bf16,fp16,fp8]
 //!       [--hdims 64,128,256] [--seqlens 512,...,16384] [--causal both|yes|no] [--out FILE] [--memory]
 //!       [--flush read|write]
 //!
@@ -26,8 +26,8 @@ use std::time::Instant;
 
 use candle_core::{DType, Device, Result, Tensor};
 use candle_fa2::{
-    flash_attn, flash_attn_backward, flash_attn_kvcache, flash_attn_paged, flash_attn_varlen, flash_attn_with_lse,
-    naive, AttnOptions, PagedKv,
+    flash_attn, flash_attn_backward, flash_attn_fp8, flash_attn_kvcache, flash_attn_paged, flash_attn_varlen,
+    flash_attn_with_lse, naive, quantize_fp8, AttnOptions, Fp8Descale, PagedKv,
 };
 use clap::Parser;
 
@@ -363,6 +363,8 @@ fn parse_dtype(name: &str) -> DType {
     match name {
         "bf16" => DType::BF16,
         "fp16" | "f16" => DType::F16,
+        // flash_attn_fp8 on e4m3 inputs (mode fwd only); the lines say "fp8".
+        "fp8" | "e4m3" => DType::F8E4M3,
         other => panic!("unknown dtype {other}"),
     }
 }
@@ -456,11 +458,22 @@ fn main() -> Result<()> {
                 for &causal in &causals {
                     for seqlen in list(&args.seqlens) {
                         let (batch, heads) = (16384 / seqlen, 2048 / hdim);
-                        let make = || Tensor::randn(0f32, 1.0, (batch, seqlen, heads, hdim), &dev)?.to_dtype(dtype);
+                        let make = || {
+                            let x = Tensor::randn(0f32, 1.0, (batch, seqlen, heads, hdim), &dev)?;
+                            if dtype == DType::F8E4M3 {
+                                quantize_fp8(&x, 1.0)
+                            } else {
+                                x.to_dtype(dtype)
+                            }
+                        };
                         let (q, k, v, grad_out) = (make()?, make()?, make()?, make()?);
                         let mut opts = AttnOptions::default().with_causal(causal).with_dq_atomics(args.dq_atomics);
                         opts.softcap = args.softcap;
-                        let secs = if backward {
+                        let secs = if dtype == DType::F8E4M3 {
+                            // e4m3 inputs, bf16 output (forward only): the FP8 kernel on an H100/H200.
+                            assert!(!backward, "fp8 is forward only: --modes fwd");
+                            time(&dev, || flash_attn_fp8(&q, &k, &v, &Fp8Descale::default(), &opts))?
+                        } else if backward {
                             time(&dev, || {
                                 let (out, lse) = flash_attn_with_lse(&q, &k, &v, &opts)?;
                                 Ok(flash_attn_backward(&q, &k, &v, &out, &lse, &grad_out, &opts)?.0)

@@ -50,6 +50,27 @@ extern "C" int candle_fa2_decode(const FlashDecodeParams* params, void* stream) 
     return err != cudaSuccess ? err : fa2::fill_uncovered_rows(p.fwd, s);
 }
 
+// The e4m3 forward, on sm_90a only (the Rust side widens e4m3 to bf16 elsewhere): head dims that are
+// multiples of 16 from 80 up to 128 run on the d128 kernel, up to 256 on the d256 one
+// (dispatch_fp8_head_dim). Head dims up to 64 would run the d128 tiles half empty: 0.82-0.98x of the bf16
+// d64 kernel on the H200 (BENCHMARKS.md, "FP8 forward"), so they widen too.
+static bool fp8_head_dim_runs(int head_dim) { return head_dim % 16 == 0 && head_dim > 64; }
+
+extern "C" int candle_fa2_fwd_fp8(const FlashFp8Params* params, void* stream) {
+    const FlashFp8Params& p = *params;
+    if (!device_runs_sm90a() || !fp8_head_dim_runs(p.fwd.head_dim)) return cudaErrorNotSupported;
+    auto s = static_cast<cudaStream_t>(stream);
+    return dispatch_fp8_head_dim(p.fwd.head_dim, [&](auto dim) {
+        return fa2::run_fwd_fp8<decltype(dim)::value>(p, s);
+    });
+}
+
+// 1 when this device and build run the e4m3 forward at head_dim (candle_fa2_fwd_fp8), else 0.
+extern "C" int candle_fa2_fp8_available(int head_dim) {
+    return device_runs_sm90a() && fp8_head_dim_runs(head_dim) &&
+           dispatch_fp8_head_dim(head_dim, [](auto) { return cudaSuccess; }) == cudaSuccess;
+}
+
 // The split count the decode heuristic picks (sm80/flash_decode_kernel.cuh), for the caller to size the
 // scratch; 1 when the device cannot be queried.
 extern "C" int candle_fa2_decode_num_splits(const FlashFwdParams* params) {
@@ -120,6 +141,15 @@ extern "C" int candle_fa2_decode_params_layout(int64_t* out, int n) {
     const int64_t layout[] = {
         FIELD(fwd), FIELD(o_partial), FIELD(lse_partial), FIELD(num_splits), FIELD(reserved),
         int64_t(sizeof(FlashDecodeParams)),
+    };
+    return write_layout(layout, out, n);
+}
+#undef FIELD
+
+#define FIELD(name) int64_t(offsetof(FlashFp8Params, name))
+extern "C" int candle_fa2_fp8_params_layout(int64_t* out, int n) {
+    const int64_t layout[] = {
+        FIELD(fwd), FIELD(v_transposed), FIELD(v_descale), FIELD(v_keys), int64_t(sizeof(FlashFp8Params)),
     };
     return write_layout(layout, out, n);
 }

@@ -16,6 +16,9 @@ template <typename T, int HEAD_DIM>
 cudaError_t run_decode(const FlashDecodeParams& p, cudaStream_t stream);
 template <typename T, int HEAD_DIM>
 int decode_num_splits(const FlashFwdParams& p);
+// The e4m3 forward on sm_90a (generated/fwd_fp8_hdim*.cu): head dims up to 128 and 256.
+template <int HEAD_DIM>
+cudaError_t run_fwd_fp8(const FlashFp8Params& p, cudaStream_t stream);
 // Varlen calls: zeros and LSE -inf for the output rows no sequence owns (varlen_fill.cu), after the
 // attention kernels.
 cudaError_t fill_uncovered_rows(const FlashFwdParams& p, cudaStream_t stream);

@@ -9,6 +9,19 @@ use crate::AttnOptions;
 /// Returns `(out, lse)` in f64 on the CPU: out (batch, seqlen_q, heads_q, head_dim), lse (batch, heads_q,
 /// seqlen_q). Rows that see no key give zeros and an LSE of `-inf`. Inputs are validated like the op's.
 pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, opts: &AttnOptions) -> Result<(Tensor, Tensor)> {
+    attention_rounding_p(q, k, v, opts, |p| p)
+}
+
+/// [`attention`] with each unnormalised probability `exp(s - max)` passed through `round_p` before it
+/// weights V (the row sum stays exact): what a kernel that rounds P to a narrow type for its P V product
+/// computes (the FP8 forward rounds it to e4m3), up to the order of its sums and its running max.
+pub fn attention_rounding_p(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    opts: &AttnOptions,
+    round_p: impl Fn(f64) -> f64,
+) -> Result<(Tensor, Tensor)> {
     let spec = crate::validate::validate(q, k, v, opts)?;
     let (b, sq, hq, d) = spec.dims.out_shape();
     let (sk, hkv) = (spec.dims.seqlen_k, spec.dims.heads_kv);
@@ -58,7 +71,7 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, opts: &AttnOptions) -> Resu
                 lse[(bi * hq + h) * sq + i] = max + sum.ln();
                 let o_row = &mut out[((bi * sq + i) * hq + h) * d..][..d];
                 for (j, s) in logits.iter().enumerate() {
-                    let p = (s - max).exp() / sum;
+                    let p = round_p((s - max).exp()) / sum;
                     if p == 0.0 {
                         continue;
                     }

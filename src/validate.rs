@@ -170,6 +170,28 @@ fn dims4(t: &Tensor, name: &str, layout: &str) -> Result<(usize, usize, usize, u
 
 /// Checks q, k, v and the options; every failure names the tensor or option and the value seen.
 pub fn validate(q: &Tensor, k: &Tensor, v: &Tensor, opts: &AttnOptions) -> Result<AttnSpec> {
+    validate_dense(q, k, v, opts, check_dtypes_devices)
+}
+
+/// [`validate`] for [`crate::flash_attn_fp8`]: q, k and v in e4m3.
+pub fn validate_fp8(q: &Tensor, k: &Tensor, v: &Tensor, opts: &AttnOptions) -> Result<AttnSpec> {
+    validate_dense(q, k, v, opts, |q, k, v| {
+        for (name, t) in [("q", q), ("k", k), ("v", v)] {
+            if t.dtype() != DType::F8E4M3 {
+                bail!("flash_attn_fp8: {name} has dtype {:?}, expected F8E4M3", t.dtype())
+            }
+        }
+        check_devices(q, k, v)
+    })
+}
+
+fn validate_dense(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    opts: &AttnOptions,
+    check_dtypes_devices: impl Fn(&Tensor, &Tensor, &Tensor) -> Result<()>,
+) -> Result<AttnSpec> {
     let (batch, seqlen_q, heads_q, head_dim) = dims4(q, "q", "(batch, seqlen_q, heads_q, head_dim)")?;
     let (kb, seqlen_k, heads_kv, kd) = dims4(k, "k", "(batch, seqlen_k, heads_kv, head_dim)")?;
     let (vb, vs, vh, vd) = dims4(v, "v", "(batch, seqlen_k, heads_kv, head_dim)")?;
@@ -205,6 +227,10 @@ fn check_dtypes_devices(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<()> {
             bail!("flash_attn: {name} has dtype {:?} but q has {dtype:?}", t.dtype())
         }
     }
+    check_devices(q, k, v)
+}
+
+fn check_devices(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<()> {
     for (name, t) in [("k", k), ("v", v)] {
         if !t.device().same_device(q.device()) {
             return Err(device_mismatch(name, t.device(), q.device()));

@@ -195,3 +195,43 @@ fn compat_matches_options() -> Result<()> {
     let want = cat(&flash_attn(&q, &k, &v, &opts)?, &flash_attn(&q2, &k2, &v2, &opts)?)?;
     same(&packed, &want)
 }
+
+/// The FP8 entry point on the CPU: e4m3 widened exactly to f32, so only the bf16 output rounds (rule 1
+/// with the bf16 floor alone); descales applied; the dtype and descale errors name the problem.
+#[test]
+fn fp8_widened_on_cpu() -> Result<()> {
+    use candle_fa2::{flash_attn_fp8, Fp8Descale};
+    use common::errors::expect_err;
+    use common::{fp8, tolerance};
+    let mut rng = Rng::new(900);
+    for (i, (case, opts)) in [
+        (Case::new(2, 37, 70, 4, 2, 64), AttnOptions::causal()),
+        (Case::new(1, 70, 37, 2, 2, 72), AttnOptions::default().with_softcap(5.0)),
+        (Case::new(1, 1, 130, 4, 1, 128), AttnOptions::default().with_window(Some(40), None)),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let [q, k, v] = fp8::inputs(&case, &mut rng, &CPU, i % 2 == 1)?;
+        let what = format!("fp8 cpu {case:?} {opts:?}");
+        let e = fp8::check(&q, &k, &v, &opts, &what)?;
+        eprintln!("{what}: ours {:.2e} e4m3-P reference {:.2e}", e.ours, e.emulated);
+        tolerance::assert_forward(e.ours, 0.0, DType::BF16, &what);
+    }
+    let [q, k, v] = fp8::inputs(&Case::new(1, 8, 8, 2, 2, 32), &mut rng, &CPU, false)?;
+    let opts = AttnOptions::default();
+    expect_err(
+        flash_attn_fp8(&q.to_dtype(DType::BF16)?, &k, &v, &Fp8Descale::default(), &opts),
+        &["q has dtype BF16", "F8E4M3"],
+    );
+    expect_err(flash_attn_fp8(&q, &k, &v, &Fp8Descale { v: 0.0, ..Fp8Descale::default() }, &opts), &["descale.v", "0"]);
+    expect_err(
+        flash_attn_fp8(&q, &k, &v, &Fp8Descale { q: f32::NAN, ..Fp8Descale::default() }, &opts),
+        &["descale.q", "NaN"],
+    );
+    expect_err(candle_fa2::quantize_fp8(&q, 1.0), &["quantize_fp8", "F8E4M3"]);
+    expect_err(candle_fa2::quantize_fp8(&q.to_dtype(DType::F32)?, -1.0), &["descale", "-1"]);
+    expect_err(candle_fa2::dequantize_fp8(&q, 1.0, DType::U8), &["dequantize_fp8", "U8"]);
+    assert!(!candle_fa2::fp8_kernel_available(&CPU, 128));
+    Ok(())
+}

@@ -8,6 +8,7 @@ use candle_fa2::{flash_attn, flash_attn_with_lse, reference, AttnOptions};
 use common::cuda::{gpu, gpu_matches_cpu_and_repeats, option_sample, opts_on_cpu, poison_pool};
 use common::errors::expect_err;
 use common::forward::check;
+use common::fp8;
 use common::inputs::{Case, Rng};
 use common::tolerance::{self, CUDA_VS_CPU, SMOKE};
 
@@ -218,6 +219,88 @@ fn f32_through_bf16() -> Result<()> {
     Ok(())
 }
 
+/// The e4m3 forward against the f64 reference on the dequantised inputs (rule 6 of tolerance.rs), repeated
+/// bitwise: head dims of both FP8 kernels and below them (96, 192: masked columns), GQA, partial tiles,
+/// one query row, transposed inputs, every option; 72 (not a multiple of 16) takes the widening path.
+#[test]
+fn fp8_forward() -> Result<()> {
+    let dev = gpu();
+    let kernel = [64, 128, 256].map(|d| candle_fa2::fp8_kernel_available(&dev, d));
+    eprintln!("FP8 kernel at head_dim 64 / 128 / 256: {kernel:?}");
+    let slopes = Tensor::new(&[0.5f32, 0.25, 0.125, 0.0625], &dev)?;
+    let shapes = [
+        (Case::new(2, 203, 203, 4, 2, 128), false),
+        (Case::new(1, 1, 300, 4, 4, 128), false),
+        (Case::new(2, 300, 1000, 4, 1, 64), true),
+        (Case::new(1, 1000, 129, 2, 2, 256), false),
+        (Case::new(2, 257, 385, 4, 2, 192), true),
+        (Case::new(1, 130, 190, 4, 4, 96), false),
+        (Case::new(1, 130, 190, 4, 2, 72), false),
+    ];
+    let mut rng = Rng::new(900);
+    let mut run = |case: Case, opts: &AttnOptions, transposed: bool| -> Result<()> {
+        poison_pool(&dev, 1 << 22)?;
+        let [q, k, v] = fp8::inputs(&case, &mut rng, &dev, transposed)?;
+        let what = format!("fp8 {case:?} {opts:?} transposed={transposed}");
+        let e = fp8::check(&q, &k, &v, opts, &what)?;
+        eprintln!("{what}: ours {:.2e} e4m3-P reference {:.2e}", e.ours, e.emulated);
+        tolerance::assert_fp8_forward(e.ours, e.emulated, &what);
+        Ok(())
+    };
+    for (case, transposed) in shapes {
+        for causal in [false, true] {
+            run(case, &AttnOptions::default().with_causal(causal), transposed)?;
+        }
+    }
+    for d in [128, 256] {
+        let options = [
+            AttnOptions::default().with_window(Some(32), Some(0)),
+            AttnOptions::default().with_softcap(5.0).with_softmax_scale(0.6),
+            AttnOptions::causal().with_alibi_slopes(slopes.clone()),
+            AttnOptions::default().with_softmax_scale(-0.3),
+        ];
+        for opts in &options {
+            run(Case::new(1, 190, 300, 4, 2, d), opts, false)?;
+        }
+    }
+    Ok(())
+}
+
+/// quantize_fp8 and dequantize_fp8 on the GPU (the crate's kernel) give the CPU's values: rounding to
+/// nearest even, saturation at +-448, NaN kept, every source dtype, a transposed source read in place;
+/// e4m3 -> bf16 / f32 exact.
+#[test]
+fn fp8_conversions_match_the_cpu() -> Result<()> {
+    use candle_fa2::{dequantize_fp8, quantize_fp8};
+    let dev = gpu();
+    let mut values = Rng::new(950).normal_vec(4096, 100.0);
+    values.extend([0.0, -0.0, 448.0, 449.0, 464.0, 1e6, -1e6, f32::NAN, 1.0 / 1024.0, 3.0 / 2048.0]);
+    // (2, 2053) read through a transposed (2053, 2) view: the strided path of the conversion kernel.
+    let x = Tensor::from_vec(values, (2053, 2), &Device::Cpu)?.t()?;
+    for dtype in [DType::F32, DType::F16, DType::BF16] {
+        let xd = x.to_dtype(dtype)?;
+        for descale in [1.0f32, 0.25, 3.0] {
+            let cpu = quantize_fp8(&xd, descale)?;
+            let gpu8 = quantize_fp8(&xd.to_device(&dev)?, descale)?;
+            let (a, b) = (cpu.to_dtype(DType::F32)?, gpu8.to_device(&Device::Cpu)?.to_dtype(DType::F32)?);
+            let (a, b) = (a.flatten_all()?.to_vec1::<f32>()?, b.flatten_all()?.to_vec1::<f32>()?);
+            // Equal values (candle's CPU cast drops the sign of -0, which e4m3 and the GPU keep).
+            for (i, (p, q)) in a.iter().zip(&b).enumerate() {
+                assert!(p == q || p.is_nan() && q.is_nan(), "{dtype:?} /{descale} [{i}]: {p} {q}");
+            }
+            assert!(a.iter().all(|v| v.is_nan() || v.abs() <= 448.0), "saturated");
+            for wide in [DType::F32, DType::BF16] {
+                let back = dequantize_fp8(&gpu8, 2.0, wide)?.to_device(&Device::Cpu)?.to_dtype(DType::F32)?;
+                let want = dequantize_fp8(&cpu, 2.0, wide)?.to_dtype(DType::F32)?;
+                let (back, want) = (back.flatten_all()?.to_vec1::<f32>()?, want.flatten_all()?.to_vec1::<f32>()?);
+                let same = back.iter().zip(&want).all(|(p, q)| p == q || p.is_nan() && q.is_nan());
+                assert!(same, "dequantize {wide:?}");
+            }
+        }
+    }
+    Ok(())
+}
+
 #[test]
 fn cuda_errors_name_the_problem() -> Result<()> {
     let dev = gpu();
@@ -263,6 +346,14 @@ fn sanitizer_shapes() -> Result<()> {
                 let got = flash_attn(&q.to_device(&dev)?, &k.to_device(&dev)?, &v.to_device(&dev)?, &opts)?;
                 let diff = reference::max_abs_diff(&got, &want)?;
                 assert!(diff < SMOKE, "d {d} variant {j} ({sq}, {sk}) case {i}: {diff}");
+                // The FP8 forward (V^T, then the attention) at the head dims it runs, held to the e4m3
+                // emulation of tests/common/fp8.rs on the CPU.
+                if matches!(d, 64 | 128 | 256) {
+                    let case = Case::new(1, sq, sk, 2, 1, d);
+                    let [q, k, v] = fp8::inputs(&case, &mut rng, &dev, false)?;
+                    let e = fp8::check(&q, &k, &v, &opts, &format!("fp8 d {d} variant {j} ({sq}, {sk})"))?;
+                    tolerance::assert_fp8_forward(e.ours, e.emulated, &format!("fp8 d {d} variant {j}"));
+                }
             }
         }
     }

@@ -92,6 +92,17 @@ struct FlashDecodeParams {
     int32_t reserved;  // keeps the size a multiple of 8 on every ABI
 };
 
+// The e4m3 forward (kernels/sm90/fwd_fp8.cuh): q, k, v of fwd are e4m3 (strides in elements = bytes), o is
+// bf16; softmax_scale and scale_log2 already hold q's and k's descale factors. Mirrored by `FlashFp8Params`
+// in src/cuda/ffi.rs.
+struct FlashFp8Params {
+    FlashFwdParams fwd;
+    // Scratch for V^T: (batch, heads_kv, head_dim, v_keys) bytes, v_keys = seqlen_k rounded up to 16.
+    void* v_transposed;
+    float v_descale;  // multiplies O
+    int32_t v_keys;
+};
+
 // Writes new tokens' keys or values into a paged cache (kernels/cache_write.cu). Mirrored by
 // `CacheWriteParams` in src/cuda/ffi.rs. Strides in bytes: the copy does not depend on the dtype.
 struct CacheWriteParams {

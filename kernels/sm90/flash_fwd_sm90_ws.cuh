@@ -14,7 +14,8 @@
 // the turns: 0.94-1.01x at d128/d256 and 0.86-0.92x at d64 on the H200, BENCHMARKS.md).
 //
 // Dense batches only (TMA boxes address (batch, row, head) coordinates); varlen, paged and per-sequence key
-// counts run on flash_fwd_sm90.cuh.
+// counts run on flash_fwd_sm90.cuh. The same kernel runs the e4m3 forward (sm90/fwd_fp8.cuh), whose V
+// tiles are V^T: HEAD_DIM rows of BLOCK_N keys.
 #pragma once
 #include "common/flash_params.h"
 #include "common/fwd_block.cuh"
@@ -28,6 +29,8 @@ namespace fa2 {
 template <typename T_, int HEAD_DIM_, int BLOCK_N_, int STAGES_>
 struct Sm90WsTraits {
     using T = T_;
+    static constexpr bool FP8 = sizeof(T) == 1;
+    static constexpr int PANEL_COLS = SWIZZLE_ROW_BYTES / int(sizeof(T));  // columns of one swizzle panel
     static constexpr int HEAD_DIM = HEAD_DIM_;
     static constexpr int CONSUMERS = 2;  // warpgroups of 64 query rows
     static constexpr int THREADS = 128 * (CONSUMERS + 1);
@@ -36,15 +39,21 @@ struct Sm90WsTraits {
     static constexpr int STAGES = STAGES_;
     // setmaxnreg: 24 for the producer, 240 for each consumer thread: 128 x 24 + 256 x 240 <= 64K registers.
     static constexpr int PRODUCER_REGS = 24, CONSUMER_REGS = 240;
-    static constexpr int Q_BYTES = BLOCK_M * HEAD_DIM * 2;
-    static constexpr int KV_BYTES = BLOCK_N * HEAD_DIM * 2;
-    static constexpr int TILE_BYTES = Q_BYTES + 2 * STAGES * KV_BYTES;
+    static constexpr int Q_BYTES = BLOCK_M * HEAD_DIM * int(sizeof(T));
+    static constexpr int KV_BYTES = BLOCK_N * HEAD_DIM * int(sizeof(T));  // a K tile (and a 16-bit V tile)
+    // e4m3: V^T tiles are whole panels of 128 keys, V_PANELS of them (the keys of a last partial panel past
+    // BLOCK_N arrive too, unread).
+    static constexpr int V_PANELS = FP8 ? (BLOCK_N + 127) / 128 : 0;
+    static constexpr int V_BYTES = FP8 ? V_PANELS * HEAD_DIM * SWIZZLE_ROW_BYTES : KV_BYTES;
+    static constexpr int TILE_BYTES = Q_BYTES + STAGES * (KV_BYTES + V_BYTES);
     static constexpr int BARRIERS = 1 + 4 * STAGES;  // Q; full and empty of each K and V buffer
     // +1024: the dynamic shared-memory base is rounded up to the swizzle's 1024-byte period.
     static constexpr int SMEM_BYTES = TILE_BYTES + 8 * BARRIERS + 1024;
 
-    static_assert(sizeof(T) == 2, "f16 / bf16");
-    static_assert(HEAD_DIM % 64 == 0, "tiles are whole 128-byte swizzle panels, one TMA box each");
+    static_assert(sizeof(T) == 2 || sizeof(T) == 1, "f16 / bf16, or e4m3");
+    static_assert(HEAD_DIM % PANEL_COLS == 0, "tiles are whole 128-byte swizzle panels, one TMA box each");
+    static_assert(!FP8 || BLOCK_N % 32 == 0, "e4m3: k-steps of 32 keys in P V");
+    static_assert(KV_BYTES % 1024 == 0 && V_BYTES % 1024 == 0, "tiles start on the swizzle's 1024-byte period");
     static_assert(BLOCK_N % 16 == 0 && BLOCK_N <= 256, "wgmma n of S, k16 steps of P V, TMA box rows");
     static_assert(HEAD_DIM <= 256, "wgmma n of O");
     static_assert(SMEM_BYTES <= 227 * 1024, "shared memory per block on sm_90");
@@ -55,16 +64,16 @@ struct FwdTmaMaps {  // CUtensorMap is 64-byte aligned itself, as TMA needs
     CUtensorMap q, k, v;
 };
 
+// o_scale multiplies O (e4m3: V's descale factor; 1 otherwise).
 template <typename Tr, bool TRANSFORM>
 __global__ void __launch_bounds__(Tr::THREADS, 1)
-    flash_fwd_sm90_ws_kernel(const FlashFwdParams params, const __grid_constant__ FwdTmaMaps maps) {
+    flash_fwd_sm90_ws_kernel(const FlashFwdParams params, const __grid_constant__ FwdTmaMaps maps, float o_scale) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-    using T = typename Tr::T;
-    constexpr int PANELS = Tr::HEAD_DIM / 64, S = Tr::STAGES;
+    constexpr int PANELS = Tr::HEAD_DIM / Tr::PANEL_COLS, S = Tr::STAGES;
     extern __shared__ __align__(1024) unsigned char sm90_smem[];
     const uint32_t smem_q = (smem_addr(sm90_smem) + 1023) & ~1023u;
     auto smem_k = [&](int buf) { return smem_q + Tr::Q_BYTES + buf * Tr::KV_BYTES; };
-    auto smem_v = [&](int buf) { return smem_q + Tr::Q_BYTES + (S + buf) * Tr::KV_BYTES; };
+    auto smem_v = [&](int buf) { return smem_q + Tr::Q_BYTES + S * Tr::KV_BYTES + buf * Tr::V_BYTES; };
     const uint32_t bars = smem_q + Tr::TILE_BYTES;
     const uint32_t q_full = bars;
     auto k_full = [&](int buf) { return bars + 8 * (1 + buf); };
@@ -75,7 +84,9 @@ __global__ void __launch_bounds__(Tr::THREADS, 1)
     // Causal blocks with many keys start first (load balance), as in flash_fwd_kernel.
     const int m_block = gridDim.x - 1 - blockIdx.x;
     const int head = blockIdx.y, batch = blockIdx.z;
-    const FlashFwdParams p = sequence_view<T>(params, batch);
+    // Only o and the LSE are read through the view (q, k and v through the tensor maps), so its element
+    // type is the output's.
+    const FlashFwdParams p = sequence_view<Sm90Out<typename Tr::T>>(params, batch);
     const int wg = threadIdx.x / 128, lane = threadIdx.x % 32;
     const int cw = wg - 1;  // consumer index: which 64 rows of the block
     using Rows = Sm90FwdRows<Tr, TRANSFORM>;
@@ -108,7 +119,8 @@ __global__ void __launch_bounds__(Tr::THREADS, 1)
             const int kv_head = head / p.group_size;
             mbarrier_arrive_expect_tx(q_full, Tr::Q_BYTES);
             for (int c = 0; c < PANELS; ++c)
-                tma_load_4d(smem_q + c * Tr::BLOCK_M * SWIZZLE_ROW_BYTES, &maps.q, q_full, c * 64, blk.m0, head, batch);
+                tma_load_4d(smem_q + c * Tr::BLOCK_M * SWIZZLE_ROW_BYTES, &maps.q, q_full, c * Tr::PANEL_COLS, blk.m0,
+                            head, batch);
             // Use u of a buffer (u = i / S) waits for the consumers' release of use u - 1: phase parity (u - 1) & 1.
             for (int i = 0; i < steps; ++i) {
                 const int buf = i % S, n0 = (n_block_max - 1 - i) * Tr::BLOCK_N;
@@ -116,13 +128,19 @@ __global__ void __launch_bounds__(Tr::THREADS, 1)
                 if (i >= S) mbarrier_wait(k_empty(buf), parity);
                 mbarrier_arrive_expect_tx(k_full(buf), Tr::KV_BYTES);
                 for (int c = 0; c < PANELS; ++c)
-                    tma_load_4d(smem_k(buf) + c * Tr::BLOCK_N * SWIZZLE_ROW_BYTES, &maps.k, k_full(buf), c * 64, n0,
-                                kv_head, batch);
+                    tma_load_4d(smem_k(buf) + c * Tr::BLOCK_N * SWIZZLE_ROW_BYTES, &maps.k, k_full(buf),
+                                c * Tr::PANEL_COLS, n0, kv_head, batch);
                 if (i >= S) mbarrier_wait(v_empty(buf), parity);
-                mbarrier_arrive_expect_tx(v_full(buf), Tr::KV_BYTES);
-                for (int c = 0; c < PANELS; ++c)
-                    tma_load_4d(smem_v(buf) + c * Tr::BLOCK_N * SWIZZLE_ROW_BYTES, &maps.v, v_full(buf), c * 64, n0,
-                                kv_head, batch);
+                mbarrier_arrive_expect_tx(v_full(buf), Tr::V_BYTES);
+                if constexpr (Tr::FP8) {  // V^T: panel c holds keys [n0 + 128 c, + 128) of all HEAD_DIM rows
+                    for (int c = 0; c < Tr::V_PANELS; ++c)
+                        tma_load_4d(smem_v(buf) + c * Tr::HEAD_DIM * SWIZZLE_ROW_BYTES, &maps.v, v_full(buf),
+                                    n0 + c * 128, 0, kv_head, batch);
+                } else {
+                    for (int c = 0; c < PANELS; ++c)
+                        tma_load_4d(smem_v(buf) + c * Tr::BLOCK_N * SWIZZLE_ROW_BYTES, &maps.v, v_full(buf), c * 64,
+                                    n0, kv_head, batch);
+                }
             }
         }
         return;
@@ -182,7 +200,7 @@ __global__ void __launch_bounds__(Tr::THREADS, 1)
     // Consumer 1 arrived on consumer 0's barrier once more than consumer 0 synced on it: the last one
     // completes here, so that no barrier is left half-counted at exit.
     if (cw == 0) named_barrier_sync(1, 256);
-    rows.epilogue(p, blk);
+    rows.epilogue(p, blk, o_scale);
 #elif defined(__CUDA_ARCH__)
     __trap();  // built without sm_90a: launch_fwd_sm90_ws is only called on a device that runs sm_90a code
 #endif
@@ -201,12 +219,13 @@ bool fwd_tma_maps(const FlashFwdParams& p, FwdTmaMaps& maps) {
 }
 
 template <typename Tr, bool TRANSFORM>
-cudaError_t launch_fwd_sm90_ws(const FlashFwdParams& p, const FwdTmaMaps& maps, cudaStream_t stream) {
+cudaError_t launch_fwd_sm90_ws(const FlashFwdParams& p, const FwdTmaMaps& maps, cudaStream_t stream,
+                               float o_scale = 1.f) {
     auto kernel = flash_fwd_sm90_ws_kernel<Tr, TRANSFORM>;
     cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Tr::SMEM_BYTES);
     if (err != cudaSuccess) return err;
     const dim3 grid((p.seqlen_q + Tr::BLOCK_M - 1) / Tr::BLOCK_M, p.heads_q, p.batch);
-    kernel<<<grid, Tr::THREADS, Tr::SMEM_BYTES, stream>>>(p, maps);
+    kernel<<<grid, Tr::THREADS, Tr::SMEM_BYTES, stream>>>(p, maps, o_scale);
     return cudaGetLastError();
 }
 

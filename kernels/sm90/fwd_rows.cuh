@@ -4,6 +4,10 @@
 //
 // The accumulator layout of wgmma is mma.sync's C fragment, one 16-row slice per warp: a thread holds half
 // h of its warp's 16 rows (lane / 4 + 8 h). P stays in registers as the A operand of O += P V.
+//
+// e4m3 inputs (sm90/fwd_fp8.cuh): k-steps of 32 elements instead of 16 (the same 32 bytes of each row), V
+// arrives transposed (V^T, K-major: 8-bit wgmma has no transposed operand) with its keys in the order
+// accumulators_to_a_fp8 leaves P's, and O is written in bf16.
 #pragma once
 #include <math.h>
 
@@ -22,12 +26,16 @@ namespace fa2 {
 template <typename Tr, bool TRANSFORM>
 struct Sm90FwdRows {
     using T = typename Tr::T;
-    using Block = FwdBlock<T, Tr::BLOCK_M, Tr::BLOCK_N>;
+    using Out = Sm90Out<T>;
+    static constexpr bool FP8 = sizeof(T) == 1;
+    using Block = FwdBlock<Out, Tr::BLOCK_M, Tr::BLOCK_N>;
     static constexpr int NT = Tr::BLOCK_N / 8, DT = Tr::HEAD_DIM / 8;
+    // k-steps of Q K^T and of P V: 32 bytes of each row of the K-major operands per instruction.
+    static constexpr int QK_STEPS = Tr::HEAD_DIM * int(sizeof(T)) / 32, PV_STEPS = Tr::BLOCK_N * int(sizeof(T)) / 32;
 
     float o_acc[DT * 4];
     float s[NT * 4];
-    uint32_t pv_a[Tr::BLOCK_N / 16][4];  // P of the previous key block: the A fragments of O += P V
+    uint32_t pv_a[PV_STEPS][4];  // P of the previous key block: the A fragments of O += P V
     float row_max[2], row_sum[2];
     float alpha[2];  // what O is rescaled by once the product in flight has landed
     const int wg;  // which 64 rows of the block
@@ -56,17 +64,21 @@ struct Sm90FwdRows {
     // caller's wgmma_fence() and the MMA.
     __device__ __forceinline__ void issue_qk(uint32_t smem_q, uint32_t smem_k) {
 #pragma unroll
-        for (int kk = 0; kk < Tr::HEAD_DIM / 16; ++kk)
+        for (int kk = 0; kk < QK_STEPS; ++kk)
             Wgmma<T, Tr::BLOCK_N>::ss(s, k_major_desc<Tr::BLOCK_M>(smem_q, wg * 64, kk),
                                       k_major_desc<Tr::BLOCK_N>(smem_k, 0, kk), kk > 0);
         wgmma_commit();
     }
 
-    // O += P V with the V tile at smem_v (MN-major), issued and committed.
+    // O += P V with the V tile at smem_v (MN-major; e4m3: V^T, K-major), issued and committed.
     __device__ __forceinline__ void issue_pv(uint32_t smem_v) {
 #pragma unroll
-        for (int kk = 0; kk < Tr::BLOCK_N / 16; ++kk)
-            Wgmma<T, Tr::HEAD_DIM>::rs(o_acc, pv_a[kk], mn_major_desc<Tr::BLOCK_N>(smem_v, kk), 1);
+        for (int kk = 0; kk < PV_STEPS; ++kk) {
+            if constexpr (FP8)
+                Wgmma<T, Tr::HEAD_DIM>::rs(o_acc, pv_a[kk], k_major_desc<Tr::HEAD_DIM>(smem_v, 0, kk), 1);
+            else
+                Wgmma<T, Tr::HEAD_DIM>::rs(o_acc, pv_a[kk], mn_major_desc<Tr::BLOCK_N>(smem_v, kk), 1);
+        }
         wgmma_commit();
     }
 
@@ -107,18 +119,22 @@ struct Sm90FwdRows {
     }
 
     // P (in S's registers) rounded to T as the A fragments of the next O += P V.
-    __device__ __forceinline__ void pack_p() { accumulators_to_a<T, Tr::BLOCK_N>(pv_a, s); }
+    __device__ __forceinline__ void pack_p() {
+        if constexpr (FP8) accumulators_to_a_fp8<Tr::BLOCK_N>(pv_a, s);
+        else accumulators_to_a<T, Tr::BLOCK_N>(pv_a, s);
+    }
 
-    // Normalises once and writes O and the LSE (natural log) of this thread's rows.
-    __device__ __forceinline__ void epilogue(const FlashFwdParams& p, const Block& blk) const {
+    // Normalises once and writes O and the LSE (natural log) of this thread's rows. o_scale: e4m3 only, V's
+    // descale factor.
+    __device__ __forceinline__ void epilogue(const FlashFwdParams& p, const Block& blk, float o_scale = 1.f) const {
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
             const float sum = quad_sum(row_sum[h]);
             const int row = row_of(blk, h);
             if (row >= p.seqlen_q) continue;
             const RowEnd end = row_end(row_max[h], sl2, sum);
-            store_accumulator_row<T, Tr::HEAD_DIM>(blk.o + row * p.o_row_stride, o_acc, h, lane, p.head_dim,
-                                                   end.inv_sum);
+            store_accumulator_row<Out, Tr::HEAD_DIM>(blk.o + row * p.o_row_stride, o_acc, h, lane, p.head_dim,
+                                                     FP8 ? end.inv_sum * o_scale : end.inv_sum);
             if (lane % 4 == 0) blk.lse[row] = end.lse;
         }
     }

@@ -7,7 +7,11 @@
 // an 8-row column of chunks over all banks. One layout serves both operand orders: a tile read K-major
 // (its rows are the product's M or N) and MN-major (its rows are the product's K, trans-b).
 #pragma once
+#include <cuda_bf16.h>
+#include <cuda_fp8.h>
 #include <stdint.h>
+
+#include <type_traits>
 
 #include "common/fragments.cuh"
 #include "common/ptx.cuh"
@@ -15,7 +19,11 @@
 
 namespace fa2 {
 
-constexpr int SWIZZLE_ROW_BYTES = 128;  // 64 elements: the width of the 128-byte swizzle, one panel row
+constexpr int SWIZZLE_ROW_BYTES = 128;  // 64 16-bit or 128 8-bit elements: one panel row of the 128-byte swizzle
+
+// The output type of a forward over inputs of type T: e4m3 inputs (sm90/fwd_fp8.cuh) write bf16.
+template <typename T>
+using Sm90Out = std::conditional_t<sizeof(T) == 1, __nv_bfloat16, T>;
 
 // Matrix descriptor of a 128-byte-swizzled tile at shared address `addr` (1024-byte aligned atoms):
 // 8-row groups 1024 bytes apart (stride byte offset); `lbo`: bytes between 64-column panels, used only when
@@ -25,8 +33,8 @@ __device__ __forceinline__ uint64_t swizzle128_desc(uint32_t addr, uint32_t lbo)
            uint64_t(1) << 62;
 }
 
-// K-major descriptor of k16 step kk of a ROWS-row tile at `tile`, starting at row `row0`: 32 bytes per k16
-// step inside a panel, panels ROWS rows apart.
+// K-major descriptor of k-step kk (32 bytes of each row: 16 16-bit or 32 8-bit elements) of a ROWS-row tile
+// at `tile`, starting at row `row0`: four k-steps per panel, panels ROWS rows apart.
 template <int ROWS>
 __device__ __forceinline__ uint64_t k_major_desc(uint32_t tile, int row0, int kk) {
     return swizzle128_desc(tile + (kk / 4) * ROWS * SWIZZLE_ROW_BYTES + row0 * SWIZZLE_ROW_BYTES + (kk % 4) * 32, 16);
@@ -111,6 +119,33 @@ __device__ __forceinline__ void accumulators_to_a(uint32_t (&a)[N / 16][4], cons
     const auto& tiles = reinterpret_cast<const float(&)[N / 8][4]>(c);
 #pragma unroll
     for (int kk = 0; kk < N / 16; ++kk) accumulators_to_a<T>(a[kk], tiles[2 * kk], tiles[2 * kk + 1]);
+}
+
+// The same for e4m3 A operands (k = 32: four bytes per register, m16n8k32's A layout): lane l's registers
+// hold row l / 4 (a[0], a[2]) or l / 4 + 8 (a[1], a[3]), k-columns 4 (l % 4) + {0..3} (a[0], a[1]) and
+// 16 more (a[2], a[3]), where its accumulators hold columns 2 (l % 4) + {0, 1} of each n8 tile. Rather than
+// move bytes between lanes, each k-column is taken to be the key the lane holds there: k-column c of a
+// 16-key half is key fp8_key_of_column(c). The other operand (V) is stored in that key order
+// (sm90/fwd_fp8.cuh), so the product sums the same pairs.
+__host__ __device__ constexpr int fp8_key_of_column(int c) { return 2 * (c / 4) + c % 2 + 8 * ((c / 2) % 2); }
+
+template <int N>
+__device__ __forceinline__ void accumulators_to_a_fp8(uint32_t (&a)[N / 32][4], const float (&c)[N / 2]) {
+    const auto& tiles = reinterpret_cast<const float(&)[N / 8][4]>(c);
+    auto pack4 = [](float x0, float x1, float x2, float x3) {
+        const uint32_t lo = __nv_cvt_float2_to_fp8x2(make_float2(x0, x1), __NV_SATFINITE, __NV_E4M3);
+        const uint32_t hi = __nv_cvt_float2_to_fp8x2(make_float2(x2, x3), __NV_SATFINITE, __NV_E4M3);
+        return lo | hi << 16;
+    };
+#pragma unroll
+    for (int kk = 0; kk < N / 32; ++kk) {
+        const float(&t0)[4] = tiles[4 * kk], (&t1)[4] = tiles[4 * kk + 1];
+        const float(&t2)[4] = tiles[4 * kk + 2], (&t3)[4] = tiles[4 * kk + 3];
+        a[kk][0] = pack4(t0[0], t0[1], t1[0], t1[1]);
+        a[kk][1] = pack4(t0[2], t0[3], t1[2], t1[3]);
+        a[kk][2] = pack4(t2[0], t2[1], t3[0], t3[1]);
+        a[kk][3] = pack4(t2[2], t2[3], t3[2], t3[3]);
+    }
 }
 
 // Writes row half h of this thread's share of a 64 x N accumulator tile (row lane / 4 + 8 h of its warp's

@@ -3,8 +3,8 @@
 // thread's request, the mbarriers that count its bytes in, and the register reallocation (setmaxnreg) that
 // lets a producer warpgroup give its registers to the consumers.
 //
-// Host side: tensor maps of the (batch, rows, heads, head_dim) tensors the kernels read, one box being 64
-// columns (one 128-byte swizzle panel, sm90_common.cuh) of box_rows rows of one head, written into shared
+// Host side: tensor maps of the (batch, rows, heads, head_dim) tensors the kernels read, one box being 128
+// bytes of each row (one 128-byte swizzle panel, sm90_common.cuh) of box_rows rows of one head, written into shared
 // memory in the same 128-byte swizzle the wgmma descriptors read. Rows and columns outside the tensor arrive
 // as zeros, so partial tiles need no predicate.
 #pragma once
@@ -108,30 +108,33 @@ inline EncodeTiledFn encode_tiled_fn() {
     return fn;
 }
 
-// Tensor map of a 16-bit (batch, rows, heads, head_dim) tensor at `base` (strides in elements, head_dim
-// contiguous), boxes of 64 columns x box_rows rows. False where TMA cannot address it (a base not 16-byte
-// aligned, a stride not a multiple of 8 elements, a driver without TMA): the caller then takes a kernel
-// that copies with cp.async.
-inline bool encode_rows_map(CUtensorMap* map, const void* base, int batch, int rows, int heads, int head_dim,
+// Tensor map of a (batch, rows, heads, cols) tensor of ELEM_BYTES-byte elements at `base` (strides in
+// elements, cols contiguous), boxes of one 128-byte swizzle panel (64 16-bit or 128 8-bit columns) x
+// box_rows rows. False where TMA cannot address it (a base not 16-byte aligned, a stride not a multiple of
+// 16 bytes, a driver without TMA): the caller then takes a kernel that copies with cp.async.
+template <int ELEM_BYTES = 2>
+inline bool encode_rows_map(CUtensorMap* map, const void* base, int batch, int rows, int heads, int cols,
                             int64_t batch_stride, int64_t row_stride, int64_t head_stride, int box_rows) {
+    static_assert(ELEM_BYTES == 1 || ELEM_BYTES == 2, "8- and 16-bit tensors");
     const EncodeTiledFn encode = encode_tiled_fn();
     if (!encode || reinterpret_cast<uintptr_t>(base) % 16 != 0) return false;
     // A dimension of size 1 is never stepped over: its stride may be anything in the caller's layout, and
     // any multiple of 16 bytes stands in for it.
     const int64_t strides[3] = {row_stride, head_stride, batch_stride};
     const int sizes[3] = {rows, heads, batch};
-    cuuint64_t dims[4] = {cuuint64_t(head_dim), cuuint64_t(rows), cuuint64_t(heads), cuuint64_t(batch)};
+    cuuint64_t dims[4] = {cuuint64_t(cols), cuuint64_t(rows), cuuint64_t(heads), cuuint64_t(batch)};
     cuuint64_t stride_bytes[3];
     for (int i = 0; i < 3; ++i) {
-        const int64_t bytes = (sizes[i] == 1 ? 8 : strides[i]) * 2;
+        const int64_t bytes = sizes[i] == 1 ? 16 : strides[i] * ELEM_BYTES;
         if (bytes <= 0 || bytes % 16 != 0) return false;
         stride_bytes[i] = cuuint64_t(bytes);
     }
-    const cuuint32_t box[4] = {64, cuuint32_t(box_rows), 1, 1};
+    const cuuint32_t box[4] = {128 / ELEM_BYTES, cuuint32_t(box_rows), 1, 1};
     const cuuint32_t element_strides[4] = {1, 1, 1, 1};
-    return encode(map, CU_TENSOR_MAP_DATA_TYPE_UINT16, 4, const_cast<void*>(base), dims, stride_bytes, box,
-                  element_strides, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
-                  CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+    const CUtensorMapDataType type = ELEM_BYTES == 1 ? CU_TENSOR_MAP_DATA_TYPE_UINT8 : CU_TENSOR_MAP_DATA_TYPE_UINT16;
+    return encode(map, type, 4, const_cast<void*>(base), dims, stride_bytes, box, element_strides,
+                  CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                  CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
 }  // namespace fa2

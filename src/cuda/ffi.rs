@@ -95,6 +95,19 @@ pub struct FlashDecodeParams {
     pub reserved: i32,
 }
 
+/// The e4m3 forward: the forward's params (q, k, v e4m3, o bf16, the descales of q and k in the scale) plus
+/// the V^T scratch.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct FlashFp8Params {
+    pub fwd: FlashFwdParams,
+    /// (batch, heads_kv, head_dim, v_keys) bytes.
+    pub v_transposed: *mut c_void,
+    pub v_descale: f32,
+    /// seqlen_k rounded up to a multiple of 16.
+    pub v_keys: i32,
+}
+
 /// Writes new tokens' K or V rows into a paged cache (kernels/cache_write.cu); strides in bytes.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
@@ -126,6 +139,24 @@ extern "C" {
     pub fn candle_fa2_fwd(params: *const FlashFwdParams, stream: *mut c_void) -> i32;
     /// Launches the backward kernels (D, then the KEYS and QUERIES passes) on `stream`.
     pub fn candle_fa2_bwd(params: *const FlashBwdParams, stream: *mut c_void) -> i32;
+    /// Launches the e4m3 forward (V^T, then the attention) on `stream`; `cudaErrorNotSupported` off sm_90a.
+    pub fn candle_fa2_fwd_fp8(params: *const FlashFp8Params, stream: *mut c_void) -> i32;
+    /// `dst[i] = src[i] x scale` over `n` elements, one side e4m3, the other f32 / f16 / bf16 (types: 0 f32,
+    /// 1 f16, 2 bf16, 3 e4m3), on `stream` (kernels/fp8_convert.cu); src is read through `sizes` and
+    /// `strides` (4 dimensions, elements, outermost first), dst written contiguous.
+    pub fn candle_fa2_fp8_convert(
+        src: *const c_void,
+        src_type: i32,
+        sizes: *const i64,
+        strides: *const i64,
+        dst: *mut c_void,
+        dst_type: i32,
+        n: i64,
+        scale: f32,
+        stream: *mut c_void,
+    ) -> i32;
+    /// 1 when the current device and this build run the e4m3 forward at `head_dim`.
+    pub fn candle_fa2_fp8_available(head_dim: i32) -> i32;
     /// 1 when this build holds the kernels `head_dim` runs on, else 0 (a build with `CANDLE_FA2_HDIMS`).
     pub fn candle_fa2_has_head_dim(head_dim: i32) -> i32;
     pub fn candle_fa2_error_string(code: i32) -> *const c_char;
@@ -139,6 +170,8 @@ extern "C" {
     pub fn candle_fa2_decode_params_layout(out: *mut i64, n: i32) -> i32;
     #[cfg(test)]
     pub fn candle_fa2_cache_write_params_layout(out: *mut i64, n: i32) -> i32;
+    #[cfg(test)]
+    pub fn candle_fa2_fp8_params_layout(out: *mut i64, n: i32) -> i32;
 }
 
 /// `offset_of!` of every field, in declaration order, then `size_of`: what the C side must report.
@@ -241,6 +274,21 @@ pub fn rust_decode_params_layout() -> Vec<i64> {
     offsets.iter().map(|&x| x as i64).collect()
 }
 
+/// The same for `FlashFp8Params`.
+#[cfg(test)]
+pub fn rust_fp8_params_layout() -> Vec<i64> {
+    use std::mem::offset_of;
+    type P = FlashFp8Params;
+    let offsets = [
+        offset_of!(P, fwd),
+        offset_of!(P, v_transposed),
+        offset_of!(P, v_descale),
+        offset_of!(P, v_keys),
+        std::mem::size_of::<P>(),
+    ];
+    offsets.iter().map(|&x| x as i64).collect()
+}
+
 /// The same for `CacheWriteParams`.
 #[cfg(test)]
 pub fn rust_cache_write_params_layout() -> Vec<i64> {
@@ -290,6 +338,9 @@ mod tests {
         let want = super::rust_cache_write_params_layout();
         let got = c_layout(super::candle_fa2_cache_write_params_layout, want.len());
         assert_eq!(got, want, "CacheWriteParams: kernels/common/flash_params.h and src/cuda/ffi.rs disagree");
+        let want = super::rust_fp8_params_layout();
+        let got = c_layout(super::candle_fa2_fp8_params_layout, want.len());
+        assert_eq!(got, want, "FlashFp8Params: kernels/common/flash_params.h and src/cuda/ffi.rs disagree");
     }
 
     /// Every head_dim the Rust side accepts runs on the smallest instantiation >= it (the next multiple of 32

@@ -284,6 +284,200 @@ fn launch<T: CudaDType + DeviceRepr>(
     Ok((T::wrap_cuda_slice(out, dev.clone()), f32::wrap_cuda_slice(lse, dev)))
 }
 
+/// V^T's key count in the e4m3 forward: seqlen_k rounded up to whole 16-key groups (kernels/sm90/fwd_fp8.cuh).
+const FP8_KEY_GROUP: usize = 16;
+
+/// Whether the e4m3 kernels can read this layout with TMA: head_dim contiguous, other strides and the
+/// offset multiples of 16 bytes (16 elements).
+fn fp8_kernel_can_read(layout: &Layout) -> bool {
+    let (dims, stride) = (layout.dims(), layout.stride());
+    stride.last() == Some(&1)
+        && dims.iter().zip(stride).rev().skip(1).all(|(&d, &s)| d <= 1 || s.is_multiple_of(16))
+        && layout.start_offset().is_multiple_of(16)
+}
+
+/// `t x scale` converted to `dtype` on the device, one of the two e4m3 and the other f32, f16 or bf16
+/// (kernels/fp8_convert.cu: candle 0.11's own CUDA casts to and from F8E4M3 fail to find their kernels).
+pub fn fp8_convert(t: &Tensor, dtype: DType, scale: f32) -> Result<Tensor> {
+    fn code(dtype: DType) -> Result<i32> {
+        Ok(match dtype {
+            DType::F32 => 0,
+            DType::F16 => 1,
+            DType::BF16 => 2,
+            DType::F8E4M3 => 3,
+            other => bail!("fp8 conversion: {other:?} is neither e4m3 nor f32, f16 or bf16"),
+        })
+    }
+    fn device_ptr<T: CudaDType + DeviceRepr>(s: &CudaStorage, offset: usize, stream: &Arc<CudaStream>) -> Result<u64> {
+        // The view's guard only records the read for cudarc's cross-stream events; candle uses one stream.
+        Ok(s.as_cuda_slice::<T>()?.slice(offset..).device_ptr(stream).0)
+    }
+    fn alloc<T: CudaDType + DeviceRepr>(dev: &candle_core::CudaDevice, n: usize) -> Result<(CudaStorage, u64)> {
+        // SAFETY: the conversion writes all n elements before anything reads them.
+        let mut out = unsafe { dev.alloc::<T>(n)? };
+        let ptr = out.device_ptr_mut(&dev.cuda_stream()).0;
+        Ok((T::wrap_cuda_slice(out, dev.clone()), ptr))
+    }
+    let (src_code, dst_code) = (code(t.dtype())?, code(dtype)?);
+    // The kernel reads any layout of up to 4 dimensions (candle's own copy of an e4m3 tensor fails on CUDA
+    // as its casts do); more dimensions are merged where they are contiguous.
+    let (sizes, strides) = match strided_dims(t.layout()) {
+        Some(s) => s,
+        None => {
+            bail!("fp8 conversion: a layout of {} dimensions that cannot be merged into 4, {:?}", t.rank(), t.stride())
+        }
+    };
+    let (storage, layout) = t.storage_and_layout();
+    let Storage::Cuda(s) = &*storage else { bail!("fp8 conversion: the tensor is not on a CUDA device") };
+    let dev = s.device().clone();
+    let stream = dev.cuda_stream();
+    let offset = layout.start_offset();
+    let src = match t.dtype() {
+        DType::F32 => device_ptr::<f32>(s, offset, &stream)?,
+        DType::F16 => device_ptr::<f16>(s, offset, &stream)?,
+        DType::BF16 => device_ptr::<bf16>(s, offset, &stream)?,
+        _ => device_ptr::<float8::F8E4M3>(s, offset, &stream)?,
+    };
+    let n = t.elem_count();
+    let (out, dst) = match dtype {
+        DType::F32 => alloc::<f32>(&dev, n)?,
+        DType::F16 => alloc::<f16>(&dev, n)?,
+        DType::BF16 => alloc::<bf16>(&dev, n)?,
+        _ => alloc::<float8::F8E4M3>(&dev, n)?,
+    };
+    stream.context().bind_to_thread().map_err(|e| candle_core::Error::Cuda(Box::new(e)))?;
+    // SAFETY: src and dst hold n elements of the named types (a contiguous view, a fresh allocation); both
+    // stay alive until the launch is queued on candle's stream.
+    let code = unsafe {
+        ffi::candle_fa2_fp8_convert(
+            src as *const c_void,
+            src_code,
+            sizes.as_ptr(),
+            strides.as_ptr(),
+            dst as *mut c_void,
+            dst_code,
+            n as i64,
+            scale,
+            stream.cu_stream() as *mut c_void,
+        )
+    };
+    check_launch(code, "fp8 conversion")?;
+    drop(storage);
+    Ok(Tensor::from_storage(Storage::Cuda(out), t.shape().clone(), BackpropOp::none(), false))
+}
+
+/// Sizes and strides (elements, outermost first) of `layout` as 4 dimensions: leading ones of size 1 added,
+/// neighbours merged where one steps over the other exactly; `None` when more than 4 remain.
+fn strided_dims(layout: &Layout) -> Option<([i64; 4], [i64; 4])> {
+    let mut dims: Vec<(usize, usize)> = layout.dims().iter().copied().zip(layout.stride().iter().copied()).collect();
+    dims.retain(|&(d, _)| d != 1);
+    let mut merged: Vec<(usize, usize)> = Vec::with_capacity(dims.len());
+    for (d, s) in dims {
+        match merged.last_mut() {
+            Some(outer) if outer.1 == d * s => *outer = (outer.0 * d, s),
+            _ => merged.push((d, s)),
+        }
+    }
+    if merged.len() > 4 {
+        return None;
+    }
+    let (mut sizes, mut strides) = ([1i64; 4], [0i64; 4]);
+    let pad = 4 - merged.len();
+    for (i, (d, s)) in merged.into_iter().enumerate() {
+        sizes[pad + i] = d as i64;
+        strides[pad + i] = s as i64;
+    }
+    Some((sizes, strides))
+}
+
+/// Whether the FP8 kernel runs on `dev` at `head_dim` (sm_90a, a multiple of 16 from 80 to 256, built;
+/// kernels/flash_api.cu says why not at 64 and below).
+pub fn fp8_available(dev: &candle_core::CudaDevice, head_dim: usize) -> bool {
+    if !head_dim.is_multiple_of(FP8_KEY_GROUP) || !(80..=256).contains(&head_dim) {
+        return false;
+    }
+    // The query reads the current device: make it candle's.
+    if dev.cuda_stream().context().bind_to_thread().is_err() {
+        return false;
+    }
+    // SAFETY: reads the current device's properties; launches nothing.
+    unsafe { ffi::candle_fa2_fp8_available(head_dim as i32) == 1 }
+}
+
+/// The e4m3 forward on the device's FP8 kernel (sm_90a, head_dim a multiple of 16 up to 256, TMA-readable
+/// layouts): the bf16 output and the LSE, or `None` where the kernel does not run (the caller widens).
+/// `spec.softmax_scale` already holds q's and k's descale factors.
+pub fn fp8_forward(spec: &AttnSpec, [q, k, v]: [&Tensor; 3], v_descale: f32) -> Result<Option<(Tensor, Tensor)>> {
+    let d = spec.dims.head_dim;
+    if ![q, k, v].iter().all(|t| fp8_kernel_can_read(t.layout())) {
+        return Ok(None);
+    }
+    let guards = [q, k, v].map(|t| t.storage_and_layout());
+    let mut views = Vec::with_capacity(3);
+    let mut operand_strides = Vec::with_capacity(3);
+    for (name, (storage, layout)) in ["q", "k", "v"].iter().zip(&guards) {
+        let Storage::Cuda(s) = &**storage else { bail!("flash_attn_fp8: {name} is not on a CUDA device") };
+        views.push(s.as_cuda_slice::<float8::F8E4M3>()?.slice(layout.start_offset()..));
+        operand_strides.push(strides(name, layout)?);
+    }
+    let Storage::Cuda(first) = &*guards[0].0 else { bail!("flash_attn_fp8: q is not on a CUDA device") };
+    let dev = first.device().clone();
+    if !fp8_available(&dev, d) {
+        return Ok(None);
+    }
+    let stream = dev.cuda_stream();
+    let dims = spec.dims;
+    let v_keys = dims.seqlen_k.next_multiple_of(FP8_KEY_GROUP);
+    let (out_len, lse_len) = (spec.out_shape().elem_count(), spec.lse_shape().elem_count());
+    // SAFETY: the kernel writes every element of the output and the LSE, the first kernel every byte of V^T.
+    let (mut out, mut lse, mut v_t) = unsafe {
+        (
+            dev.alloc::<bf16>(out_len)?,
+            dev.alloc::<f32>(lse_len)?,
+            dev.alloc::<u8>(dims.batch * dims.heads_kv * d * v_keys)?,
+        )
+    };
+    let slopes_guard = spec.alibi_slopes.as_ref().map(|s| s.storage_and_layout());
+    let slopes = slopes_guard.as_ref().map(|(s, l)| f32_view("alibi_slopes", s, l)).transpose()?;
+    let ptrs: Vec<_> = views.iter().map(|s| s.device_ptr(&stream)).collect();
+    let (o_ptr, _o_guard) = out.device_ptr_mut(&stream);
+    let (lse_ptr, _lse_guard) = lse.device_ptr_mut(&stream);
+    let (v_t_ptr, _v_t_guard) = v_t.device_ptr_mut(&stream);
+    let slopes_ptr = slopes.as_ref().map(|s| s.device_ptr(&stream));
+    let ops: Vec<Operand> =
+        ptrs.iter().zip(&operand_strides).map(|((p, _), &s)| Operand { ptr: *p, strides: s }).collect();
+    let (_, sq, hq, _) = dims.out_shape();
+    let o = Operand { ptr: o_ptr, strides: packed_strides(sq, hq, d) };
+    let fwd = fwd_params(
+        spec,
+        [&ops[0], &ops[1], &ops[2], &o],
+        lse_ptr,
+        slopes_ptr.as_ref().map(|(p, _)| *p),
+        &RaggedPtrs::default(),
+    )?;
+    let params = ffi::FlashFp8Params {
+        fwd,
+        v_transposed: v_t_ptr as *mut c_void,
+        v_descale,
+        v_keys: to_i32("seqlen_k", v_keys)?,
+    };
+    stream.context().bind_to_thread().map_err(|e| candle_core::Error::Cuda(Box::new(e)))?;
+    // SAFETY: every pointer is a live allocation of the described size (validate, the checks above), kept
+    // alive by the guards until the launches are queued on candle's stream.
+    check_launch(unsafe { ffi::candle_fa2_fwd_fp8(&params, stream.cu_stream() as *mut c_void) }, "FP8 forward")?;
+    drop((ptrs, _o_guard, _lse_guard, _v_t_guard, slopes_ptr));
+    // V^T is read by the attention kernel on the same stream: the allocation outlives it (cudarc frees on
+    // the stream, after the work queued before).
+    drop(v_t);
+    let wrap = |storage, shape: candle_core::Shape| {
+        Tensor::from_storage(Storage::Cuda(storage), shape, BackpropOp::none(), false)
+    };
+    Ok(Some((
+        wrap(bf16::wrap_cuda_slice(out, dev.clone()), spec.out_shape()),
+        wrap(f32::wrap_cuda_slice(lse, dev), spec.lse_shape()),
+    )))
+}
+
 /// Query rows up to which the forward runs the split-KV decode kernel instead of the prefill one.
 pub const DECODE_MAX_SEQLEN_Q: usize = 16;
 
@@ -522,4 +716,23 @@ fn write_pages_as<T: CudaDType + DeviceRepr>(
     // SAFETY: the pointers are live allocations of the described layouts; slots outside the cache are skipped
     // by the kernel.
     check_launch(unsafe { ffi::candle_fa2_write_cache(&params, stream.cu_stream() as *mut c_void) }, "cache write")
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{Layout, Shape};
+
+    /// The e4m3 conversion's layouts: a contiguous tensor is one dimension, a transposed one keeps its two
+    /// steps, size-1 dimensions vanish, five unmergeable dimensions are refused.
+    #[test]
+    fn strided_dims_merge_what_is_contiguous() {
+        let contiguous = Layout::contiguous(Shape::from((2, 3, 4, 5, 6)));
+        assert_eq!(super::strided_dims(&contiguous), Some(([1, 1, 1, 720], [0, 0, 0, 1])));
+        let t = Layout::contiguous(Shape::from((4, 3))).transpose(0, 1).unwrap();
+        assert_eq!(super::strided_dims(&t), Some(([1, 1, 3, 4], [0, 0, 1, 3])));
+        let bshd = Layout::contiguous(Shape::from((2, 1, 5, 7, 8))).transpose(2, 3).unwrap();
+        assert_eq!(super::strided_dims(&bshd), Some(([2, 7, 5, 8], [280, 8, 56, 1])));
+        let five = Layout::new(Shape::from((2, 2, 2, 2, 2)), vec![100, 1, 10, 1000, 3], 0);
+        assert_eq!(super::strided_dims(&five), None);
+    }
 }

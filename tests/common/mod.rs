@@ -6,6 +6,7 @@
 //! - `forward`: the forward oracle, the op against the f64 reference with tolerance's rule 1 (`check`, ...);
 //! - `grads`: gradients through autograd and the differentiable attention the gradient tests compare with;
 //! - `errors`: checks of the errors the API returns (`expect_err`);
+//! - `fp8`: e4m3 inputs and the FP8 forward against the reference (`fp8::check`, rule 6's emulation);
 //! - `cuda` (feature `cuda`): the GPU suites' device, pool poisoning and CPU-op oracle.
 //!
 //! Each suite is a crate of its own and uses a part of these. A suite declares `pub mod common;` rather than
@@ -16,6 +17,7 @@
 
 pub mod errors;
 pub mod forward;
+pub mod fp8;
 pub mod grads;
 pub mod inputs;
 pub mod ragged;

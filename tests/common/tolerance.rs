@@ -8,6 +8,8 @@
 //! 3. CPU gradients against f64 autograd: a fixed fraction of the largest reference gradient per dtype.
 //! 4. The CUDA op against the CPU op (the oracle where the reference is too slow or has no answer), bf16.
 //! 5. f32 on CUDA, which runs as bf16: rules 1 and 2 in bf16 ([`computed_as`]).
+//! 6. The e4m3 forward against the f64 reference on the dequantised inputs: at most twice the error of the
+//!    reference with P rounded to e4m3, plus the bf16 floor.
 //!
 //! And one for two f32 computations of the same attention that differ only in the order of rounding.
 //!
@@ -66,6 +68,19 @@ pub fn assert_lse(got: &[f64], want: &[f64], what: &str) -> f64 {
         }
     }
     worst
+}
+
+// ---- Rule 6: the e4m3 forward ------------------------------------------------------------------------------
+
+/// Rule 6: `ours`, the e4m3 forward's max |error| against the f64 reference on the dequantised inputs, is at
+/// most twice `emulated`, that of the reference with every unnormalised probability rounded to e4m3
+/// (`reference::attention_rounding_p`: the one rounding the FP8 kernel adds to a bf16 kernel's), plus the
+/// bf16 floor (the output is bf16). Twice, as rule 1: room for the kernel's running max (it rounds P against
+/// the max so far, not the row's) and f32 sums.
+#[track_caller]
+pub fn assert_fp8_forward(ours: f64, emulated: f64, what: &str) {
+    let bound = 2.0 * emulated + floor(DType::BF16);
+    assert!(ours <= bound, "{what}: error {ours:.3e} > bound {bound:.3e} (e4m3 P emulated {emulated:.3e})");
 }
 
 // ---- Rule 2: GPU gradients against f64 autograd -----------------------------------------------------------
