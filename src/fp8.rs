@@ -5,8 +5,8 @@ use candle_core::{bail, DType, Device, Result, Tensor};
 use crate::options::AttnOptions;
 use crate::validate;
 
-/// Per-tensor descale factors of e4m3 inputs: the values attended are `q * q`, `k * k` and `v * v` of
-/// these (the inverse of the scales the tensors were quantised with). Each must be finite and > 0.
+/// Per-tensor descale factors of e4m3 inputs: the values attended are q times `q`, k times `k` and v times
+/// `v` (the inverse of the scales the tensors were quantised with). Each must be finite and > 0.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Fp8Descale {
     pub q: f32,

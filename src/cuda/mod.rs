@@ -346,8 +346,8 @@ pub fn fp8_convert(t: &Tensor, dtype: DType, scale: f32) -> Result<Tensor> {
         _ => alloc::<float8::F8E4M3>(&dev, n)?,
     };
     stream.context().bind_to_thread().map_err(|e| candle_core::Error::Cuda(Box::new(e)))?;
-    // SAFETY: src and dst hold n elements of the named types (a contiguous view, a fresh allocation); both
-    // stay alive until the launch is queued on candle's stream.
+    // SAFETY: src holds the elements its sizes and strides reach (the tensor's own layout), dst n fresh
+    // ones, of the named types; both stay alive until the launch is queued on candle's stream.
     let code = unsafe {
         ffi::candle_fa2_fp8_convert(
             src as *const c_void,
