@@ -221,7 +221,8 @@ fn f32_through_bf16() -> Result<()> {
 
 /// The e4m3 forward against the f64 reference on the dequantised inputs (rule 6 of tolerance.rs), repeated
 /// bitwise: head dims of both FP8 kernels and below them (96, 192: masked columns), GQA, partial tiles,
-/// one query row, transposed inputs, every option; 72 (not a multiple of 16) takes the widening path.
+/// one query row, transposed inputs, every option; 64 (transposed) and 72 (not a multiple of 16) take the
+/// widening path.
 #[test]
 fn fp8_forward() -> Result<()> {
     let dev = gpu();
