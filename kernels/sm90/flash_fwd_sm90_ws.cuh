@@ -206,14 +206,22 @@ __global__ void __launch_bounds__(Tr::THREADS, 1)
 #endif
 }
 
+// The tensor maps of q and k (Tr::T elements), as both the 16-bit and the e4m3 forward read them; false
+// where TMA cannot address them.
+template <typename Tr>
+bool encode_qk_maps(const FlashFwdParams& p, FwdTmaMaps& maps) {
+    constexpr int E = int(sizeof(typename Tr::T));
+    return encode_rows_map<E>(&maps.q, p.q, p.batch, p.seqlen_q, p.heads_q, p.head_dim, p.q_batch_stride,
+                              p.q_row_stride, p.q_head_stride, Tr::BLOCK_M) &&
+           encode_rows_map<E>(&maps.k, p.k, p.batch, p.seqlen_k, p.heads_kv, p.head_dim, p.k_batch_stride,
+                              p.k_row_stride, p.k_head_stride, Tr::BLOCK_N);
+}
+
 // Whether the call can run here: a dense batch whose q, k and v TMA can address. Fills `maps`.
 template <typename Tr>
 bool fwd_tma_maps(const FlashFwdParams& p, FwdTmaMaps& maps) {
     if (p.cu_seqlens_q || p.cu_seqlens_k || p.seqused_k || p.block_table) return false;
-    return encode_rows_map(&maps.q, p.q, p.batch, p.seqlen_q, p.heads_q, p.head_dim, p.q_batch_stride,
-                           p.q_row_stride, p.q_head_stride, Tr::BLOCK_M) &&
-           encode_rows_map(&maps.k, p.k, p.batch, p.seqlen_k, p.heads_kv, p.head_dim, p.k_batch_stride,
-                           p.k_row_stride, p.k_head_stride, Tr::BLOCK_N) &&
+    return encode_qk_maps<Tr>(p, maps) &&
            encode_rows_map(&maps.v, p.v, p.batch, p.seqlen_k, p.heads_kv, p.head_dim, p.v_batch_stride,
                            p.v_row_stride, p.v_head_stride, Tr::BLOCK_N);
 }

@@ -59,15 +59,12 @@ __global__ void __launch_bounds__(256) fp8_transpose_v_kernel(const FlashFwdPara
     }
 }
 
-// Tensor maps of q and k (8-bit rows) and of V^T; false where TMA cannot address q or k.
+// Tensor maps of q and k and of V^T; false where TMA cannot address q or k.
 template <typename Tr>
 bool fp8_tma_maps(const FlashFp8Params& f, FwdTmaMaps& maps) {
     const FlashFwdParams& p = f.fwd;
     const int64_t head_stride = int64_t(p.head_dim) * f.v_keys;
-    return encode_rows_map<1>(&maps.q, p.q, p.batch, p.seqlen_q, p.heads_q, p.head_dim, p.q_batch_stride,
-                              p.q_row_stride, p.q_head_stride, Tr::BLOCK_M) &&
-           encode_rows_map<1>(&maps.k, p.k, p.batch, p.seqlen_k, p.heads_kv, p.head_dim, p.k_batch_stride,
-                              p.k_row_stride, p.k_head_stride, Tr::BLOCK_N) &&
+    return encode_qk_maps<Tr>(p, maps) &&
            encode_rows_map<1>(&maps.v, f.v_transposed, p.batch, p.head_dim, p.heads_kv, f.v_keys,
                               p.heads_kv * head_stride, f.v_keys, head_stride, Tr::HEAD_DIM);
 }

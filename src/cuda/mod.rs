@@ -23,10 +23,16 @@ use crate::validate::{AttnSpec, MAX_HEAD_DIM, MAX_SPLITS};
 /// the start offset a multiple of 8 elements (the 16-byte cp.async chunks must be aligned). The stride of a
 /// dimension of size 1 is never used.
 pub fn kernel_can_read(layout: &Layout) -> bool {
+    strides_aligned(layout, 8)
+}
+
+/// Unit stride on the last dimension; every other stride used, and the start offset, a multiple of
+/// `elements`.
+fn strides_aligned(layout: &Layout, elements: usize) -> bool {
     let (dims, stride) = (layout.dims(), layout.stride());
     stride.last() == Some(&1)
-        && dims.iter().zip(stride).rev().skip(1).all(|(&d, &s)| d <= 1 || s.is_multiple_of(8))
-        && layout.start_offset().is_multiple_of(8)
+        && dims.iter().zip(stride).rev().skip(1).all(|(&d, &s)| d <= 1 || s.is_multiple_of(elements))
+        && layout.start_offset().is_multiple_of(elements)
 }
 
 pub fn forward(
@@ -195,6 +201,27 @@ fn check_head_dim(spec: &AttnSpec) -> Result<()> {
     Ok(())
 }
 
+/// The device views (from each layout's start) and (batch, row, head) strides of kernel operands, and the
+/// device of the first; `what` and `names` name them in errors.
+#[allow(clippy::type_complexity)]
+fn operand_views<'a, T: CudaDType, G: std::ops::Deref<Target = Storage>>(
+    what: &str,
+    names: &[&str],
+    guards: &'a [(G, &Layout)],
+) -> Result<(Vec<CudaView<'a, T>>, Vec<(i64, i64, i64)>, candle_core::CudaDevice)> {
+    let mut views = Vec::with_capacity(guards.len());
+    let mut operand_strides = Vec::with_capacity(guards.len());
+    let mut dev = None;
+    for (name, (storage, layout)) in names.iter().zip(guards) {
+        let Storage::Cuda(s) = &**storage else { bail!("{what}: {name} is not on a CUDA device") };
+        dev.get_or_insert_with(|| s.device().clone());
+        views.push(s.as_cuda_slice::<T>()?.slice(layout.start_offset()..));
+        operand_strides.push(strides(name, layout)?);
+    }
+    let Some(dev) = dev else { bail!("{what}: no operands") };
+    Ok((views, operand_strides, dev))
+}
+
 /// The device slice of a contiguous f32 tensor (the LSE, the ALiBi slopes).
 fn f32_view<'a>(name: &str, storage: &'a Storage, layout: &Layout) -> Result<CudaView<'a, f32>> {
     match storage {
@@ -284,17 +311,9 @@ fn launch<T: CudaDType + DeviceRepr>(
     Ok((T::wrap_cuda_slice(out, dev.clone()), f32::wrap_cuda_slice(lse, dev)))
 }
 
-/// V^T's key count in the e4m3 forward: seqlen_k rounded up to whole 16-key groups (kernels/sm90/fwd_fp8.cuh).
+/// V^T's key count in the e4m3 forward: seqlen_k rounded up to whole 16-key groups, the groups its keys are
+/// permuted in (kernels/sm90/fwd_fp8.cuh).
 const FP8_KEY_GROUP: usize = 16;
-
-/// Whether the e4m3 kernels can read this layout with TMA: head_dim contiguous, other strides and the
-/// offset multiples of 16 bytes (16 elements).
-fn fp8_kernel_can_read(layout: &Layout) -> bool {
-    let (dims, stride) = (layout.dims(), layout.stride());
-    stride.last() == Some(&1)
-        && dims.iter().zip(stride).rev().skip(1).all(|(&d, &s)| d <= 1 || s.is_multiple_of(16))
-        && layout.start_offset().is_multiple_of(16)
-}
 
 /// `t x scale` converted to `dtype` on the device, one of the two e4m3 and the other f32, f16 or bf16
 /// (kernels/fp8_convert.cu: candle 0.11's own CUDA casts to and from F8E4M3 fail to find their kernels).
@@ -390,18 +409,16 @@ fn strided_dims(layout: &Layout) -> Option<([i64; 4], [i64; 4])> {
     Some((sizes, strides))
 }
 
-/// Whether the FP8 kernel runs on `dev` at `head_dim` (sm_90a, a multiple of 16 from 80 to 256, built;
-/// kernels/flash_api.cu says why not at 64 and below).
+/// Whether the FP8 kernel runs on `dev` at `head_dim` (sm_90a, a multiple of 16 from 80 to 256, built:
+/// kernels/flash_api.cu decides, and says why not at 64 and below).
 pub fn fp8_available(dev: &candle_core::CudaDevice, head_dim: usize) -> bool {
-    if !head_dim.is_multiple_of(FP8_KEY_GROUP) || !(80..=256).contains(&head_dim) {
-        return false;
-    }
+    let Ok(head_dim) = i32::try_from(head_dim) else { return false };
     // The query reads the current device: make it candle's.
     if dev.cuda_stream().context().bind_to_thread().is_err() {
         return false;
     }
     // SAFETY: reads the current device's properties; launches nothing.
-    unsafe { ffi::candle_fa2_fp8_available(head_dim as i32) == 1 }
+    unsafe { ffi::candle_fa2_fp8_available(head_dim) == 1 }
 }
 
 /// The e4m3 forward on the device's FP8 kernel (sm_90a, head_dim a multiple of 16 up to 256, TMA-readable
@@ -409,19 +426,13 @@ pub fn fp8_available(dev: &candle_core::CudaDevice, head_dim: usize) -> bool {
 /// `spec.softmax_scale` already holds q's and k's descale factors.
 pub fn fp8_forward(spec: &AttnSpec, [q, k, v]: [&Tensor; 3], v_descale: f32) -> Result<Option<(Tensor, Tensor)>> {
     let d = spec.dims.head_dim;
-    if ![q, k, v].iter().all(|t| fp8_kernel_can_read(t.layout())) {
+    // TMA reads the e4m3 rows: strides and offset in multiples of 16 bytes.
+    if ![q, k, v].iter().all(|t| strides_aligned(t.layout(), 16)) {
         return Ok(None);
     }
     let guards = [q, k, v].map(|t| t.storage_and_layout());
-    let mut views = Vec::with_capacity(3);
-    let mut operand_strides = Vec::with_capacity(3);
-    for (name, (storage, layout)) in ["q", "k", "v"].iter().zip(&guards) {
-        let Storage::Cuda(s) = &**storage else { bail!("flash_attn_fp8: {name} is not on a CUDA device") };
-        views.push(s.as_cuda_slice::<float8::F8E4M3>()?.slice(layout.start_offset()..));
-        operand_strides.push(strides(name, layout)?);
-    }
-    let Storage::Cuda(first) = &*guards[0].0 else { bail!("flash_attn_fp8: q is not on a CUDA device") };
-    let dev = first.device().clone();
+    let (views, operand_strides, dev) =
+        operand_views::<float8::F8E4M3, _>("flash_attn_fp8", &["q", "k", "v"], &guards)?;
     if !fp8_available(&dev, d) {
         return Ok(None);
     }
@@ -560,18 +571,10 @@ fn backward_as<T: CudaDType + DeviceRepr + ValidAsZeroBits>(
         readable.push(if kernel_can_read(t.layout()) { t.clone() } else { t.contiguous()? });
     }
     let guards: Vec<_> = readable.iter().map(|t| t.storage_and_layout()).collect();
-    let mut views = Vec::with_capacity(5);
-    let mut operand_strides = Vec::with_capacity(5);
-    for (name, (storage, layout)) in NAMES.iter().zip(&guards) {
-        let Storage::Cuda(s) = &**storage else { bail!("flash_attn backward: {name} is not on a CUDA device") };
-        views.push(s.as_cuda_slice::<T>()?.slice(layout.start_offset()..));
-        operand_strides.push(strides(name, layout)?);
-    }
+    let (views, operand_strides, dev) = operand_views::<T, _>("flash_attn backward", &NAMES, &guards)?;
     let lse = lse.contiguous()?;
     let lse_guard = lse.storage_and_layout();
     let lse_view = f32_view("the forward's LSE", &lse_guard.0, lse_guard.1)?;
-    let Storage::Cuda(first) = &*guards[0].0 else { bail!("flash_attn backward: q is not on a CUDA device") };
-    let dev = first.device().clone();
     let stream = dev.cuda_stream();
 
     if spec.paged().is_some() || spec.seqlens_k.is_some() {
