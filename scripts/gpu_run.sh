@@ -45,15 +45,21 @@ run_tests() {
   return $status
 }
 
-# sanitize [SUITE:FILTER ...]: memcheck and racecheck on each suite's small-shape test (default: both);
-# every failure counts.
+# sanitize [SUITE:FILTER ...]: memcheck and racecheck on each suite's small-shape test (default: all three);
+# every failure counts. Under memcheck the Hopper forward's persistent blocks are capped at 2, so that the
+# small shapes hand tiles over within a block; racecheck keeps the default walk (one tile per block on these
+# shapes): with 2 blocks it ran past 90 s without a report on 2026-12-02 (BENCHMARKS.md, "Persistent
+# forward"; 11 s with the default walk).
 sanitize() {
   local status=0 suites=("$@")
   [ $# -eq 0 ] && suites=(gpu_forward:sanitizer_shapes gpu_backward:grad_sanitizer_shapes gpu_decode:decode_sanitizer_shapes)
   for tool in memcheck racecheck; do
     echo "== compute-sanitizer --tool $tool"
     for s in "${suites[@]}"; do
-      "$sanitizer" --tool "$tool" --error-exitcode 9 "$bins/bin/${s%%:*}" "${s#*:}" --test-threads=1 || status=1
+      local blocks=${CANDLE_FA2_FWD_BLOCKS:-}
+      [ "$tool" = memcheck ] && blocks=${blocks:-2}
+      CANDLE_FA2_FWD_BLOCKS=$blocks \
+        "$sanitizer" --tool "$tool" --error-exitcode 9 "$bins/bin/${s%%:*}" "${s#*:}" --test-threads=1 || status=1
     done
   done
   return $status
@@ -68,6 +74,15 @@ small_smem_tests() {
     CANDLE_FA2_MAX_SMEM=101376 CANDLE_FA2_NO_WGMMA=1 "$bins/bin/$t" || status=1
   done
   return $status
+}
+
+# The forward suite with one persistent block walking every tile of a Hopper forward call
+# (kernels/sm90/tile_schedule.cuh), and its test of several tiles per block with persistent blocks forced.
+one_block_forward() {
+  echo "== gpu_forward (CANDLE_FA2_FWD_BLOCKS=1)"
+  CANDLE_FA2_FWD_BLOCKS=1 "$bins/bin/gpu_forward" || return 1
+  echo "== gpu_forward persistent (CANDLE_FA2_WS_PERSISTENT=1)"
+  CANDLE_FA2_WS_PERSISTENT=1 "$bins/bin/gpu_forward" persistent
 }
 
 # The bench on the mma.sync kernels (what an A100 runs) on a Hopper GPU, its lines tagged candle-fa2-mma.
@@ -131,7 +146,8 @@ case "${1:-all}" in
     if [ "$mode" = fwd ]; then suite=gpu_forward; filter=sanitizer_shapes; bench=()
     else suite=gpu_backward; filter=grad_sanitizer_shapes; bench=(--modes fwd_bwd --hdims 64,128); fi
     nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader | tee "$out/gpu.txt"
-    { "$bins/bin/wgmma_layout" && "$bins/bin/$suite" && CANDLE_FA2_NO_WGMMA=1 "$bins/bin/$suite"; } \
+    { "$bins/bin/wgmma_layout" && "$bins/bin/$suite" && CANDLE_FA2_NO_WGMMA=1 "$bins/bin/$suite" &&
+      { [ "$mode" = bwd ] || one_block_forward; }; } \
       2>&1 | tee "$out/tests.log"; tests=${PIPESTATUS[0]}
     sanitize "$suite:$filter" 2>&1 | tail -n 20 | tee "$out/sanitizer.log"; san=${PIPESTATUS[0]}
     "$bins/bin/gpu_attention" "${bench[@]}" "$@" --out "$out/bench.jsonl" >/dev/null
@@ -222,7 +238,7 @@ case "${1:-all}" in
     # The forward and backward suites again on the mma.sync path, and on it with the 99 KB of shared memory
     # of sm_86/89/120 GPUs (the fallback tiles); run either way, failures of all count.
     { run_tests; a=$?; CANDLE_FA2_NO_WGMMA=1 "$bins/bin/gpu_forward"; b=$?; CANDLE_FA2_NO_WGMMA=1 "$bins/bin/gpu_backward"
-      c=$?; small_smem_tests; exit $(( a | b | c | $? )); } 2>&1 |
+      c=$?; small_smem_tests; d=$?; one_block_forward; exit $(( a | b | c | d | $? )); } 2>&1 |
       tee "$out/tests.log"; tests=${PIPESTATUS[0]}
     sanitize 2>&1 | tail -n 40 | tee "$out/sanitizer.log"; san=${PIPESTATUS[0]}
     "$bins/bin/gpu_attention" --dtypes bf16,fp16 --out "$out/bench.jsonl" >/dev/null

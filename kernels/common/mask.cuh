@@ -12,9 +12,9 @@ namespace fa2 {
 struct Band {
     int seqlen_k, offset, left, right;
 
-    __device__ __forceinline__ explicit Band(const FlashFwdParams& p) : Band(p, p.seqlen_k - p.seqlen_q) {}
+    __host__ __device__ __forceinline__ explicit Band(const FlashFwdParams& p) : Band(p, p.seqlen_k - p.seqlen_q) {}
     // With the offset a block computed already (one register fewer to recompute it from).
-    __device__ __forceinline__ Band(const FlashFwdParams& p, int offset)
+    __host__ __device__ __forceinline__ Band(const FlashFwdParams& p, int offset)
         : seqlen_k(p.seqlen_k), offset(offset), left(p.window_left), right(p.window_right) {}
 
     __device__ __forceinline__ bool visible(int query, int key) const {
@@ -23,9 +23,11 @@ struct Band {
     }
 
     // Keys [key_lo(first), key_hi(last)) hold every key that query rows [first, last] see (empty when
-    // key_hi <= key_lo).
-    __device__ __forceinline__ int key_lo(int first_query) const { return max(0, first_query + offset - left); }
-    __device__ __forceinline__ int key_hi(int last_query) const {
+    // key_hi <= key_lo). On the host too: the forward's launcher weighs its tiles by them.
+    __host__ __device__ __forceinline__ int key_lo(int first_query) const {
+        return max(0, first_query + offset - left);
+    }
+    __host__ __device__ __forceinline__ int key_hi(int last_query) const {
         return min(seqlen_k, last_query + offset + right + 1);
     }
     // Query rows [query_lo(first), query_hi(last, seqlen_q)) hold every row that sees one of keys [first, last].
