@@ -21,6 +21,7 @@
 
 #include <algorithm>
 #include <functional>
+#include <numeric>
 #include <queue>
 #include <vector>
 
@@ -57,7 +58,8 @@ struct FwdTileSchedule {
 // finish about as early as a block per tile would: the busiest block's work within 3% of the busiest SM's
 // under the hardware's scheduling (the next tile to whichever SM is free first). A tile weighs its key
 // blocks plus one (Q and the epilogue), counted as FwdBlock does. Equal tiles (no mask bounding the keys)
-// need no weighing; the rest cost O(tiles log blocks) once per shape (the last few are kept per thread).
+// need no weighing; the rest cost O(tiles) once per shape, O(tiles log blocks) where the static walk is
+// not within 3% of the ideal (the last few shapes are kept per thread).
 inline bool persistent_walk_balances(const FlashFwdParams& p, int block_m, int block_n, int64_t blocks) {
     const bool weighted = std::min(p.window_left, p.window_right) < p.seqlen_k + p.seqlen_q;
     const int m_blocks = (p.seqlen_q + block_m - 1) / block_m;
@@ -79,6 +81,12 @@ inline bool persistent_walk_balances(const FlashFwdParams& p, int block_m, int b
     const Shape shape{p.seqlen_q, p.seqlen_k, p.window_left, p.window_right, block_m, block_n, tiles, blocks};
     for (int i = 0; i < filled; ++i)
         if (seen[i] == shape) return answer[i];
+    auto remember = [&](bool balances) {
+        seen[next] = shape;
+        answer[next] = balances;
+        next = (next + 1) % KEPT;
+        filled = std::min(filled + 1, KEPT);
+    };
 
     const Band band(p);
     std::vector<int64_t> weight(m_blocks);
@@ -94,6 +102,14 @@ inline bool persistent_walk_balances(const FlashFwdParams& p, int block_m, int b
         load[r % 2 ? blocks - 1 - b : b] += tile_weight(t);
     }
     const int64_t walked = *std::max_element(load.begin(), load.end());
+    // No schedule finishes before the mean load or the heaviest tile: within 3% of that, no need to
+    // simulate the hardware's (the common case, O(tiles)).
+    const int64_t total = std::accumulate(load.begin(), load.end(), int64_t(0));
+    const int64_t heaviest = *std::max_element(weight.begin(), weight.end());
+    if (double(walked) <= 1.03 * std::max(double(total) / double(blocks), double(heaviest))) {
+        remember(true);
+        return true;
+    }
     std::priority_queue<int64_t, std::vector<int64_t>, std::greater<int64_t>> free_at;
     for (int64_t b = 0; b < blocks; ++b) free_at.push(0);
     int64_t greedy = 0;
@@ -104,10 +120,7 @@ inline bool persistent_walk_balances(const FlashFwdParams& p, int block_m, int b
         greedy = std::max(greedy, end);
     }
     const bool balances = double(walked) <= 1.03 * double(greedy);
-    seen[next] = shape;
-    answer[next] = balances;
-    next = (next + 1) % KEPT;
-    filled = std::min(filled + 1, KEPT);
+    remember(balances);
     return balances;
 }
 
