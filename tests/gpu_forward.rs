@@ -140,7 +140,7 @@ fn rows_without_keys_are_zero() -> Result<()> {
 }
 
 /// The Hopper warp-specialised forward runs persistent blocks, one per SM (kernels/sm90/tile_schedule.cuh):
-/// with more tiles (128 query rows of one head) than the H200's 132 SMs, a block walks several, its
+/// with more tiles (128 query rows of one head, 192 at d64 mostly) than the H200's 132 SMs, a block walks several, its
 /// producer loading the next tile's Q, K and V while its consumers finish the last. Tiles without keys
 /// (causal with more queries than keys) in between, partial tiles, GQA, a window, every element written,
 /// two runs bitwise equal, FP8 on the same kernel. Masked calls walk persistently only where that balances
@@ -153,6 +153,10 @@ fn persistent_blocks_walk_many_tiles() -> Result<()> {
         (Case::new(2, 1100, 300, 8, 2, 128), AttnOptions::causal()),
         (Case::new(3, 1000, 777, 8, 4, 128), AttnOptions::default()),
         (Case::new(2, 700, 1100, 12, 3, 64), AttnOptions::default().with_window(Some(60), Some(0))),
+        // d64 tiles are 192 rows (three consumers taking turns; causal from 4096 queries, 128 rows below):
+        // 1000 and 4100 queries end in a partial one.
+        (Case::new(2, 1000, 1300, 6, 2, 64), AttnOptions::default()),
+        (Case::new(1, 4100, 4200, 2, 1, 64), AttnOptions::causal()),
         (Case::new(3, 600, 700, 12, 4, 256), AttnOptions::causal()),
     ];
     for (i, (case, opts)) in cases.into_iter().enumerate() {

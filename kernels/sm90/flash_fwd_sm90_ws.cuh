@@ -1,22 +1,22 @@
 // FlashAttention forward on Hopper, warp-specialised (sm_90a): FA3's structure (Shah et al. 2024) on the
 // tiles and softmax of flash_fwd_sm90.cuh.
 //
-// A tile is 128 query rows of one head; a block has three warpgroups. The producer (warpgroup 0) gives its
-// registers away (setmaxnreg) and one of its threads streams the tiles in with TMA: Q once, then K and V
-// key block by key block into STAGES buffers each, every buffer guarded by a "full" mbarrier (the bytes
-// have landed) and an "empty" one (both consumers are done reading it). The two consumers (warpgroups 1
-// and 2, 64 rows each) run flash_fwd_sm90's software pipeline: step i issues S_i = Q K_i and O += P_{i-1}
-// V_{i-1}, then runs the softmax of S_i while P_{i-1} V_{i-1} finishes. No thread of the block waits at a
-// block-wide barrier and none issues a copy.
+// A tile is 64 query rows per consumer of one head (two consumers, 128 rows; three at d64, 192); a block has
+// a producer warpgroup besides. The producer (warpgroup 0) gives its registers away (setmaxnreg) and one of
+// its threads streams the tiles in with TMA: Q once, then K and V key block by key block into STAGES buffers
+// each, every buffer guarded by a "full" mbarrier (the bytes have landed) and an "empty" one (every consumer
+// is done reading it). The consumers (warpgroups 1.., 64 rows each) run flash_fwd_sm90's software
+// pipeline: step i issues S_i = Q K_i and O += P_{i-1} V_{i-1}, then runs the softmax of S_i while
+// P_{i-1} V_{i-1} finishes. No thread of the block waits at a block-wide barrier and none issues a copy.
 //
-// Ping-pong: the consumers take turns issuing their products (two named barriers), so one's softmax runs
-// while the other's products occupy the tensor cores, instead of both reaching the softmax at once (without
+// Ping-pong: the consumers take turns issuing their products (a named barrier each), so one's softmax runs
+// while another's products occupy the tensor cores, instead of all reaching the softmax at once (without
 // the turns: 0.94-1.01x at d128/d256 and 0.86-0.92x at d64 on the H200, BENCHMARKS.md).
 //
 // Persistent blocks: a block walks tiles (sm90/tile_schedule.cuh), and the pipeline runs on across them:
-// the Q buffer has full and empty barriers too, so the producer loads the next tile's Q once both consumers'
+// the Q buffer has full and empty barriers too, so the producer loads the next tile's Q once every consumer's
 // last Q K^T of the current one is done, and its K and V as buffers free up, while the consumers finish
-// and write the current tile; one consumer's epilogue runs during the other's turn.
+// and write the current tile; one consumer's epilogue runs during another's turn.
 //
 // Dense batches only (TMA boxes address (batch, row, head) coordinates); varlen, paged and per-sequence key
 // counts run on flash_fwd_sm90.cuh. The same kernel runs the e4m3 forward (sm90/fwd_fp8.cuh), whose V
@@ -33,19 +33,21 @@
 
 namespace fa2 {
 
-template <typename T_, int HEAD_DIM_, int BLOCK_N_, int STAGES_>
+template <typename T_, int HEAD_DIM_, int BLOCK_N_, int STAGES_, int CONSUMERS_ = 2>
 struct Sm90WsTraits {
     using T = T_;
     static constexpr bool FP8 = sizeof(T) == 1;
     static constexpr int PANEL_COLS = SWIZZLE_ROW_BYTES / int(sizeof(T));  // columns of one swizzle panel
     static constexpr int HEAD_DIM = HEAD_DIM_;
-    static constexpr int CONSUMERS = 2;  // warpgroups of 64 query rows
+    static constexpr int CONSUMERS = CONSUMERS_;  // warpgroups of 64 query rows
     static constexpr int THREADS = 128 * (CONSUMERS + 1);
     static constexpr int BLOCK_M = 64 * CONSUMERS;
     static constexpr int BLOCK_N = BLOCK_N_;
     static constexpr int STAGES = STAGES_;
-    // setmaxnreg: 24 for the producer, 240 for each consumer thread: 128 x 24 + 256 x 240 <= 64K registers.
-    static constexpr int PRODUCER_REGS = 24, CONSUMER_REGS = 240;
+    // setmaxnreg, per thread: two consumers 240 and the producer 24 (128 x 24 + 256 x 240 <= 64K registers);
+    // three consumers 160 and the producer 32 (128 x 32 + 384 x 160 = 64K).
+    static constexpr int PRODUCER_REGS = CONSUMERS == 2 ? 24 : 32;
+    static constexpr int CONSUMER_REGS = CONSUMERS == 2 ? 240 : 160;
     static constexpr int Q_BYTES = BLOCK_M * HEAD_DIM * int(sizeof(T));
     static constexpr int KV_BYTES = BLOCK_N * HEAD_DIM * int(sizeof(T));  // a K tile (and a 16-bit V tile)
     // e4m3: V^T tiles are whole panels of 128 keys, V_PANELS of them (the keys of a last partial panel past
@@ -63,6 +65,8 @@ struct Sm90WsTraits {
     static_assert(KV_BYTES % 1024 == 0 && V_BYTES % 1024 == 0, "tiles start on the swizzle's 1024-byte period");
     static_assert(BLOCK_N % 16 == 0 && BLOCK_N <= 256, "wgmma n of S, k16 steps of P V, TMA box rows");
     static_assert(HEAD_DIM <= 256, "wgmma n of O");
+    static_assert(CONSUMERS == 2 || CONSUMERS == 3, "register split; named barriers 1..CONSUMERS take turns");
+    static_assert(128 * PRODUCER_REGS + 128 * CONSUMERS * CONSUMER_REGS <= 64 * 1024, "registers of an SM");
     static_assert(SMEM_BYTES <= 227 * 1024, "shared memory per block on sm_90");
 };
 
@@ -172,13 +176,14 @@ __global__ void __launch_bounds__(Tr::THREADS, 1)
         if (lane == 0) mbarrier_arrive(empty);
     };
     // Ping-pong turns: named barrier 1 + c lets consumer c issue; each issue round syncs on its own and
-    // arrives on the other's. Consumer 0 goes first: consumer 1 arrives once before its first round. Both
-    // consumers run the same rounds of the same tiles, so the turns carry on from tile to tile: one's
-    // epilogue runs while the other issues. A block whose tiles all lack keys touches no named barrier
-    // (racecheck hung on the sanitizer's shapes when consumer 1 arrived and exited before consumer 0's
-    // closing sync with no round between).
+    // arrives on the next consumer's (c + 1, the last on the first's). Consumer 0 goes first: the last
+    // consumer arrives once before its first round. All consumers run the same rounds of the same tiles, so
+    // the turns carry on from tile to tile: one's epilogue runs while another issues. A block whose tiles
+    // all lack keys touches no named barrier (racecheck hung on the sanitizer's shapes when consumer 1
+    // arrived and exited before consumer 0's closing sync with no round between).
+    constexpr int LAST = Tr::CONSUMERS - 1;
     auto turn_begin = [&] { named_barrier_sync(1 + cw, 256); };
-    auto turn_end = [&] { named_barrier_arrive(1 + (1 - cw), 256); };
+    auto turn_end = [&] { named_barrier_arrive(1 + (cw == LAST ? 0 : cw + 1), 256); };
     bool turns_started = false;
 
     int loads = 0, q_loads = 0;
@@ -198,7 +203,7 @@ __global__ void __launch_bounds__(Tr::THREADS, 1)
         auto buf = [&](int i) { return (loads + i) % S; };
         auto parity = [&](int i) { return uint32_t((loads + i) / S) & 1; };
         Rows rows(p, cw, tile.head);
-        if (!turns_started && cw == 1) named_barrier_arrive(1, 256);
+        if (!turns_started && cw == LAST) named_barrier_arrive(1, 256);
         turns_started = true;
 
         mbarrier_wait(q_full, q_loads & 1);
@@ -247,7 +252,7 @@ __global__ void __launch_bounds__(Tr::THREADS, 1)
         loads += steps;
         ++q_loads;
     }
-    // Consumer 1 arrived on consumer 0's barrier once more than consumer 0 synced on it: the last one
+    // The last consumer arrived on consumer 0's barrier once more than consumer 0 synced on it: the last one
     // completes here, so that no barrier is left half-counted at exit.
     if (cw == 0 && turns_started) named_barrier_sync(1, 256);
 #elif defined(__CUDA_ARCH__)
@@ -275,7 +280,7 @@ bool fwd_tma_maps(const FlashFwdParams& p, FwdTmaMaps& maps) {
                            p.v_row_stride, p.v_head_stride, Tr::BLOCK_N);
 }
 
-// Blocks of a persistent launch: one per SM (a block of three warpgroups and 80-224 KB fills one).
+// Blocks of a persistent launch: one per SM (a block of three or four warpgroups and 80-224 KB fills one).
 // CANDLE_FA2_FWD_BLOCKS=N caps them at N, so that tests on small shapes run several tiles per block (every
 // hand-over between tiles).
 inline int64_t fwd_persistent_blocks() {
