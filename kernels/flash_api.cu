@@ -149,7 +149,9 @@ extern "C" int candle_fa2_decode_params_layout(int64_t* out, int n) {
 #define FIELD(name) int64_t(offsetof(FlashFp8Params, name))
 extern "C" int candle_fa2_fp8_params_layout(int64_t* out, int n) {
     const int64_t layout[] = {
-        FIELD(fwd), FIELD(v_transposed), FIELD(v_descale), FIELD(v_keys), int64_t(sizeof(FlashFp8Params)),
+        FIELD(fwd),     FIELD(v_transposed),     FIELD(v_descale),
+        FIELD(v_keys),  FIELD(qk_descale_heads), FIELD(v_descale_heads),
+        int64_t(sizeof(FlashFp8Params)),
     };
     return write_layout(layout, out, n);
 }

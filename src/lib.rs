@@ -27,8 +27,8 @@
 //! backward); [`flash_attn_paged`] and [`flash_attn_varlen_paged`] read K/V from a paged cache
 //! ([`PagedKv`]), which [`write_kv_pages`] fills.
 //!
-//! FP8: [`flash_attn_fp8`] attends e4m3 inputs (FA3's FP8 kernel on an H100/H200) and returns bf16;
-//! [`quantize_fp8`] makes them.
+//! FP8: [`flash_attn_fp8`] attends e4m3 inputs (FA3's FP8 kernel on an H100/H200) and returns bf16, with
+//! per-tensor descale factors ([`flash_attn_fp8_per_head`]: per head); [`quantize_fp8`] makes them.
 //!
 //! Modules: [`compat`] mirrors `candle-flash-attn`'s functions; [`reference`] is the f64 oracle the tests
 //! use; [`naive`] is candle's softmax-matmul attention (what the benchmarks and examples compare against).
@@ -53,7 +53,10 @@ use std::sync::Arc;
 use candle_core::{op::BackpropOp, DType, Result, Storage, Tensor};
 
 pub use attn_impl::AttnImpl;
-pub use fp8::{dequantize_fp8, flash_attn_fp8, fp8_kernel_available, quantize_fp8, Fp8Descale};
+pub use fp8::{
+    dequantize_fp8, flash_attn_fp8, flash_attn_fp8_per_head, fp8_kernel_available, quantize_fp8, Fp8Descale,
+    Fp8HeadDescale,
+};
 pub use kv_pages::write_kv_pages;
 pub use options::AttnOptions;
 pub use ragged::{

@@ -230,8 +230,58 @@ fn fp8_widened_on_cpu() -> Result<()> {
         &["descale.q", "NaN"],
     );
     expect_err(candle_fa2::quantize_fp8(&q, 1.0), &["quantize_fp8", "F8E4M3"]);
+    // Per-head descales: dtype, shape and values named.
+    use candle_fa2::{flash_attn_fp8_per_head, Fp8HeadDescale};
+    let ones = |b: usize, h: usize| Tensor::ones((b, h), DType::F32, &CPU);
+    let heads = Fp8HeadDescale { q: ones(1, 2)?, k: ones(1, 2)?, v: ones(1, 2)? };
+    let with = |q: Tensor, k: Tensor, v: Tensor| Fp8HeadDescale { q, k, v };
+    expect_err(
+        flash_attn_fp8_per_head(&q, &k, &v, &with(heads.q.clone(), ones(2, 2)?, heads.v.clone()), &opts),
+        &["descale.k", "[2, 2]", "(1, 2)"],
+    );
+    expect_err(
+        flash_attn_fp8_per_head(
+            &q,
+            &k,
+            &v,
+            &with(heads.q.to_dtype(DType::BF16)?, heads.k.clone(), heads.v.clone()),
+            &opts,
+        ),
+        &["descale.q", "BF16", "f32"],
+    );
+    let bad_v = Tensor::new(&[[1f32, -2.0]], &CPU)?;
+    expect_err(
+        flash_attn_fp8_per_head(&q, &k, &v, &with(heads.q.clone(), heads.k.clone(), bad_v), &opts),
+        &["descale.v", "-2"],
+    );
     expect_err(candle_fa2::quantize_fp8(&q.to_dtype(DType::F32)?, -1.0), &["descale", "-1"]);
     expect_err(candle_fa2::dequantize_fp8(&q, 1.0, DType::U8), &["dequantize_fp8", "U8"]);
     assert!(!candle_fa2::fp8_kernel_available(&CPU, 128));
+    Ok(())
+}
+
+/// Per-head descales on the CPU (widened to f32, each head times its factors): against the reference on
+/// the dequantised inputs, factors that differ between heads and sequences, GQA with q's factors per query
+/// head and per group.
+#[test]
+fn fp8_per_head_widened_on_cpu() -> Result<()> {
+    use common::{fp8, tolerance};
+    let mut rng = Rng::new(910);
+    for (i, (case, opts)) in [
+        (Case::new(2, 37, 70, 4, 2, 64), AttnOptions::causal()),
+        (Case::new(2, 20, 45, 6, 3, 32), AttnOptions::default().with_softcap(5.0)),
+        (Case::new(1, 1, 130, 4, 1, 128), AttnOptions::default().with_window(Some(40), None)),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        for q_per_group in [false, true] {
+            let descale = fp8::head_descales(&case, q_per_group, &CPU)?;
+            let [q, k, v] = fp8::inputs_per_head(&case, &mut rng, &CPU, &descale)?;
+            let what = format!("fp8 per head cpu case {i} q_per_group={q_per_group}");
+            let e = fp8::check_per_head(&q, &k, &v, &descale, &opts, &what)?;
+            tolerance::assert_forward(e.ours, 0.0, DType::BF16, &what);
+        }
+    }
     Ok(())
 }

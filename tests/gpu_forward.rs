@@ -304,6 +304,40 @@ fn fp8_forward() -> Result<()> {
     Ok(())
 }
 
+/// Per-head descales (`flash_attn_fp8_per_head`) on the FP8 kernel (d128, d256) and the widening path (d64),
+/// held to the e4m3 emulation as `fp8_forward`: factors that differ between heads and sequences, on the
+/// GPU and from the CPU, q's per query head and per group, GQA, causal, softcap; a descale on another
+/// device is an error.
+#[test]
+fn fp8_per_head_descales() -> Result<()> {
+    use candle_fa2::flash_attn_fp8_per_head;
+    let dev = gpu();
+    let mut rng = Rng::new(920);
+    let cases = [
+        (Case::new(2, 203, 330, 4, 2, 128), AttnOptions::causal()),
+        (Case::new(3, 140, 140, 6, 3, 256), AttnOptions::default().with_softcap(5.0)),
+        (Case::new(2, 70, 260, 4, 1, 64), AttnOptions::default()),
+    ];
+    for (i, (case, opts)) in cases.into_iter().enumerate() {
+        for (q_per_group, on) in [(false, &dev), (true, &Device::Cpu)] {
+            poison_pool(&dev, 1 << 22)?;
+            let descale = fp8::head_descales(&case, q_per_group, on)?;
+            let [q, k, v] = fp8::inputs_per_head(&case, &mut rng, &dev, &descale)?;
+            let what = format!("fp8 per head case {i} q_per_group={q_per_group} descales on {on:?}");
+            let e = fp8::check_per_head(&q, &k, &v, &descale, &opts, &what)?;
+            eprintln!("{what}: ours {:.2e} e4m3-P reference {:.2e}", e.ours, e.emulated);
+            tolerance::assert_fp8_forward(e.ours, e.emulated, &what);
+        }
+    }
+    let case = Case::new(1, 16, 16, 2, 2, 128);
+    let descale = fp8::head_descales(&case, false, &dev)?;
+    let [q, k, v] = fp8::inputs_per_head(&case, &mut rng, &dev, &descale)?;
+    let other = Device::new_cuda(0)?; // another instance of the same GPU: its tensors do not mix with q's
+    let moved = candle_fa2::Fp8HeadDescale { v: descale.v.to_device(&Device::Cpu)?.to_device(&other)?, ..descale };
+    expect_err(flash_attn_fp8_per_head(&q, &k, &v, &moved, &AttnOptions::default()), &["descale.v", "q is on"]);
+    Ok(())
+}
+
 /// quantize_fp8 and dequantize_fp8 on the GPU (the crate's kernel) give the CPU's values: rounding to
 /// nearest even, saturation at +-448, NaN kept, every source dtype, a transposed source read in place;
 /// e4m3 -> bf16 / f32 exact.

@@ -101,6 +101,10 @@ struct FlashFp8Params {
     void* v_transposed;
     float v_descale;  // multiplies O
     int32_t v_keys;
+    // Per-head descales, or null: (batch, heads_q) factors of the logits (q's times k's) and (batch,
+    // heads_kv) factors of O (v's), contiguous f32, on top of the per-tensor ones above.
+    const float* qk_descale_heads;
+    const float* v_descale_heads;
 };
 
 // Writes new tokens' keys or values into a paged cache (kernels/cache_write.cu). Mirrored by

@@ -89,12 +89,29 @@ struct WalkedTile {
           blk(p, tile.m_block, tile.head) {}
 };
 
-// o_scale multiplies O (e4m3: V's descale factor; 1 otherwise). The grid is 1-d: one block per tile, or
-// persistent blocks walking several, in the order of `schedule` (sm90/tile_schedule.cuh).
+// The descale factors of an e4m3 call (sm90/fwd_fp8.cuh); 16-bit calls pass the default, which scales
+// nothing. Per-tensor ones of q and k are in the softmax scale already.
+struct FwdDescales {
+    float o = 1.f;                    // multiplies O: v's per-tensor descale
+    const float* qk_heads = nullptr;  // (batch, heads_q) factors of the logits (q's times k's), or null
+    const float* o_heads = nullptr;   // (batch, heads_kv) factors of O (v's), with qk_heads
+
+    // Tile t's factors: the logits' into p's scales; returns what multiplies its O.
+    __device__ __forceinline__ float apply(FlashFwdParams& p, const FwdTile& t) const {
+        if (qk_heads == nullptr) return o;
+        const float f = qk_heads[int64_t(t.batch) * p.heads_q + t.head];
+        p.softmax_scale *= f;
+        p.scale_log2 *= f;
+        return o * o_heads[int64_t(t.batch) * p.heads_kv + t.head / p.group_size];
+    }
+};
+
+// The grid is 1-d: one block per tile, or persistent blocks walking several, in the order of `schedule`
+// (sm90/tile_schedule.cuh).
 template <typename Tr, bool TRANSFORM>
 __global__ void __launch_bounds__(Tr::THREADS, 1)
-    flash_fwd_sm90_ws_kernel(const FlashFwdParams params, const __grid_constant__ FwdTmaMaps maps, float o_scale,
-                             const FwdTileSchedule schedule) {
+    flash_fwd_sm90_ws_kernel(const FlashFwdParams params, const __grid_constant__ FwdTmaMaps maps,
+                             const FwdDescales descales, const FwdTileSchedule schedule) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
     constexpr int PANELS = Tr::HEAD_DIM / Tr::PANEL_COLS, S = Tr::STAGES;
     extern __shared__ __align__(1024) unsigned char sm90_smem[];
@@ -188,8 +205,9 @@ __global__ void __launch_bounds__(Tr::THREADS, 1)
 
     int loads = 0, q_loads = 0;
     for (int r = 0; schedule.tile_of_round(r) < schedule.tiles; ++r) {
-        const WalkedTile<Tr> w(params, schedule, r);
+        WalkedTile<Tr> w(params, schedule, r);
         const FwdTile& tile = w.tile;
+        const float o_scale = Tr::FP8 ? descales.apply(w.p, tile) : 1.f;
         const FlashFwdParams& p = w.p;
         const typename Rows::Block& blk = w.blk;
         if (blk.past_end()) continue;
@@ -311,7 +329,7 @@ inline bool fwd_walks_persistent(const FlashFwdParams& p, int block_m, int block
 
 template <typename Tr, bool TRANSFORM>
 cudaError_t launch_fwd_sm90_ws(const FlashFwdParams& p, const FwdTmaMaps& maps, cudaStream_t stream,
-                               float o_scale = 1.f) {
+                               const FwdDescales& descales = {}) {
     auto kernel = flash_fwd_sm90_ws_kernel<Tr, TRANSFORM>;
     cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Tr::SMEM_BYTES);
     if (err != cudaSuccess) return err;
@@ -321,7 +339,7 @@ cudaError_t launch_fwd_sm90_ws(const FlashFwdParams& p, const FwdTmaMaps& maps, 
     const int64_t persistent = fwd_persistent_blocks();
     const int64_t blocks = fwd_walks_persistent(p, Tr::BLOCK_M, Tr::BLOCK_N, persistent) ? std::min(tiles, persistent)
                                                                                           : tiles;
-    kernel<<<unsigned(blocks), Tr::THREADS, Tr::SMEM_BYTES, stream>>>(p, maps, o_scale,
+    kernel<<<unsigned(blocks), Tr::THREADS, Tr::SMEM_BYTES, stream>>>(p, maps, descales,
                                                                       FwdTileSchedule(m_blocks, p.heads_q, p.batch));
     return cudaGetLastError();
 }

@@ -8,7 +8,8 @@
 // 16-key group in the order accumulators_to_a_fp8 leaves P's k-columns in (sm90/sm90_common.cuh), so P
 // needs no exchange between lanes.
 //
-// Descale factors: the host folds q's and k's into the softmax scale; v's multiplies O at the epilogue.
+// Descale factors: the host folds q's and k's per-tensor ones into the softmax scale; v's multiplies O at
+// the epilogue. Per-head ones (FwdDescales) scale each tile's logits and O on top.
 #pragma once
 #include <cuda_fp8.h>
 
@@ -85,8 +86,9 @@ cudaError_t run_fwd_fp8(const FlashFp8Params& f, cudaStream_t stream) {
         fp8_transpose_v_kernel<HEAD_DIM><<<grid, 256, 0, stream>>>(p, static_cast<uint8_t*>(f.v_transposed), f.v_keys);
         const cudaError_t err = cudaGetLastError();
         if (err != cudaSuccess) return err;
-        return p.transform_logits ? launch_fwd_sm90_ws<Tr, true>(p, maps, stream, f.v_descale)
-                                  : launch_fwd_sm90_ws<Tr, false>(p, maps, stream, f.v_descale);
+        const FwdDescales descales{f.v_descale, f.qk_descale_heads, f.v_descale_heads};
+        return p.transform_logits ? launch_fwd_sm90_ws<Tr, true>(p, maps, stream, descales)
+                                  : launch_fwd_sm90_ws<Tr, false>(p, maps, stream, descales);
     }
 }
 

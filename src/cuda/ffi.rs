@@ -106,6 +106,10 @@ pub struct FlashFp8Params {
     pub v_descale: f32,
     /// seqlen_k rounded up to a multiple of 16.
     pub v_keys: i32,
+    /// Per-head descales, or null: (batch, heads_q) factors of the logits (q's times k's), (batch,
+    /// heads_kv) factors of O (v's), contiguous f32.
+    pub qk_descale_heads: *const f32,
+    pub v_descale_heads: *const f32,
 }
 
 /// Writes new tokens' K or V rows into a paged cache (kernels/cache_write.cu); strides in bytes.
@@ -284,6 +288,8 @@ pub fn rust_fp8_params_layout() -> Vec<i64> {
         offset_of!(P, v_transposed),
         offset_of!(P, v_descale),
         offset_of!(P, v_keys),
+        offset_of!(P, qk_descale_heads),
+        offset_of!(P, v_descale_heads),
         std::mem::size_of::<P>(),
     ];
     offsets.iter().map(|&x| x as i64).collect()

@@ -423,8 +423,14 @@ pub fn fp8_available(dev: &candle_core::CudaDevice, head_dim: usize) -> bool {
 
 /// The e4m3 forward on the device's FP8 kernel (sm_90a, head_dim a multiple of 16 up to 256, TMA-readable
 /// layouts): the bf16 output and the LSE, or `None` where the kernel does not run (the caller widens).
-/// `spec.softmax_scale` already holds q's and k's descale factors.
-pub fn fp8_forward(spec: &AttnSpec, [q, k, v]: [&Tensor; 3], v_descale: f32) -> Result<Option<(Tensor, Tensor)>> {
+/// `spec.softmax_scale` already holds q's and k's per-tensor descale factors; `heads`, where given, the
+/// per-head ones on top (contiguous f32 on q's device).
+pub fn fp8_forward(
+    spec: &AttnSpec,
+    [q, k, v]: [&Tensor; 3],
+    v_descale: f32,
+    heads: Option<&crate::fp8::HeadScales>,
+) -> Result<Option<(Tensor, Tensor)>> {
     let d = spec.dims.head_dim;
     // TMA reads the e4m3 rows: strides and offset in multiples of 16 bytes.
     if ![q, k, v].iter().all(|t| strides_aligned(t.layout(), 16)) {
@@ -455,6 +461,12 @@ pub fn fp8_forward(spec: &AttnSpec, [q, k, v]: [&Tensor; 3], v_descale: f32) -> 
     let (lse_ptr, _lse_guard) = lse.device_ptr_mut(&stream);
     let (v_t_ptr, _v_t_guard) = v_t.device_ptr_mut(&stream);
     let slopes_ptr = slopes.as_ref().map(|s| s.device_ptr(&stream));
+    let head_guards = heads.map(|h| [&h.qk, &h.v].map(|t| t.storage_and_layout()));
+    let head_views = match &head_guards {
+        Some([(qk, qk_l), (v, v_l)]) => Some([f32_view("descale (q, k)", qk, qk_l)?, f32_view("descale.v", v, v_l)?]),
+        None => None,
+    };
+    let head_ptrs = head_views.as_ref().map(|vs| vs.each_ref().map(|s| s.device_ptr(&stream)));
     let ops: Vec<Operand> =
         ptrs.iter().zip(&operand_strides).map(|((p, _), &s)| Operand { ptr: *p, strides: s }).collect();
     let (_, sq, hq, _) = dims.out_shape();
@@ -471,12 +483,14 @@ pub fn fp8_forward(spec: &AttnSpec, [q, k, v]: [&Tensor; 3], v_descale: f32) -> 
         v_transposed: v_t_ptr as *mut c_void,
         v_descale,
         v_keys: to_i32("seqlen_k", v_keys)?,
+        qk_descale_heads: head_ptrs.as_ref().map_or(std::ptr::null(), |p| p[0].0 as *const f32),
+        v_descale_heads: head_ptrs.as_ref().map_or(std::ptr::null(), |p| p[1].0 as *const f32),
     };
     stream.context().bind_to_thread().map_err(|e| candle_core::Error::Cuda(Box::new(e)))?;
     // SAFETY: every pointer is a live allocation of the described size (validate, the checks above), kept
     // alive by the guards until the launches are queued on candle's stream.
     check_launch(unsafe { ffi::candle_fa2_fwd_fp8(&params, stream.cu_stream() as *mut c_void) }, "FP8 forward")?;
-    drop((ptrs, _o_guard, _lse_guard, _v_t_guard, slopes_ptr));
+    drop((ptrs, _o_guard, _lse_guard, _v_t_guard, slopes_ptr, head_ptrs));
     // V^T is read by the attention kernel on the same stream: the allocation outlives it (cudarc frees on
     // the stream, after the work queued before).
     drop(v_t);
