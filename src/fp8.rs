@@ -75,8 +75,8 @@ pub fn flash_attn_fp8(q: &Tensor, k: &Tensor, v: &Tensor, descale: &Fp8Descale, 
 }
 
 /// [`flash_attn_fp8`] with a descale factor per head ([`Fp8HeadDescale`]), as FlashAttention-3 takes them:
-/// the same paths, the same output. On the widening path (other GPUs, the CPU) q and k take their factors
-/// as they widen (exact for powers of two, else one rounding to bf16 on CUDA).
+/// the same paths, the same output. On the widening path (other GPUs, the CPU) q takes its and k's factors
+/// and v its own as they widen (exact for powers of two, else one rounding to bf16 on CUDA).
 pub fn flash_attn_fp8_per_head(
     q: &Tensor,
     k: &Tensor,
