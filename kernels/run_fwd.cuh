@@ -37,16 +37,15 @@ cudaError_t run_fwd(const FlashFwdParams& p, cudaStream_t stream, bool sm90a) {
     using Sm90 = Sm90Config<T, HEAD_DIM>;
     if constexpr (Sm90::AVAILABLE && SM90A_BUILT) {
         cudaError_t err = cudaSuccess;
-        if constexpr (HasWsMasked<Sm90>::value) {
-            const bool right_bounded = p.window_right <= p.seqlen_k;  // causal or a window
-            if (sm90a && sm90_ws_allowed() && p.seqlen_k >= Sm90::WS_FROM_SEQLEN_K && right_bounded &&
-                p.seqlen_q < Sm90::WS_MASKED_TALL_FROM_SEQLEN_Q &&
-                try_fwd_sm90_ws<typename Sm90::WsTraitsMasked, Sm90::WS_TRANSFORM>(p, stream, err))
-                return err;
+        if (sm90a && sm90_ws_allowed() && p.seqlen_k >= Sm90::WS_FROM_SEQLEN_K) {
+            if constexpr (HasWsMasked<Sm90>::value) {
+                const bool right_bounded = p.window_right <= p.seqlen_k;  // causal or a window
+                if (right_bounded && p.seqlen_q < Sm90::WS_MASKED_TALL_FROM_SEQLEN_Q &&
+                    try_fwd_sm90_ws<typename Sm90::WsTraitsMasked, Sm90::WS_TRANSFORM>(p, stream, err))
+                    return err;
+            }
+            if (try_fwd_sm90_ws<typename Sm90::WsTraits, Sm90::WS_TRANSFORM>(p, stream, err)) return err;
         }
-        if (sm90a && sm90_ws_allowed() && p.seqlen_k >= Sm90::WS_FROM_SEQLEN_K &&
-            try_fwd_sm90_ws<typename Sm90::WsTraits, Sm90::WS_TRANSFORM>(p, stream, err))
-            return err;
         if (sm90a && p.seqlen_k >= Sm90::FROM_SEQLEN_K) {
             if (!p.transform_logits) return launch_fwd_sm90<typename Sm90::Traits, false>(p, stream);
             if constexpr (Sm90::TRANSFORM) return launch_fwd_sm90<typename Sm90::Traits, true>(p, stream);
