@@ -1,5 +1,8 @@
 // Which backward kernels run a call, per instantiated head_dim: the Hopper passes where their tile table
 // (sm90/bwd_tiles.cuh) has the head_dim and the call suits them, else mma.sync (sm80/bwd_tiles.cuh).
+// dq_atomics has no Hopper kernel: there the two deterministic passes run it, faster than mma.sync's
+// atomics and than a one-pass wgmma kernel with dQ by atomics or bulk reductions, which measured 0.95-1.05x
+// the two passes at d128 and 0.78-0.88x at d64 (BENCHMARKS.md, "One-pass backward, tried").
 // Instantiated in generated/bwd_hdim*.cu.
 #pragma once
 #include <type_traits>
@@ -22,7 +25,7 @@ cudaError_t run_bwd(const FlashBwdParams& p, cudaStream_t stream, bool sm90a) {
             if (err == cudaSuccess) err = launch_bwd_sm90_pass<typename Sm90::Queries, TRANSFORM>(p, stream);
             return err;
         };
-        if (sm90a && !p.dq_atomics) {
+        if (sm90a) {
             if (!p.fwd.transform_logits) return passes(std::false_type{});
             if constexpr (Sm90::TRANSFORM) return passes(std::true_type{});
         }

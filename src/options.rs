@@ -35,10 +35,11 @@ pub struct AttnOptions {
     /// ALiBi: one f32 slope per query head, shape `(heads_q,)`, on the same device as `q`.
     pub alibi_slopes: Option<Tensor>,
     /// Backward on CUDA only: accumulate dQ with f32 atomics inside the pass over key blocks (FA2's scheme)
-    /// instead of a second pass over query blocks. It has no wgmma kernel: on an H100/H200, where the default
-    /// backward runs on wgmma, it is slower (0.74-0.99x torch flash against 1.07-1.35x, BENCHMARKS.md); against
-    /// the two-pass mma.sync backward (what an A100 runs) it measured 2-5% faster at head_dim 64 from 2k
-    /// tokens, up to 18% slower on short sequences (H100).
+    /// instead of a second pass over query blocks, on the mma.sync backward (A100, consumer GPUs): there it
+    /// measured 2-5% faster at head_dim 64 from 2k tokens, up to 18% slower on short sequences (H100).
+    /// Where the backward runs on wgmma (H100/H200 at head_dim 64, 128, 256) it changes nothing: the two
+    /// deterministic passes run, faster than the atomics on mma.sync and than a one-pass wgmma kernel
+    /// with atomics (BENCHMARKS.md, "One-pass backward, tried").
     /// The order of the atomic adds varies, so dQ is not bitwise repeatable. Off by default: both
     /// backwards, CPU and CUDA, are deterministic.
     pub dq_atomics: bool,
