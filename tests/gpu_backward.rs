@@ -79,8 +79,7 @@ fn grad_lengths_heads_strides() -> Result<()> {
 /// option.
 #[test]
 fn grad_dq_atomics_lengths_heads_options() -> Result<()> {
-    let dev = gpu();
-    let slopes = Tensor::new(&[0.5f32, 0.25, 0.125, 0.0625], &dev)?;
+    let slopes = Tensor::new(&[0.5f32, 0.25, 0.125, 0.0625], &gpu())?;
     let lengths = [(1, 1), (7, 7), (113, 203), (203, 113), (300, 64), (640, 700)];
     for (i, (sq, sk)) in lengths.into_iter().enumerate() {
         for causal in [false, true] {
@@ -96,13 +95,8 @@ fn grad_dq_atomics_lengths_heads_options() -> Result<()> {
         check(Case::new(2, 150, 170, 8, heads_kv, 64), DType::F16, &opts, true, 1920 + i as u64)?;
         check(Case::new(2, 150, 170, 8, heads_kv, 128), DType::BF16, &opts, false, 1930 + i as u64)?;
     }
-    let variants = [
-        AttnOptions::default().with_window(Some(5), Some(70)),
-        AttnOptions::default().with_softcap(5.0).with_softmax_scale(0.6),
-        AttnOptions::causal().with_alibi_slopes(slopes.clone()),
-        AttnOptions::default().with_alibi_slopes(slopes).with_softcap(3.0).with_window(Some(40), Some(20)),
-    ];
-    for (i, opts) in variants.into_iter().enumerate() {
+    let combined = AttnOptions::default().with_alibi_slopes(slopes).with_softcap(3.0).with_window(Some(40), Some(20));
+    for (i, opts) in option_sample()?.into_iter().chain([combined]).enumerate() {
         let opts = opts.with_dq_atomics(true);
         check(Case::new(2, 200, 200, 4, 2, 64), DType::BF16, &opts, false, 1940 + i as u64)?;
         check(Case::new(1, 77, 300, 4, 1, 128), DType::F16, &opts, false, 1950 + i as u64)?;
