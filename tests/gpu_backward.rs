@@ -231,6 +231,31 @@ fn grad_cuda_matches_cpu_and_is_deterministic() -> Result<()> {
 /// Small shapes that reach every backward code path (each instantiation, partial blocks, masks, GQA,
 /// softcap, ALiBi, queries without keys), compared with the CPU op only: this is the test run under
 /// compute-sanitizer, so it launches nothing but our kernels on the GPU.
+/// The gradients of one call on the GPU against the same call on the CPU (the sanitizer runs: small shapes,
+/// tested quickly).
+fn check_against_cpu(
+    sq: usize,
+    sk: usize,
+    heads: (usize, usize),
+    d: usize,
+    opts: &AttnOptions,
+    seed: u64,
+) -> Result<()> {
+    let dev = gpu();
+    let mut rng = Rng::new(seed);
+    let (q, k, v) = Case::new(1, sq, sk, heads.0, heads.1, d).inputs(&mut rng, DType::BF16, &Device::Cpu, false)?;
+    let w = rng.tensor((1, sq, heads.0, d), 1.0, DType::F32, &Device::Cpu)?;
+    let cpu_opts = opts_on_cpu(opts)?;
+    let want = grads(&|q, k, v| flash_attn(q, k, v, &cpu_opts), &q, &k, &v, &w)?;
+    let (qg, kg, vg) = (q.to_device(&dev)?, k.to_device(&dev)?, v.to_device(&dev)?);
+    let got = grads(&|q, k, v| flash_attn(q, k, v, opts), &qg, &kg, &vg, &w)?;
+    for (g, (a, b)) in got.iter().zip(&want).enumerate() {
+        let err = rel_err(a, b)?;
+        assert!(err < CUDA_VS_CPU_GRAD, "d {d} {opts:?} ({sq}, {sk}) gradient {g}: {err:.3e}");
+    }
+    Ok(())
+}
+
 #[test]
 fn grad_sanitizer_shapes() -> Result<()> {
     let dev = gpu();
@@ -245,19 +270,24 @@ fn grad_sanitizer_shapes() -> Result<()> {
             AttnOptions::default().with_dq_atomics(true),
             AttnOptions::causal().with_window(Some(7), Some(3)).with_dq_atomics(true),
         ];
-        for (j, opts) in variants.into_iter().enumerate() {
+        for (j, opts) in variants.iter().enumerate() {
             for (sq, sk) in [(37, 70), (70, 37)] {
-                let mut rng = Rng::new(1500 + 10 * i as u64 + j as u64);
-                let (q, k, v) = Case::new(1, sq, sk, 2, 1, d).inputs(&mut rng, DType::BF16, &Device::Cpu, false)?;
-                let w = rng.tensor((1, sq, 2, d), 1.0, DType::F32, &Device::Cpu)?;
-                let cpu_opts = opts_on_cpu(&opts)?;
-                let want = grads(&|q, k, v| flash_attn(q, k, v, &cpu_opts), &q, &k, &v, &w)?;
-                let (qg, kg, vg) = (q.to_device(&dev)?, k.to_device(&dev)?, v.to_device(&dev)?);
-                let got = grads(&|q, k, v| flash_attn(q, k, v, &opts), &qg, &kg, &vg, &w)?;
-                for (g, (a, b)) in got.iter().zip(&want).enumerate() {
-                    let err = rel_err(a, b)?;
-                    assert!(err < CUDA_VS_CPU_GRAD, "d {d} variant {j} ({sq}, {sk}) gradient {g}: {err:.3e}");
-                }
+                check_against_cpu(sq, sk, (2, 1), d, opts, 1500 + 10 * i as u64 + j as u64)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The Hopper passes' streamed stages reused (at least four steps a block: the TMA path's empty barriers
+/// waited on, its parities past the first round), under the sanitizer too: a KEYS block walks 4-7 query
+/// blocks of each of two query heads, a QUERIES block 2-7 key blocks.
+#[test]
+fn grad_sanitizer_shapes_stages_reused() -> Result<()> {
+    for (i, d) in [64, 128].into_iter().enumerate() {
+        for (j, opts) in [AttnOptions::default(), AttnOptions::causal()].iter().enumerate() {
+            for (sq, sk) in [(200, 400), (400, 200)] {
+                check_against_cpu(sq, sk, (2, 1), d, opts, 1600 + 10 * i as u64 + j as u64)?;
             }
         }
     }
