@@ -12,10 +12,7 @@ namespace fa2 {
 // CANDLE_FA2_NO_WS=1 keeps the warp-specialised TMA forward out (the cp.async wgmma kernel runs its calls),
 // for A/B runs on one build.
 inline bool sm90_ws_allowed() {
-    static const bool allowed = [] {
-        const char* env = getenv("CANDLE_FA2_NO_WS");
-        return !(env && env[0] == '1');
-    }();
+    static const bool allowed = env_switch("CANDLE_FA2_NO_WS", 0) != 1;
     return allowed;
 }
 

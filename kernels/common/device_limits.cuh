@@ -10,6 +10,13 @@
 
 namespace fa2 {
 
+// A run-time switch (DEVELOP.md, "Run-time switches"): the value of environment variable `name` as an
+// integer, `unset` where it is not set. Callers read it once, into a static.
+inline int env_switch(const char* name, int unset) {
+    const char* env = getenv(name);
+    return env && env[0] ? atoi(env) : unset;
+}
+
 // The shared memory sm_86/89/120 GPUs (RTX 30xx-50xx, L4, L40S) let a block opt in to: 99 KB. Every kernel
 // has tiles within it, chosen where the device gives less than the default tiles need.
 constexpr int CONSUMER_SMEM_BYTES = 99 * 1024;

@@ -54,10 +54,7 @@ struct DecodeConfig<T, 512> {
 
 // CANDLE_FA2_DECODE_PERSISTENT=0 keeps one block per item where persistent blocks would run (for A/B runs).
 inline bool decode_persistent_allowed() {
-    static const bool allowed = [] {
-        const char* env = getenv("CANDLE_FA2_DECODE_PERSISTENT");
-        return !(env && env[0] == '0');
-    }();
+    static const bool allowed = env_switch("CANDLE_FA2_DECODE_PERSISTENT", 1) != 0;
     return allowed;
 }
 

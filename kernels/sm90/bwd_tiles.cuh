@@ -51,7 +51,7 @@ cudaError_t launch_bwd_sm90_pass(const FlashBwdParams& bp, cudaStream_t stream) 
     if constexpr (Tr::PAIRED) {
         return launch_bwd_sm90_grid<Tr>(flash_bwd_sm90_paired_kernel<Tr, TRANSFORM>, bp, stream);
     } else {
-        return launch_bwd_sm90_grid<Tr>(flash_bwd_sm90_kernel<Tr, TRANSFORM>, bp, stream);
+        return launch_bwd_sm90<Tr, TRANSFORM>(bp, stream);
     }
 }
 

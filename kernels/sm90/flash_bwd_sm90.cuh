@@ -15,15 +15,27 @@
 // step s-1 together, then computes P and dS of step s while the tensor cores finish s-1 (as the forward's
 // S_i with P_{i-1} V_{i-1}). The streamed tiles have three stages: step s loads step s+1's over those of
 // step s-2, whose last readers (step s-2's gradient products) were waited for during step s-1.
+//
+// Streaming, two ways. cp.async: every thread copies its share of step s+1's tiles and the block meets at a
+// barrier each step, so both warpgroups reach their softmax at once and leave the tensor cores idle
+// together. TMA (dense batches whose tensors TMA can address): one thread requests each tile, every stage
+// has a "full" mbarrier (the bytes have landed) and an "empty" one (each warp has waited for the products
+// that read it), and no block barrier is left in the loop. Left to themselves the two warpgroups stay in
+// step (same start, same work), so they take turns (ping-pong, as the forward): a warpgroup issues its
+// products only after the other has issued its own, and its P and dS run under them. No producer
+// warpgroup: a KEYS thread at d128 already holds 255 registers, above the 240 that setmaxnreg leaves
+// consumers beside one.
 #pragma once
 #include <math.h>
 
 #include "common/bwd_block.cuh"
+#include "common/device_limits.cuh"
 #include "common/flash_params.h"
 #include "common/fragments.cuh"
 #include "common/logits.cuh"
 #include "common/ptx.cuh"
 #include "sm90/sm90_common.cuh"
+#include "sm90/tma.cuh"
 #include "sm90/wgmma.cuh"
 
 namespace fa2 {
@@ -45,15 +57,19 @@ struct Sm90BwdTraits {
     static constexpr int C_BYTES = BLOCK_C * HEAD_DIM * 2;
     // KEYS: the LSE and D of each streamed query, per stage.
     static constexpr int COL_BYTES = KEYS ? 2 * BLOCK_C * int(sizeof(float)) : 0;
+    static constexpr int TILE_BYTES = 2 * R_BYTES + STAGES * (2 * C_BYTES + COL_BYTES);
+    // TMA streaming: a full and an empty mbarrier per stage, placed in the alignment slack (Sm90BwdSmem).
+    static constexpr int BARRIER_BYTES = 2 * 8 * STAGES;
     // X1, X2; Y1, Y2 per stage; the column vectors per stage; +1024: the base is rounded up to the
     // swizzle's 1024-byte period.
-    static constexpr int SMEM_BYTES = 2 * R_BYTES + STAGES * (2 * C_BYTES + COL_BYTES) + 1024;
+    static constexpr int SMEM_BYTES = TILE_BYTES + 1024;
 
     static_assert(sizeof(T) == 2, "f16 / bf16");
     static_assert(PASS == BwdPass::KEYS || PASS == BwdPass::QUERIES, "no dQ atomics on this path");
     static_assert(HEAD_DIM % 64 == 0 && HEAD_DIM <= 256, "whole swizzle panels; wgmma n of a gradient");
     static_assert(BLOCK_C % 64 == 0 && BLOCK_C <= 256, "whole loader passes and k16 steps; wgmma n of S");
     static_assert(SMEM_BYTES <= 227 * 1024, "shared memory per block on sm_90");
+    static_assert(BARRIER_BYTES <= 1024 / 2, "the barriers fit before or after the tiles (Sm90BwdSmem::bars)");
     // The driver reserves 1 KiB per block out of the SM's 228 KiB.
     static_assert((SMEM_BYTES + 1024) * MIN_BLOCKS <= 228 * 1024, "MIN_BLOCKS blocks fit an SM's shared memory");
 };
@@ -68,6 +84,13 @@ struct Sm90BwdSmem {
 
     __device__ __forceinline__ explicit Sm90BwdSmem(unsigned char* smem)
         : generic(smem), raw(smem_addr(smem)), x1((raw + 1023) & ~1023u), x2(x1 + Tr::R_BYTES) {}
+    // The TMA streaming's mbarriers (Tr::BARRIER_BYTES), in the bytes the rounding up leaves unused: before
+    // the tiles where that gap holds them, else after them (the gap is then smaller than they are, and the
+    // rest of the 1024 bytes holds them). Never past SMEM_BYTES: two d64 QUERIES blocks fill an SM's shared
+    // memory to the last byte.
+    __device__ __forceinline__ uint32_t bars() const {
+        return x1 - raw >= uint32_t(Tr::BARRIER_BYTES) ? x1 - Tr::BARRIER_BYTES : x1 + Tr::TILE_BYTES;
+    }
     __device__ __forceinline__ uint32_t y1(int stage) const { return x1 + 2 * Tr::R_BYTES + stage * 2 * Tr::C_BYTES; }
     __device__ __forceinline__ uint32_t y2(int stage) const { return y1(stage) + Tr::C_BYTES; }
     __device__ __forceinline__ uint32_t cols(int stage) const { return y1(Tr::STAGES) + stage * Tr::COL_BYTES; }
@@ -175,8 +198,50 @@ __device__ __forceinline__ void load_row_stats(const Block& blk, const FlashBwdP
     }
 }
 
-template <typename Tr, bool TRANSFORM>
-__global__ void __launch_bounds__(Tr::THREADS, Tr::MIN_BLOCKS) flash_bwd_sm90_kernel(const FlashBwdParams params) {
+// The tensor maps of the streamed tiles (tma.cuh), boxes of BLOCK_C rows: Q and dO (KEYS) or K and V.
+struct BwdTmaMaps {
+    CUtensorMap y1, y2;
+    int pingpong;  // two warpgroups take turns to issue their products
+};
+
+// One TMA stage's copies, by warp 0 of a block: step s's Y1 and Y2 tiles (one request per 64-column panel,
+// from lane 0) and, KEYS, the LSE and D of its queries, zero past seqlen_q, loaded and stored by every lane,
+// each of which then arrives on the stage's full barrier (32 arrivals beside lane 0's expect_tx). Through
+// registers: racecheck reported every pair as a race when cp.async stored them and arrived by
+// cp.async.mbarrier.arrive (BENCHMARKS.md, "Backward streamed by TMA, tried").
+template <typename Tr, typename Block>
+__device__ __forceinline__ void tma_column_step(const BwdTmaMaps& maps, const Block& blk, const FlashBwdParams& bp,
+                                                const Sm90BwdSmem<Tr>& sm, uint32_t full, int s, int batch) {
+    const int stage = s % Tr::STAGES, h = blk.head_of(s), c0 = blk.c0_of(s), lane = threadIdx.x % 32;
+    const int head = Tr::KEYS ? h : blk.kv_head;
+    if (lane == 0) {
+        mbarrier_arrive_expect_tx(full, 2 * Tr::C_BYTES);
+#pragma unroll
+        for (int c = 0; c < Tr::HEAD_DIM / 64; ++c) {
+            const uint32_t panel = c * Tr::BLOCK_C * SWIZZLE_ROW_BYTES;
+            tma_load_4d(sm.y1(stage) + panel, &maps.y1, full, c * 64, c0, head, batch);
+            tma_load_4d(sm.y2(stage) + panel, &maps.y2, full, c * 64, c0, head, batch);
+        }
+    }
+    if (Tr::KEYS) {
+        constexpr int PER_LANE = 2 * Tr::BLOCK_C / 32;
+        float vals[PER_LANE];
+#pragma unroll
+        for (int j = 0; j < PER_LANE; ++j) {
+            const int i = lane + 32 * j, c = i % Tr::BLOCK_C;
+            const float* src = i < Tr::BLOCK_C ? blk.lse_of(bp, h) : blk.delta_of(bp, h);
+            vals[j] = c0 + c < blk.n_cols ? src[c0 + c] : 0.f;
+        }
+        float* cols = sm.template at<float>(sm.cols(stage));
+#pragma unroll
+        for (int j = 0; j < PER_LANE; ++j) cols[lane + 32 * j] = vals[j];
+        mbarrier_arrive(full);
+    }
+}
+
+template <typename Tr, bool TRANSFORM, bool TMA>
+__global__ void __launch_bounds__(Tr::THREADS, Tr::MIN_BLOCKS)
+    flash_bwd_sm90_kernel(const FlashBwdParams params, const __grid_constant__ BwdTmaMaps maps) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
     using T = typename Tr::T;
     constexpr bool KEYS = Tr::KEYS;
@@ -196,9 +261,52 @@ __global__ void __launch_bounds__(Tr::THREADS, Tr::MIN_BLOCKS) flash_bwd_sm90_ke
     const int first_row = blk.r0 + wg * 64 + warp * 16 + lane / 4;
     auto row_of = [&](int h) { return first_row + h * 8; };
 
+    // TMA: full(stage) and empty(stage) barriers; use u of a stage (step u x STAGES + stage) waits for
+    // phase parity u & 1 of its full barrier, and its refill for the release of use u - 1.
+    const uint32_t bars = sm.bars();
+    auto full = [&](int s) { return bars + 8 * (s % Tr::STAGES); };
+    auto empty = [&](int s) { return bars + 8 * (Tr::STAGES + s % Tr::STAGES); };
+    if (TMA) {
+        if (threadIdx.x == 0) {
+            for (int b = 0; b < Tr::STAGES; ++b) {
+                mbarrier_init(full(b), KEYS ? 1 + 32 : 1);
+                mbarrier_init(empty(b), Tr::THREADS / 32);
+            }
+            fence_mbarrier_init();
+        }
+        __syncthreads();
+    }
+
     const SwizzledTileLoader<Tr> loader(p.head_dim);
     load_owned_rows(loader, blk, bp, sm);
-    auto load_step = [&](int s) { load_column_step(loader, blk, bp, sm, s); };
+    // Step s's streamed tiles into their stage. TMA: by warp 0, once every warp has released the stage's
+    // previous use; the other warps go on.
+    auto load_step = [&](int s) {
+        if (!TMA) return load_column_step(loader, blk, bp, sm, s);
+        if (threadIdx.x >= 32) return;
+        if (s >= Tr::STAGES) mbarrier_wait(empty(s), uint32_t(s / Tr::STAGES + 1) & 1);
+        tma_column_step(maps, blk, bp, sm, full(s), s, blockIdx.z);
+        __syncwarp();
+    };
+    auto await_step = [&](int s) {
+        if (TMA) mbarrier_wait(full(s), uint32_t(s / Tr::STAGES) & 1);
+    };
+    // TMA: this warp is done with step s's stage (its gradient products, the stage's last readers, are, and
+    // KEYS, its lanes' reads of the stage's LSE and D, which __syncwarp orders before lane 0's arrival).
+    auto release_step = [&](int s) {
+        if (!TMA) return;
+        __syncwarp();
+        if (lane == 0) mbarrier_arrive(empty(s));
+    };
+    // Ping-pong turns, as the forward's: named barrier 1 + wg lets warpgroup wg issue its products, and it
+    // hands the turn over once they are issued, so one warpgroup's softmax runs under the other's products.
+    const bool turns = TMA && Tr::NUM_WG == 2 && maps.pingpong;
+    auto turn_begin = [&] {
+        if (turns) named_barrier_sync(1 + wg, 256);
+    };
+    auto turn_end = [&] {
+        if (turns) named_barrier_arrive(1 + (wg ^ 1), 256);
+    };
     if (blk.steps > 0) load_step(0);
     cp_async_commit();
 
@@ -293,34 +401,53 @@ __global__ void __launch_bounds__(Tr::THREADS, Tr::MIN_BLOCKS) flash_bwd_sm90_ke
     // for (it injects a full wait where it cannot tell).
     const int steps = blk.steps;
     if (steps > 0) {
-        publish_smem<0>();  // the owned rows and step 0's tiles
-        if (steps > 1) load_step(1);
+        publish_smem<0>();  // the owned rows (and cp.async: step 0's tiles)
+        await_step(0);
+        if (!TMA && steps > 1) load_step(1);
         cp_async_commit();
+        if (turns && wg == 1) named_barrier_arrive(1, 256);  // warpgroup 0 goes first
+        turn_begin();
         wgmma_fence();
         issue_scores(0);
+        turn_end();
+        if (TMA && steps > 1) load_step(1);
         wgmma_wait<0>();
         fence_registers(c1);
         fence_registers(c2);
         probabilities(0);
         pack();
         for (int s = 1; s < steps; ++s) {
-            publish_smem<0>();  // step s's tiles
-            if (s + 1 < steps) load_step(s + 1);
-            cp_async_commit();
+            if (TMA) {
+                await_step(s);
+            } else {
+                publish_smem<0>();  // step s's tiles
+                if (s + 1 < steps) load_step(s + 1);
+                cp_async_commit();
+            }
+            turn_begin();
             wgmma_fence();
             issue_scores(s % Tr::STAGES);
             issue_grads((s - 1) % Tr::STAGES);
+            turn_end();
+            // TMA: requested once this warpgroup's products are on their way (step s-2's stage, released
+            // during step s-1 by every warp).
+            if (TMA && s + 1 < steps) load_step(s + 1);
             wgmma_wait<1>();  // the scores of step s
             fence_registers(c1);
             fence_registers(c2);
             probabilities(s);
             wgmma_wait<0>();  // step s-1's gradients: its A fragments are free again
+            release_step(s - 1);
             fence_registers(acc1);
             if (KEYS) fence_registers(acc2);
             pack();
         }
+        turn_begin();
         wgmma_fence();
         issue_grads((steps - 1) % Tr::STAGES);
+        turn_end();
+        // Warpgroup 1 arrived on warpgroup 0's barrier once more than warpgroup 0 synced on it.
+        if (turns && wg == 0) named_barrier_sync(1, 256);
         wgmma_wait<0>();
         fence_registers(acc1);
         if (KEYS) fence_registers(acc2);
@@ -335,16 +462,53 @@ __global__ void __launch_bounds__(Tr::THREADS, Tr::MIN_BLOCKS) flash_bwd_sm90_ke
 }
 
 // Launches a Hopper backward pass kernel over the owned row blocks of every head (KEYS: KV heads) and
-// sequence.
-template <typename Tr, typename Kernel>
-cudaError_t launch_bwd_sm90_grid(Kernel kernel, const FlashBwdParams& bp, cudaStream_t stream) {
+// sequence; `args` after the params.
+template <typename Tr, typename Kernel, typename... Args>
+cudaError_t launch_bwd_sm90_grid(Kernel kernel, const FlashBwdParams& bp, cudaStream_t stream, const Args&... args) {
     const FlashFwdParams& p = bp.fwd;
     cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Tr::SMEM_BYTES);
     if (err != cudaSuccess) return err;
     const int rows = Tr::KEYS ? p.seqlen_k : p.seqlen_q;
     const dim3 grid((rows + Tr::BLOCK_R - 1) / Tr::BLOCK_R, Tr::KEYS ? p.heads_kv : p.heads_q, p.batch);
-    kernel<<<grid, Tr::THREADS, Tr::SMEM_BYTES, stream>>>(bp);
+    kernel<<<grid, Tr::THREADS, Tr::SMEM_BYTES, stream>>>(bp, args...);
     return cudaGetLastError();
+}
+
+// CANDLE_FA2_BWD_NO_TMA=1 keeps the backward's streamed tiles on cp.async, and CANDLE_FA2_BWD_NO_PINGPONG=1
+// the two warpgroups of a TMA block out of turns, for A/B runs on one build.
+inline bool bwd_tma_allowed() {
+    static const bool allowed = env_switch("CANDLE_FA2_BWD_NO_TMA", 0) != 1;
+    return allowed;
+}
+inline bool bwd_pingpong_allowed() {
+    static const bool allowed = env_switch("CANDLE_FA2_BWD_NO_PINGPONG", 0) != 1;
+    return allowed;
+}
+
+// The maps of a pass's streamed tensors where TMA can stream them: a dense batch, aligned strides.
+template <typename Tr>
+bool bwd_tma_maps(const FlashBwdParams& bp, BwdTmaMaps& maps) {
+    const FlashFwdParams& p = bp.fwd;
+    if (!bwd_tma_allowed() || p.cu_seqlens_q || p.cu_seqlens_k || p.seqused_k || p.block_table) return false;
+    if (Tr::KEYS)
+        return encode_rows_map(&maps.y1, p.q, p.batch, p.seqlen_q, p.heads_q, p.head_dim, p.q_batch_stride,
+                               p.q_row_stride, p.q_head_stride, Tr::BLOCK_C) &&
+               encode_rows_map(&maps.y2, bp.d_o, p.batch, p.seqlen_q, p.heads_q, p.head_dim, bp.do_batch_stride,
+                               bp.do_row_stride, bp.do_head_stride, Tr::BLOCK_C);
+    return encode_rows_map(&maps.y1, p.k, p.batch, p.seqlen_k, p.heads_kv, p.head_dim, p.k_batch_stride,
+                           p.k_row_stride, p.k_head_stride, Tr::BLOCK_C) &&
+           encode_rows_map(&maps.y2, p.v, p.batch, p.seqlen_k, p.heads_kv, p.head_dim, p.v_batch_stride,
+                           p.v_row_stride, p.v_head_stride, Tr::BLOCK_C);
+}
+
+// One pass of this kernel: TMA streaming where bwd_tma_maps allows, else cp.async.
+template <typename Tr, bool TRANSFORM>
+cudaError_t launch_bwd_sm90(const FlashBwdParams& bp, cudaStream_t stream) {
+    BwdTmaMaps maps{};
+    maps.pingpong = bwd_pingpong_allowed();
+    if (bwd_tma_maps<Tr>(bp, maps))
+        return launch_bwd_sm90_grid<Tr>(flash_bwd_sm90_kernel<Tr, TRANSFORM, true>, bp, stream, maps);
+    return launch_bwd_sm90_grid<Tr>(flash_bwd_sm90_kernel<Tr, TRANSFORM, false>, bp, stream, maps);
 }
 
 }  // namespace fa2
