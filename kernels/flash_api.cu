@@ -39,6 +39,23 @@ extern "C" int candle_fa2_bwd(const FlashBwdParams* params, void* stream) {
     });
 }
 
+// 1 when candle_fa2_bwd reads and writes p.dq_accum (dq_atomics on the mma.sync kernels), else 0: the
+// caller then need not allocate it. 1 with dq_atomics where the head_dim is not built (the launch reports
+// that).
+extern "C" int candle_fa2_bwd_uses_dq_accum(const FlashBwdParams* params) {
+    const FlashBwdParams& p = *params;
+    if (!p.dq_atomics) return 0;
+    const bool sm90a = device_runs_sm90a();
+    bool on_sm90 = false;
+    dispatch_head_dim(p.fwd.head_dim, [&](auto dim) {
+        constexpr int D = decltype(dim)::value;
+        on_sm90 = p.fwd.is_bf16 ? fa2::bwd_runs_sm90<__nv_bfloat16, D>(p, sm90a)
+                                : fa2::bwd_runs_sm90<__half, D>(p, sm90a);
+        return cudaSuccess;
+    });
+    return !on_sm90;
+}
+
 extern "C" int candle_fa2_decode(const FlashDecodeParams* params, void* stream) {
     const FlashDecodeParams& p = *params;
     if (p.num_splits < 1 || p.num_splits > fa2::DECODE_MAX_SPLITS) return cudaErrorInvalidValue;

@@ -13,7 +13,15 @@
 
 namespace fa2 {
 
-// sm90a: the device runs sm_90a code (flash_api.cu).
+// Whether run_bwd runs the call on the Hopper passes, which never touch dq_accum (dq_atomics or not); sm90a:
+// the device runs sm_90a code (flash_api.cu).
+template <typename T, int HEAD_DIM>
+bool bwd_runs_sm90(const FlashBwdParams& p, bool sm90a) {
+    using Sm90 = Sm90BwdConfig<T, HEAD_DIM>;
+    if constexpr (Sm90::AVAILABLE && SM90A_BUILT) return sm90a && (!p.fwd.transform_logits || Sm90::TRANSFORM);
+    return false;
+}
+
 template <typename T, int HEAD_DIM>
 cudaError_t run_bwd(const FlashBwdParams& p, cudaStream_t stream, bool sm90a) {
     using Sm90 = Sm90BwdConfig<T, HEAD_DIM>;
@@ -25,9 +33,11 @@ cudaError_t run_bwd(const FlashBwdParams& p, cudaStream_t stream, bool sm90a) {
             if (err == cudaSuccess) err = launch_bwd_sm90_pass<typename Sm90::Queries, TRANSFORM>(p, stream);
             return err;
         };
-        if (sm90a) {
-            if (!p.fwd.transform_logits) return passes(std::false_type{});
-            if constexpr (Sm90::TRANSFORM) return passes(std::true_type{});
+        if (bwd_runs_sm90<T, HEAD_DIM>(p, sm90a)) {
+            if constexpr (Sm90::TRANSFORM) {
+                if (p.fwd.transform_logits) return passes(std::true_type{});
+            }
+            return passes(std::false_type{});
         }
     }
     using Config = BwdConfig<T, HEAD_DIM>;

@@ -36,10 +36,11 @@ pub struct AttnOptions {
     pub alibi_slopes: Option<Tensor>,
     /// Backward on CUDA only: accumulate dQ with f32 atomics inside the pass over key blocks (FA2's scheme)
     /// instead of a second pass over query blocks, on the mma.sync backward (A100, consumer GPUs): there it
-    /// measured 2-5% faster at head_dim 64 from 2k tokens, up to 18% slower on short sequences (H100).
-    /// Where the backward runs on wgmma (H100/H200 at head_dim 64, 128, 256) it changes nothing: the two
-    /// deterministic passes run, faster than the atomics on mma.sync and than a one-pass wgmma kernel
-    /// with atomics (BENCHMARKS.md, "One-pass backward, tried").
+    /// measured 2-5% faster at head_dim 64 from 2k tokens, up to 18% slower on short sequences (H100), and
+    /// it takes an f32 buffer of q's size for the sums. Where the backward runs on wgmma (H100/H200 at
+    /// head_dim 64, 128, 256) it changes nothing and allocates nothing: the two deterministic passes run,
+    /// faster than the atomics on mma.sync and than a one-pass wgmma kernel with atomics (BENCHMARKS.md,
+    /// "One-pass backward, tried").
     /// The order of the atomic adds varies, so dQ is not bitwise repeatable. Off by default: both
     /// backwards, CPU and CUDA, are deterministic.
     pub dq_atomics: bool,

@@ -613,8 +613,6 @@ fn backward_as<T: CudaDType + DeviceRepr + ValidAsZeroBits>(
     let mut dk = alloc(k_shape.elem_count())?;
     let mut dv = alloc(k_shape.elem_count())?;
     let mut delta = unsafe { dev.alloc::<f32>(lse_len)? };
-    // Zeroed by the launcher before the atomics add into it; only the atomic mode uses it.
-    let mut dq_accum = unsafe { dev.alloc::<f32>(if spec.dq_atomics { q_shape.elem_count() } else { 1 })? };
     let slopes_guard = spec.alibi_slopes.as_ref().map(|s| s.storage_and_layout());
     let slopes = slopes_guard.as_ref().map(|(s, l)| f32_view("alibi_slopes", s, l)).transpose()?;
 
@@ -624,7 +622,6 @@ fn backward_as<T: CudaDType + DeviceRepr + ValidAsZeroBits>(
     let (dk_ptr, _dk_guard) = dk.device_ptr_mut(&stream);
     let (dv_ptr, _dv_guard) = dv.device_ptr_mut(&stream);
     let (delta_ptr, _delta_guard) = delta.device_ptr_mut(&stream);
-    let (dq_accum_ptr, _dq_accum_guard) = dq_accum.device_ptr_mut(&stream);
     let slopes_ptr = slopes.as_ref().map(|s| s.device_ptr(&stream));
     let ops: Vec<Operand> =
         ptrs.iter().zip(&operand_strides).map(|((p, _), &s)| Operand { ptr: *p, strides: s }).collect();
@@ -638,14 +635,14 @@ fn backward_as<T: CudaDType + DeviceRepr + ValidAsZeroBits>(
             slopes_ptr.as_ref().map(|(p, _)| *p),
             &ragged,
         )?;
-        let params = ffi::FlashBwdParams {
+        let mut params = ffi::FlashBwdParams {
             fwd,
             d_o: ops[4].ptr as *const c_void,
             dq: dq_ptr as *mut c_void,
             dk: dk_ptr as *mut c_void,
             dv: dv_ptr as *mut c_void,
             delta: delta_ptr as *mut f32,
-            dq_accum: if spec.dq_atomics { dq_accum_ptr as *mut f32 } else { std::ptr::null_mut() },
+            dq_accum: std::ptr::null_mut(),
             do_batch_stride: ops[4].strides.0,
             do_row_stride: ops[4].strides.1,
             do_head_stride: ops[4].strides.2,
@@ -661,11 +658,23 @@ fn backward_as<T: CudaDType + DeviceRepr + ValidAsZeroBits>(
             dq_atomics: spec.dq_atomics as i32,
         };
         stream.context().bind_to_thread().map_err(|e| candle_core::Error::Cuda(Box::new(e)))?;
+        // dQ in f32, zeroed by the launcher before the atomics add into it: only where the call runs on the
+        // mma.sync kernels with dq_atomics (the Hopper passes compute dQ without it).
+        // SAFETY: reads the params only.
+        let mut dq_accum = if unsafe { ffi::candle_fa2_bwd_uses_dq_accum(&params) } != 0 {
+            Some(unsafe { dev.alloc::<f32>(q_shape.elem_count())? })
+        } else {
+            None
+        };
+        let dq_accum_view = dq_accum.as_mut().map(|a| a.device_ptr_mut(&stream));
+        if let Some((ptr, _)) = &dq_accum_view {
+            params.dq_accum = *ptr as *mut f32;
+        }
         // SAFETY: as in `launch`: every pointer is a live allocation of the described size, kept alive by
         // the guards until the launches are queued on candle's stream.
         check_launch(unsafe { ffi::candle_fa2_bwd(&params, stream.cu_stream() as *mut c_void) }, "backward kernel")
     })?;
-    drop((ptrs, _lse_guard, _dq_guard, _dk_guard, _dv_guard, _delta_guard, _dq_accum_guard, slopes_ptr));
+    drop((ptrs, _lse_guard, _dq_guard, _dk_guard, _dv_guard, _delta_guard, slopes_ptr));
     let wrap = |slice, shape: candle_core::Shape| {
         Tensor::from_storage(Storage::Cuda(T::wrap_cuda_slice(slice, dev.clone())), shape, BackpropOp::none(), false)
     };
