@@ -272,12 +272,12 @@ fn grad_sanitizer_shapes() -> Result<()> {
     Ok(())
 }
 
-/// Blocks of at least four steps, so that every stage of the backward's three-stage stream is refilled,
-/// under the sanitizer too (the shapes above give a block at most two): a KEYS block walks 4-7 query
-/// blocks of each of two query heads, a QUERIES block 2-7 key blocks.
+/// Blocks of at least four steps, so that every stage of the backward's three-stage stream (two at d256)
+/// is refilled, under the sanitizer too (the shapes above give a block at most two): a KEYS block walks
+/// 4-7 query blocks of each of two query heads, a QUERIES block 2-7 key blocks.
 #[test]
 fn grad_sanitizer_shapes_stages_reused() -> Result<()> {
-    for (i, d) in [64, 128].into_iter().enumerate() {
+    for (i, d) in [64, 128, 256].into_iter().enumerate() {
         for (j, opts) in [AttnOptions::default(), AttnOptions::causal()].iter().enumerate() {
             for (sq, sk) in [(200, 400), (400, 200)] {
                 check_against_cpu(sq, sk, d, opts, 1600 + 10 * i as u64 + j as u64)?;
