@@ -321,6 +321,17 @@ def str_list(choices):
     return parse
 
 
+def decode_rows(text):
+    """`--decode-rows`: BATCHxKVLENxSEQLEN_QxHDIM, comma-separated."""
+    rows = []
+    for row in text.split(","):
+        dims = row.strip().split("x")
+        if len(dims) != 4 or not all(d.isdigit() and int(d) > 0 for d in dims):
+            raise argparse.ArgumentTypeError(f"decode row {row!r}: want BATCHxKVLENxSEQLEN_QxHDIM")
+        rows.append(tuple(int(d) for d in dims))
+    return rows
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--modes", type=str_list({"fwd", "fwd_bwd", "decode"}), default=["fwd"],
@@ -330,6 +341,9 @@ def main():
     ap.add_argument("--hdims", type=int_list, default=[64, 128, 256])
     ap.add_argument("--seqlens", type=int_list, default=[512, 1024, 2048, 4096, 8192, 16384])
     ap.add_argument("--backends", type=str_list(set(BACKENDS)), default=["flash", "cudnn"])
+    ap.add_argument("--decode-rows", type=decode_rows, default=None,
+                    help="decode: these rows instead of DECODE_ROWS, BATCHxKVLENxSEQLEN_QxHDIM comma-separated "
+                         "(as benches/gpu_attention.rs --decode-rows)")
     ap.add_argument("--out", help="append JSON lines to this file (also printed to stdout)")
     ap.add_argument("--flush", choices=["read", "write", "none"], default=None,
                     help="how the L2 is emptied before each timed call (see FLUSH; default: none "
@@ -354,7 +368,7 @@ def main():
         for mode in args.modes:
             if mode == "decode":
                 for dtype_name in args.dtypes:
-                    for row in DECODE_ROWS:
+                    for row in args.decode_rows or DECODE_ROWS:
                         for name in args.backends:
                             impl, backend = BACKENDS[name]
                             emit(run_decode(impl, backend, dtype_name, *row), out_file)
