@@ -603,8 +603,9 @@ struct DecodeLaunch {
     // 64 x 2k and 32 x 4k d128, d96 within 0.5% (results/h200-2026-12-03-decode-balanced/). Fewer blocks than
     // that would leave DRAM bandwidth unused in every round, not only the last.
     static int64_t persistent_grid(int64_t work) {
-        const int64_t blocks = std::min(work, persistent_blocks());
-        if (blocks <= 0 || blocks_from_env() > 0) return blocks;
+        if (const int64_t from_env = blocks_from_env(); from_env > 0) return std::min(work, from_env);
+        const int64_t blocks = std::min(work, slots());
+        if (blocks <= 0) return blocks;
         const int64_t rounds = (work + blocks - 1) / blocks;
         const int64_t even = (work + rounds - 1) / rounds;
         return even * 25 >= blocks * 24 ? even : blocks;
