@@ -18,11 +18,30 @@ static bool device_runs_sm90a() {
     return !disabled && fa2::device_runs_sm90a_code();
 }
 
+// Whether this build compiled head_dim's kernels (CANDLE_FA2_HDIMS, build.rs).
+static bool head_dim_built(int head_dim) {
+    return dispatch_head_dim(head_dim, [](auto) { return cudaSuccess; }) == cudaSuccess;
+}
+
+// Head dims between those of the Hopper kernels (64, 128, 256) run there on the next one up, 65-96 on d128
+// and 129-224 on d256: the columns past head_dim are zeros in shared memory (TMA and the loaders fill them)
+// and are never stored, so a quarter (d96, d192) to 3/8 (d80, d160) of each product is spent on zeros (more
+// below d80), yet on the H200 against the mma.sync kernels of their own head dim, bf16 (BENCHMARKS.md,
+// "Head dims between the Hopper kernels'"): forward 1.27-1.94x (d80, d96, d160, d192; 1k-16k), forward +
+// backward 1.17-1.48x. `bit`: 1 the forward, 2 the backward; CANDLE_FA2_NO_SM90_PAD=1 keeps both on
+// mma.sync (A/B runs), 2 only the backward.
+static int sm90_dispatch_dim(int head_dim, bool sm90a, int bit) {
+    static const int off = fa2::env_switch("CANDLE_FA2_NO_SM90_PAD", 0);
+    if (!sm90a || (off == 1 || (off == 2 && bit == 2))) return head_dim;
+    const int up = head_dim > 64 && head_dim <= 96 ? 128 : head_dim > 128 && head_dim <= 224 ? 256 : head_dim;
+    return head_dim_built(up) ? up : head_dim;
+}
+
 extern "C" int candle_fa2_fwd(const FlashFwdParams* params, void* stream) {
     const FlashFwdParams& p = *params;
     auto s = static_cast<cudaStream_t>(stream);
     const bool sm90a = device_runs_sm90a();
-    const cudaError_t err = dispatch_head_dim(p.head_dim, [&](auto dim) {
+    const cudaError_t err = dispatch_head_dim(sm90_dispatch_dim(p.head_dim, sm90a, 1), [&](auto dim) {
         constexpr int D = decltype(dim)::value;
         return p.is_bf16 ? fa2::run_fwd<__nv_bfloat16, D>(p, s, sm90a) : fa2::run_fwd<__half, D>(p, s, sm90a);
     });
@@ -33,7 +52,7 @@ extern "C" int candle_fa2_bwd(const FlashBwdParams* params, void* stream) {
     const FlashBwdParams& p = *params;
     auto s = static_cast<cudaStream_t>(stream);
     const bool sm90a = device_runs_sm90a();
-    return dispatch_head_dim(p.fwd.head_dim, [&](auto dim) {
+    return dispatch_head_dim(sm90_dispatch_dim(p.fwd.head_dim, sm90a, 2), [&](auto dim) {
         constexpr int D = decltype(dim)::value;
         return p.fwd.is_bf16 ? fa2::run_bwd<__nv_bfloat16, D>(p, s, sm90a) : fa2::run_bwd<__half, D>(p, s, sm90a);
     });
@@ -47,7 +66,7 @@ extern "C" int candle_fa2_bwd_uses_dq_accum(const FlashBwdParams* params) {
     if (!p.dq_atomics) return 0;
     const bool sm90a = device_runs_sm90a();
     bool on_sm90 = false;
-    dispatch_head_dim(p.fwd.head_dim, [&](auto dim) {
+    dispatch_head_dim(sm90_dispatch_dim(p.fwd.head_dim, sm90a, 2), [&](auto dim) {
         constexpr int D = decltype(dim)::value;
         on_sm90 = p.fwd.is_bf16 ? fa2::bwd_runs_sm90<__nv_bfloat16, D>(p, sm90a)
                                 : fa2::bwd_runs_sm90<__half, D>(p, sm90a);
@@ -104,9 +123,7 @@ extern "C" int candle_fa2_decode_num_splits(const FlashFwdParams* params) {
 // 1 when this build holds the kernels head_dim runs on, else 0: a development build may compile only some
 // head dims (CANDLE_FA2_HDIMS, build.rs), and the Rust side asks before it launches, to name the head_dim in
 // its error instead of reporting the cudaErrorNotSupported the dispatch returns.
-extern "C" int candle_fa2_has_head_dim(int head_dim) {
-    return dispatch_head_dim(head_dim, [](auto) { return cudaSuccess; }) == cudaSuccess;
-}
+extern "C" int candle_fa2_has_head_dim(int head_dim) { return head_dim_built(head_dim); }
 
 extern "C" const char* candle_fa2_error_string(int code) {
     return cudaGetErrorString(static_cast<cudaError_t>(code));
