@@ -25,11 +25,11 @@ static bool head_dim_built(int head_dim) {
 
 // Head dims between those of the Hopper kernels (64, 128, 256) run there on the next one up, 65-96 on d128
 // and 129-224 on d256: the columns past head_dim are zeros in shared memory (TMA and the loaders fill them)
-// and are never stored, so a quarter (d96, d192) to 3/8 (d80, d160) of each product is spent on zeros (more
-// below d80), yet on the H200 against the mma.sync kernels of their own head dim, bf16 (BENCHMARKS.md,
-// "Head dims between the Hopper kernels'"): forward 1.21-2.12x (d72-d224, 1k-16k), forward + backward
-// 1.17-1.86x. `bit`: 1 the forward, 2 the backward; CANDLE_FA2_NO_SM90_PAD=1 keeps both on
-// mma.sync (A/B runs), 2 only the backward.
+// and are never stored, so from 1/8 (d224) to nearly half (d72, d136) of each product is spent on zeros,
+// yet on the H200 against the mma.sync kernels of their own head dim, bf16 (BENCHMARKS.md, "Head dims
+// between the Hopper kernels'"): forward 1.21-2.12x (d72-d224, 1k-16k), forward + backward 1.17-1.86x.
+// `bit`: 1 the forward, 2 the backward; CANDLE_FA2_NO_SM90_PAD=1 keeps both on mma.sync (A/B runs), 2
+// only the backward.
 static int sm90_dispatch_dim(int head_dim, bool sm90a, int bit) {
     static const int off = fa2::env_switch("CANDLE_FA2_NO_SM90_PAD", 0);
     if (!sm90a || (off == 1 || (off == 2 && bit == 2))) return head_dim;
