@@ -40,7 +40,7 @@
 
 namespace fa2 {
 
-template <typename T_, BwdPass PASS_, int HEAD_DIM_, int NUM_WG_, int BLOCK_C_, int MIN_BLOCKS_ = 1>
+template <typename T_, BwdPass PASS_, int HEAD_DIM_, int NUM_WG_, int BLOCK_C_, int MIN_BLOCKS_ = 1, int STAGES_ = 3>
 struct Sm90BwdTraits {
     using T = T_;
     static constexpr BwdPass PASS = PASS_;
@@ -52,7 +52,7 @@ struct Sm90BwdTraits {
     static constexpr int BLOCK_R = 64 * NUM_WG;
     static constexpr int BLOCK_C = BLOCK_C_;
     static constexpr int MIN_BLOCKS = MIN_BLOCKS_;  // per SM: registers per thread <= 64K / (THREADS x this)
-    static constexpr int STAGES = 3;
+    static constexpr int STAGES = STAGES_;
     static constexpr int R_BYTES = BLOCK_R * HEAD_DIM * 2;
     static constexpr int C_BYTES = BLOCK_C * HEAD_DIM * 2;
     // KEYS: the LSE and D of each streamed query, per stage.
@@ -239,13 +239,120 @@ __device__ __forceinline__ void tma_column_step(const BwdTmaMaps& maps, const Bl
     }
 }
 
+// The TMA streaming's stages: a full and an empty mbarrier each (Sm90BwdSmem::bars). Use u of a stage (step
+// u x STAGES + stage) waits for phase parity u & 1 of its full barrier, and its refill for the release of
+// use u - 1 by every warp.
+template <typename Tr>
+struct BwdTmaStages {
+    uint32_t bars;
+    int lane;  // the calling thread's, threadIdx.x % 32
+
+    __device__ __forceinline__ uint32_t full(int s) const { return bars + 8 * (s % Tr::STAGES); }
+    __device__ __forceinline__ uint32_t empty(int s) const { return bars + 8 * (Tr::STAGES + s % Tr::STAGES); }
+    // By one thread, before a block barrier. KEYS: warp 0's lanes arrive on the full barrier beside the
+    // TMA bytes (tma_column_step's LSE and D).
+    __device__ __forceinline__ void init() const {
+        for (int b = 0; b < Tr::STAGES; ++b) {
+            mbarrier_init(full(b), Tr::KEYS ? 1 + 32 : 1);
+            mbarrier_init(empty(b), Tr::THREADS / 32);
+        }
+        fence_mbarrier_init();
+    }
+    // Step s's streamed tiles into its stage, by warp 0 once every warp has released the stage's last use.
+    template <typename Block>
+    __device__ __forceinline__ void load(const BwdTmaMaps& maps, const Block& blk, const FlashBwdParams& bp,
+                                         const Sm90BwdSmem<Tr>& sm, int s) const {
+        if (s >= Tr::STAGES) mbarrier_wait(empty(s), uint32_t(s / Tr::STAGES + 1) & 1);
+        tma_column_step(maps, blk, bp, sm, full(s), s, blockIdx.z);
+        __syncwarp();
+    }
+    __device__ __forceinline__ void await(int s) const { mbarrier_wait(full(s), uint32_t(s / Tr::STAGES) & 1); }
+    // This warp is done with step s's stage: its products that read it are (waited for), and KEYS, its
+    // lanes' reads of the stage's LSE and D, which __syncwarp orders before lane 0's arrival.
+    __device__ __forceinline__ void release(int s) const {
+        __syncwarp();
+        if (lane == 0) mbarrier_arrive(empty(s));
+    }
+};
+
+// C1 = X1 Y1ᵀ and C2 = X2 Y2ᵀ for warpgroup wg's 64 owned rows against the stage's streamed tile, both
+// operands K-major: Sᵀ and dPᵀ (KEYS) or S and dP. Issued and committed, not waited for.
+template <typename Tr>
+__device__ __forceinline__ void issue_scores(float (&c1)[Tr::BLOCK_C / 2], float (&c2)[Tr::BLOCK_C / 2],
+                                             const Sm90BwdSmem<Tr>& sm, int stage, int wg) {
+    using T = typename Tr::T;
+#pragma unroll
+    for (int kk = 0; kk < Tr::HEAD_DIM / 16; ++kk) {
+        Wgmma<T, Tr::BLOCK_C>::ss(c1, k_major_desc<Tr::BLOCK_R>(sm.x1, wg * 64, kk),
+                                  k_major_desc<Tr::BLOCK_C>(sm.y1(stage), 0, kk), kk > 0);
+        Wgmma<T, Tr::BLOCK_C>::ss(c2, k_major_desc<Tr::BLOCK_R>(sm.x2, wg * 64, kk),
+                                  k_major_desc<Tr::BLOCK_C>(sm.y2(stage), 0, kk), kk > 0);
+    }
+    wgmma_commit();
+}
+
+// Step s's P = exp2(s scale log2(e) - lse2) and dS = P (dP - D) in place of C1 and C2 (this thread's
+// owned rows first_row and first_row + 8), then zeros where the pair is masked. dz/ds, the scale, is
+// applied once to dK and dQ at the end. Transformed: P = exp2(z log2(e) - lse2) and dS = P (dP - D) dz/ds,
+// with z and dz/ds per score. KEYS reads the LSE and D per column from the stage; QUERIES takes its rows'.
+template <typename Tr, bool TRANSFORM, typename Block>
+__device__ __forceinline__ void bwd_probabilities(float (&c1)[Tr::BLOCK_C / 2], float (&c2)[Tr::BLOCK_C / 2],
+                                                  const Block& blk, const FlashFwdParams& p, const Logits& logits,
+                                                  const Sm90BwdSmem<Tr>& sm, int s, int first_row,
+                                                  const float (&row_lse2)[2], const float (&row_delta)[2]) {
+    constexpr bool KEYS = Tr::KEYS;
+    constexpr int CT = Tr::BLOCK_C / 8;
+    const int lane = threadIdx.x % 32;
+    const int stage = s % Tr::STAGES, c0 = blk.c0_of(s);
+    const float sl2 = p.scale_log2;
+    const float slope = TRANSFORM ? logits.slope(blk.head_of(s)) : 0.f;
+    const float* col_lse = sm.col_lse(stage);
+    const float* col_delta = col_lse + Tr::BLOCK_C;
+#pragma unroll
+    for (int ct = 0; ct < CT; ++ct) {
+        float lse2[2], delta[2];
+        if (KEYS) {  // per column: the two queries of this lane
+            const int c = ct * 8 + 2 * (lane % 4);
+            const float2 l = *reinterpret_cast<const float2*>(col_lse + c);
+            const float2 d = *reinterpret_cast<const float2*>(col_delta + c);
+            lse2[0] = lse_base2(l.x), lse2[1] = lse_base2(l.y), delta[0] = d.x, delta[1] = d.y;
+        }
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+            const float l2 = KEYS ? lse2[e % 2] : row_lse2[e / 2];
+            const float dl = KEYS ? delta[e % 2] : row_delta[e / 2];
+            if (TRANSFORM) {
+                const int row = first_row + 8 * (e / 2), col = fragment_col(lane, c0, ct, e);
+                const int dist = KEYS ? row - col - blk.offset : col - row - blk.offset;  // key - query - offset
+                float dz_ds;
+                const float z = logits(c1[ct * 4 + e], slope, dist, dz_ds);
+                const float prob = exp2f(fmaf(z, LOG2E, -l2));
+                c2[ct * 4 + e] = prob * (c2[ct * 4 + e] - dl) * dz_ds;
+                c1[ct * 4 + e] = prob;
+            } else {
+                const float prob = exp2f(fmaf(c1[ct * 4 + e], sl2, -l2));
+                c2[ct * 4 + e] = prob * (c2[ct * 4 + e] - dl);
+                c1[ct * 4 + e] = prob;
+            }
+        }
+    }
+    if (blk.needs_mask(p, c0)) {  // a uniform branch per step
+#pragma unroll
+        for (int ct = 0; ct < CT; ++ct)
+#pragma unroll
+            for (int e = 0; e < 4; ++e)
+                if (!blk.visible(p, first_row + 8 * (e / 2), fragment_col(lane, c0, ct, e)))
+                    c1[ct * 4 + e] = 0.f, c2[ct * 4 + e] = 0.f;
+    }
+}
+
 template <typename Tr, bool TRANSFORM, bool TMA>
 __global__ void __launch_bounds__(Tr::THREADS, Tr::MIN_BLOCKS)
     flash_bwd_sm90_kernel(const FlashBwdParams params, const __grid_constant__ BwdTmaMaps maps) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
     using T = typename Tr::T;
     constexpr bool KEYS = Tr::KEYS;
-    constexpr int CT = Tr::BLOCK_C / 8, KC = Tr::BLOCK_C / 16, D = Tr::HEAD_DIM;
+    constexpr int KC = Tr::BLOCK_C / 16, D = Tr::HEAD_DIM;
     const FlashBwdParams bp = bwd_sequence_view<T>(params, blockIdx.z);
     const FlashFwdParams& p = bp.fwd;
     extern __shared__ __align__(1024) unsigned char bwd_sm90_smem[];
@@ -259,44 +366,25 @@ __global__ void __launch_bounds__(Tr::THREADS, Tr::MIN_BLOCKS)
     const int wg = threadIdx.x / 128, warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32;
     // This thread's rows: half h of its warp's 16-row slice of its warpgroup's 64.
     const int first_row = blk.r0 + wg * 64 + warp * 16 + lane / 4;
-    auto row_of = [&](int h) { return first_row + h * 8; };
 
-    // TMA: full(stage) and empty(stage) barriers; use u of a stage (step u x STAGES + stage) waits for
-    // phase parity u & 1 of its full barrier, and its refill for the release of use u - 1.
-    const uint32_t bars = sm.bars();
-    auto full = [&](int s) { return bars + 8 * (s % Tr::STAGES); };
-    auto empty = [&](int s) { return bars + 8 * (Tr::STAGES + s % Tr::STAGES); };
+    const BwdTmaStages<Tr> stages{sm.bars(), lane};
     if (TMA) {
-        if (threadIdx.x == 0) {
-            for (int b = 0; b < Tr::STAGES; ++b) {
-                mbarrier_init(full(b), KEYS ? 1 + 32 : 1);
-                mbarrier_init(empty(b), Tr::THREADS / 32);
-            }
-            fence_mbarrier_init();
-        }
+        if (threadIdx.x == 0) stages.init();
         __syncthreads();
     }
 
     const SwizzledTileLoader<Tr> loader(p.head_dim);
     load_owned_rows(loader, blk, bp, sm);
-    // Step s's streamed tiles into their stage. TMA: by warp 0, once every warp has released the stage's
-    // previous use; the other warps go on.
+    // Step s's streamed tiles into their stage. TMA: by warp 0 (BwdTmaStages::load); the other warps go on.
     auto load_step = [&](int s) {
         if (!TMA) return load_column_step(loader, blk, bp, sm, s);
-        if (threadIdx.x >= 32) return;
-        if (s >= Tr::STAGES) mbarrier_wait(empty(s), uint32_t(s / Tr::STAGES + 1) & 1);
-        tma_column_step(maps, blk, bp, sm, full(s), s, blockIdx.z);
-        __syncwarp();
+        if (threadIdx.x < 32) stages.load(maps, blk, bp, sm, s);
     };
     auto await_step = [&](int s) {
-        if (TMA) mbarrier_wait(full(s), uint32_t(s / Tr::STAGES) & 1);
+        if (TMA) stages.await(s);
     };
-    // TMA: this warp is done with step s's stage (its gradient products, the stage's last readers, are, and
-    // KEYS, its lanes' reads of the stage's LSE and D, which __syncwarp orders before lane 0's arrival).
     auto release_step = [&](int s) {
-        if (!TMA) return;
-        __syncwarp();
-        if (lane == 0) mbarrier_arrive(empty(s));
+        if (TMA) stages.release(s);
     };
     // Ping-pong turns, as the forward's: named barrier 1 + wg lets warpgroup wg issue its products, and it
     // hands the turn over once they are issued, so one warpgroup's softmax runs under the other's products.
@@ -320,17 +408,6 @@ __global__ void __launch_bounds__(Tr::THREADS, Tr::MIN_BLOCKS)
     float c1[Tr::BLOCK_C / 2], c2[Tr::BLOCK_C / 2];  // S or Sᵀ, then P; dP or dPᵀ, then dS
     uint32_t a_p[KC][4], a_ds[KC][4];                 // P (KEYS only) and dS as A fragments
 
-    // C1 = X1 Y1ᵀ and C2 = X2 Y2ᵀ for this warpgroup's 64 rows, both operands K-major; issued, not waited.
-    auto issue_scores = [&](int stage) {
-#pragma unroll
-        for (int kk = 0; kk < D / 16; ++kk) {
-            Wgmma<T, Tr::BLOCK_C>::ss(c1, k_major_desc<Tr::BLOCK_R>(sm.x1, wg * 64, kk),
-                                      k_major_desc<Tr::BLOCK_C>(sm.y1(stage), 0, kk), kk > 0);
-            Wgmma<T, Tr::BLOCK_C>::ss(c2, k_major_desc<Tr::BLOCK_R>(sm.x2, wg * 64, kk),
-                                      k_major_desc<Tr::BLOCK_C>(sm.y2(stage), 0, kk), kk > 0);
-        }
-        wgmma_commit();
-    };
     // KEYS: dV += Pᵀ dO, dK += dSᵀ Q; QUERIES: dQ += dS K. The streamed tile is B, MN-major.
     auto issue_grads = [&](int stage) {
 #pragma unroll
@@ -344,52 +421,9 @@ __global__ void __launch_bounds__(Tr::THREADS, Tr::MIN_BLOCKS)
         }
         wgmma_commit();
     };
-    // P = exp2(s scale log2(e) - lse2) and dS = P (dP - D) in place of C1 and C2, then zeros where the
-    // pair is masked. dz/ds, the scale, is applied once to dK and dQ at the end. Transformed: P = exp2(z
-    // log2(e) - lse2) and dS = P (dP - D) dz/ds, with z and dz/ds per score.
-    const float sl2 = p.scale_log2;
     const Logits logits(p);
     auto probabilities = [&](int s) {
-        const int stage = s % Tr::STAGES, c0 = blk.c0_of(s);
-        const float slope = TRANSFORM ? logits.slope(blk.head_of(s)) : 0.f;
-        const float* col_lse = sm.col_lse(stage);
-        const float* col_delta = col_lse + Tr::BLOCK_C;
-#pragma unroll
-        for (int ct = 0; ct < CT; ++ct) {
-            float lse2[2], delta[2];
-            if (KEYS) {  // per column: the two queries of this lane
-                const int c = ct * 8 + 2 * (lane % 4);
-                const float2 l = *reinterpret_cast<const float2*>(col_lse + c);
-                const float2 d = *reinterpret_cast<const float2*>(col_delta + c);
-                lse2[0] = lse_base2(l.x), lse2[1] = lse_base2(l.y), delta[0] = d.x, delta[1] = d.y;
-            }
-#pragma unroll
-            for (int e = 0; e < 4; ++e) {
-                const float l2 = KEYS ? lse2[e % 2] : row_lse2[e / 2];
-                const float dl = KEYS ? delta[e % 2] : row_delta[e / 2];
-                if (TRANSFORM) {
-                    const int row = row_of(e / 2), col = fragment_col(lane, c0, ct, e);
-                    const int dist = KEYS ? row - col - blk.offset : col - row - blk.offset;  // key - query - offset
-                    float dz_ds;
-                    const float z = logits(c1[ct * 4 + e], slope, dist, dz_ds);
-                    const float prob = exp2f(fmaf(z, LOG2E, -l2));
-                    c2[ct * 4 + e] = prob * (c2[ct * 4 + e] - dl) * dz_ds;
-                    c1[ct * 4 + e] = prob;
-                } else {
-                    const float prob = exp2f(fmaf(c1[ct * 4 + e], sl2, -l2));
-                    c2[ct * 4 + e] = prob * (c2[ct * 4 + e] - dl);
-                    c1[ct * 4 + e] = prob;
-                }
-            }
-        }
-        if (blk.needs_mask(p, c0)) {  // a uniform branch per step
-#pragma unroll
-            for (int ct = 0; ct < CT; ++ct)
-#pragma unroll
-                for (int e = 0; e < 4; ++e)
-                    if (!blk.visible(p, row_of(e / 2), fragment_col(lane, c0, ct, e)))
-                        c1[ct * 4 + e] = 0.f, c2[ct * 4 + e] = 0.f;
-        }
+        bwd_probabilities<Tr, TRANSFORM>(c1, c2, blk, p, logits, sm, s, first_row, row_lse2, row_delta);
     };
     auto pack = [&] {
         if (KEYS) accumulators_to_a<T, Tr::BLOCK_C>(a_p, c1);
@@ -408,7 +442,7 @@ __global__ void __launch_bounds__(Tr::THREADS, Tr::MIN_BLOCKS)
         if (turns && wg == 1) named_barrier_arrive(1, 256);  // warpgroup 0 goes first
         turn_begin();
         wgmma_fence();
-        issue_scores(0);
+        issue_scores(c1, c2, sm, 0, wg);
         turn_end();
         if (TMA && steps > 1) load_step(1);
         wgmma_wait<0>();
@@ -426,7 +460,7 @@ __global__ void __launch_bounds__(Tr::THREADS, Tr::MIN_BLOCKS)
             }
             turn_begin();
             wgmma_fence();
-            issue_scores(s % Tr::STAGES);
+            issue_scores(c1, c2, sm, s % Tr::STAGES, wg);
             issue_grads((s - 1) % Tr::STAGES);
             turn_end();
             // TMA: requested once this warpgroup's products are on their way (step s-2's stage, released
