@@ -1,9 +1,8 @@
 // Which backward kernels run a call, per instantiated head_dim: the Hopper passes where their tile table
 // (sm90/bwd_tiles.cuh) has the head_dim and the call suits them, else mma.sync (sm80/bwd_tiles.cuh).
-// dq_atomics has no Hopper kernel: there the two deterministic passes run it, faster than mma.sync's
-// atomics and than a one-pass wgmma kernel with dQ by atomics or bulk reductions, which measured 0.95-1.05x
-// the two passes at d128 and 0.78-0.88x at d64 (BENCHMARKS.md, "One-pass backward, tried").
-// Instantiated in generated/bwd_hdim*.cu.
+// dq_atomics on Hopper runs the two deterministic passes, which measured faster than mma.sync's atomics
+// (BENCHMARKS.md, "One-pass backward, tried"), or with CANDLE_FA2_BWD_ONE_PASS=1 the one-pass kernel where
+// the tile table has one (d128, dense batches; not yet run on a GPU). Instantiated in generated/bwd_hdim*.cu.
 #pragma once
 #include <type_traits>
 
@@ -13,13 +12,27 @@
 
 namespace fa2 {
 
-// Whether run_bwd runs the call on the Hopper passes, which never touch dq_accum (dq_atomics or not); sm90a:
-// the device runs sm_90a code (flash_api.cu).
+// Whether run_bwd runs the call on the Hopper kernels; sm90a: the device runs sm_90a code (flash_api.cu).
 template <typename T, int HEAD_DIM>
 bool bwd_runs_sm90(const FlashBwdParams& p, bool sm90a) {
     using Sm90 = Sm90BwdConfig<T, HEAD_DIM>;
     if constexpr (Sm90::AVAILABLE && SM90A_BUILT) return sm90a && (!p.fwd.transform_logits || Sm90::TRANSFORM);
     return false;
+}
+
+// Whether a Hopper call with dq_atomics takes the one-pass kernel (and p.dq_accum): where the switch is on,
+// the tile table has the kernel and, at launch, TMA can stream its Q and dO; else the two deterministic
+// passes run it.
+template <typename T, int HEAD_DIM>
+bool bwd_runs_one_pass(const FlashBwdParams& p, bool sm90a) {
+    if constexpr (HasOnePass<Sm90BwdConfig<T, HEAD_DIM>>::value)
+        return p.dq_atomics && bwd_one_pass_enabled() && bwd_runs_sm90<T, HEAD_DIM>(p, sm90a);
+    return false;
+}
+
+template <typename T, int HEAD_DIM>
+bool bwd_uses_dq_accum(const FlashBwdParams& p, bool sm90a) {
+    return p.dq_atomics && (!bwd_runs_sm90<T, HEAD_DIM>(p, sm90a) || bwd_runs_one_pass<T, HEAD_DIM>(p, sm90a));
 }
 
 template <typename T, int HEAD_DIM>
@@ -29,6 +42,13 @@ cudaError_t run_bwd(const FlashBwdParams& p, cudaStream_t stream, bool sm90a) {
         auto passes = [&](auto transform) {
             constexpr bool TRANSFORM = decltype(transform)::value;
             cudaError_t err = launch_bwd_delta<T>(p, stream);
+            if constexpr (HasOnePass<Sm90>::value) {
+                if (err == cudaSuccess && bwd_runs_one_pass<T, HEAD_DIM>(p, sm90a)) {
+                    bool ran = false;
+                    err = launch_bwd_sm90_onepass<typename Sm90::OnePass, TRANSFORM>(p, stream, ran);
+                    if (err != cudaSuccess || ran) return err;
+                }
+            }
             if (err == cudaSuccess) err = launch_bwd_sm90_pass<typename Sm90::Keys, TRANSFORM>(p, stream);
             if (err == cudaSuccess) err = launch_bwd_sm90_pass<typename Sm90::Queries, TRANSFORM>(p, stream);
             return err;

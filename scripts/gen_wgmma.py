@@ -10,11 +10,12 @@ template can spell, so the wrappers are generated. Run from the repository root 
 import sys
 from pathlib import Path
 
-# (n, a_from_registers): S = Q K^T reads Q and K from shared memory (SS); O += P V takes P from registers
-# (RS). n: the key block (S) or the head dim (O).
-SHAPES = [(64, False), (80, False), (128, False), (64, True), (128, True), (256, True)]
+# (n, kind): "ss": S = Q K^T reads both operands K-major from shared memory; "rs": O += P V takes P from
+# registers and reads B MN-major; "ss_mn": both operands MN-major from shared memory (the one-pass
+# backward's dQ += dS K, dS stored transposed). n: the key block (S), the head dim (O) or a 64-column panel.
+SHAPES = [(64, "ss"), (80, "ss"), (128, "ss"), (64, "rs"), (128, "rs"), (256, "rs"), (64, "ss_mn")]
 # The FP8 forward (sm90/fwd_fp8.cuh): key blocks of 128, head dims 128 and 256.
-FP8_SHAPES = [(128, False), (128, True), (256, True)]
+FP8_SHAPES = [(128, "ss"), (128, "rs"), (256, "rs")]
 # (C++ type, PTX type, k of one instruction, shapes). 8-bit inputs take k = 32 and have no transpose
 # immediates: both operands are K-major.
 TYPES = [("__half", "f16", 16, SHAPES), ("__nv_bfloat16", "bf16", 16, SHAPES), ("__nv_fp8_e4m3", "e4m3", 32, FP8_SHAPES)]
@@ -26,7 +27,8 @@ HEADER = """\
 // for f16 / bf16 and 32 for e4m3. B is read by the tensor cores from shared memory through a matrix
 // descriptor; A comes from a descriptor (SS) or from registers in mma.sync's A-fragment layout
 // (m16n8k16, m16n8k32 for e4m3), one 16-row slice per warp (RS). f16 / bf16 RS wrappers read B MN-major
-// (trans-b = 1, N contiguous); e4m3 has no transpose, both operands are K-major. Every wrapper is
+// (trans-b = 1, N contiguous), SS_MN wrappers both A and B (M and N contiguous); e4m3 has no transpose,
+// both operands are K-major. Every wrapper is
 // asynchronous: the results are valid only after wgmma_commit() and a wgmma_wait<n>() that covers the group.
 #pragma once
 #include <cuda_bf16.h>
@@ -45,13 +47,13 @@ def operands(n_acc, first):
     return ", ".join(f"%{first + i}" for i in range(n_acc))
 
 
-def wrapper(ptype, k, n, rs):
+def wrapper(ptype, k, n, kind):
     n_acc = n // 2
     acc = operands(n_acc, 0)
     d_constraints = ",\n              ".join(
         ", ".join(f'"+f"(d[{i}])' for i in range(j, min(j + 8, n_acc))) for j in range(0, n_acc, 8)
     )
-    if rs:
+    if kind == "rs":
         a = f"{{%{n_acc}, %{n_acc + 1}, %{n_acc + 2}, %{n_acc + 3}}}"
         b = f"%{n_acc + 4}"
         p = n_acc + 5
@@ -65,8 +67,12 @@ def wrapper(ptype, k, n, rs):
         p = n_acc + 2
         sig = "float (&d)[%d], uint64_t desc_a, uint64_t desc_b, int accumulate" % n_acc
         inputs = '"l"(desc_a), "l"(desc_b), "r"(accumulate)'
-        tail = "1, 1, 0, 0" if k == 16 else "1, 1"  # scale-a, scale-b(, trans-a, trans-b: both K-major)
-        name = "ss"
+        if kind == "ss_mn":
+            assert k == 16, "8-bit operands have no transpose"
+            tail = "1, 1, 1, 1"  # scale-a, scale-b, trans-a, trans-b: both MN-major
+        else:
+            tail = "1, 1, 0, 0" if k == 16 else "1, 1"  # scale-a, scale-b(, trans-a, trans-b: both K-major)
+        name = kind
     return f"""
     __device__ __forceinline__ static void {name}({sig}) {{
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -84,10 +90,10 @@ def main():
     out = [HEADER]
     for ctype, ptype, k, shapes in TYPES:
         by_n = {}
-        for n, rs in shapes:
-            by_n.setdefault(n, []).append(rs)
+        for n, kind in shapes:
+            by_n.setdefault(n, []).append(kind)
         for n, kinds in sorted(by_n.items()):
-            body = "".join(wrapper(ptype, k, n, rs) for rs in sorted(kinds))
+            body = "".join(wrapper(ptype, k, n, kind) for kind in sorted(kinds, key=["ss", "rs", "ss_mn"].index))
             out.append(f"\ntemplate <>\nstruct Wgmma<{ctype}, {n}> {{{body}\n}};\n")
     out.append("\n}  // namespace fa2\n")
     path = Path(__file__).resolve().parent.parent / "kernels" / "sm90" / "wgmma.cuh"

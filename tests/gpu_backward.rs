@@ -74,9 +74,9 @@ fn grad_lengths_heads_strides() -> Result<()> {
     Ok(())
 }
 
-/// dq_atomics at d64 and d128 (mma.sync's KEYS_DQ pass; the two deterministic passes where the backward
-/// runs on wgmma): partial blocks, queries past a short key range, GQA and MQA, transposed inputs and every
-/// option.
+/// dq_atomics at d64 and d128 (mma.sync's KEYS_DQ pass; on Hopper the two deterministic passes, or at d128
+/// the one-pass kernel with CANDLE_FA2_BWD_ONE_PASS=1): partial blocks, queries past a short key range, GQA
+/// and MQA, transposed inputs and every option.
 #[test]
 fn grad_dq_atomics_lengths_heads_options() -> Result<()> {
     let slopes = Tensor::new(&[0.5f32, 0.25, 0.125, 0.0625], &gpu())?;
@@ -272,13 +272,20 @@ fn grad_sanitizer_shapes() -> Result<()> {
     Ok(())
 }
 
-/// Blocks of at least four steps, so that every stage of the backward's three-stage stream (two at d256)
-/// is refilled, under the sanitizer too (the shapes above give a block at most two): a KEYS block walks
-/// 4-7 query blocks of each of two query heads, a QUERIES block 2-7 key blocks.
+/// Blocks of at least four steps, so that every stage of the backward's three-stage stream (two at d256
+/// and in the one-pass kernel of dq_atomics with CANDLE_FA2_BWD_ONE_PASS=1, whose dS buffers are reused
+/// too) is refilled, under the sanitizer too (the shapes above give a block at most two): a KEYS block
+/// walks 4-7 query blocks of each of two query heads, a QUERIES block 2-7 key blocks.
 #[test]
 fn grad_sanitizer_shapes_stages_reused() -> Result<()> {
+    let modes = [
+        AttnOptions::default(),
+        AttnOptions::causal(),
+        AttnOptions::default().with_dq_atomics(true),
+        AttnOptions::causal().with_dq_atomics(true),
+    ];
     for (i, d) in [64, 128, 256].into_iter().enumerate() {
-        for (j, opts) in [AttnOptions::default(), AttnOptions::causal()].iter().enumerate() {
+        for (j, opts) in modes.iter().enumerate() {
             for (sq, sk) in [(200, 400), (400, 200)] {
                 check_against_cpu(sq, sk, d, opts, 1600 + 10 * i as u64 + j as u64)?;
             }

@@ -190,6 +190,33 @@ __device__ __forceinline__ void fence_registers(float (&r)[N]) {
     for (int i = 0; i < N; ++i) asm volatile("" : "+f"(r[i])::"memory");
 }
 
+// Bulk f32 reduction (TMA): global[dst .. dst + bytes) += shared[src ..), bytes a multiple of 16, both
+// 16-byte aligned; asynchronous, in this thread's bulk group until bulk_commit() / bulk_wait_read().
+__device__ __forceinline__ void bulk_reduce_add_f32(float* dst, uint32_t src, uint32_t bytes) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    asm volatile("cp.reduce.async.bulk.global.shared::cta.bulk_group.add.f32 [%0], [%1], %2;\n" ::"l"(dst), "r"(src),
+                 "r"(bytes)
+                 : "memory");
+#endif
+}
+__device__ __forceinline__ void bulk_commit() {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    asm volatile("cp.async.bulk.commit_group;\n" ::: "memory");
+#endif
+}
+// Waits until this thread's committed bulk operations have read their shared-memory sources.
+__device__ __forceinline__ void bulk_wait_read() {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory");
+#endif
+}
+// Waits until this thread's committed bulk operations are complete (their global writes performed).
+__device__ __forceinline__ void bulk_wait_all() {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory");
+#endif
+}
+
 // Shared memory written through the generic proxy (cp.async, st.shared) and read next by wgmma (the async
 // proxy) needs this fence in each writing thread before the barrier that publishes it.
 __device__ __forceinline__ void fence_proxy_async_shared() {

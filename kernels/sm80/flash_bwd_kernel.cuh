@@ -22,6 +22,7 @@
 #include <math.h>
 
 #include "common/bwd_block.cuh"
+#include "common/dq_accum.cuh"
 #include "common/flash_params.h"
 #include "common/fragments.cuh"
 #include "common/logits.cuh"
@@ -170,18 +171,6 @@ __device__ __forceinline__ void add_dq_partial(const FlashBwdParams& bp, const t
             }
         }
     }
-}
-
-// dq = dq_accum * factor in T (KEYS_DQ mode's last step).
-template <typename T>
-__global__ void bwd_dq_convert_kernel(const FlashBwdParams bp, float factor, int64_t n) {
-    const int64_t i = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) * 4;
-    if (i >= n) return;  // n is a multiple of 8 (head_dim is)
-    const float4 x = *reinterpret_cast<const float4*>(bp.dq_accum + i);
-    uint2 out;
-    out.x = pack2<T>(x.x * factor, x.y * factor);
-    out.y = pack2<T>(x.z * factor, x.w * factor);
-    *reinterpret_cast<uint2*>(reinterpret_cast<T*>(bp.dq) + i) = out;
 }
 
 template <typename Tr>
@@ -505,8 +494,6 @@ cudaError_t launch_bwd_delta(const FlashBwdParams& bp, cudaStream_t stream) {
 // dq_atomics: dq_accum zeroed, the KEYS_DQ pass, then dq from dq_accum.
 template <typename T, typename Config>
 cudaError_t launch_bwd(const FlashBwdParams& bp, cudaStream_t stream) {
-    const FlashFwdParams& p = bp.fwd;
-    const int64_t rows = lse_rows(p);
     cudaError_t err = launch_bwd_delta<T>(bp, stream);
     if (err != cudaSuccess) return err;
     if (!bp.dq_atomics) {
@@ -514,15 +501,8 @@ cudaError_t launch_bwd(const FlashBwdParams& bp, cudaStream_t stream) {
         if (err != cudaSuccess) return err;
         return launch_bwd_pass<typename Config::Queries>(bp, stream);
     }
-    const int64_t n = rows * p.head_dim;
-    err = cudaMemsetAsync(bp.dq_accum, 0, n * sizeof(float), stream);
-    if (err != cudaSuccess) return err;
-    err = launch_bwd_pass<typename Config::template Keys<BwdPass::KEYS_DQ>>(bp, stream);
-    if (err != cudaSuccess) return err;
-    const float ds_factor = p.transform_logits ? 1.f : p.softmax_scale;
-    constexpr int THREADS = 256;
-    bwd_dq_convert_kernel<T><<<unsigned((n / 4 + THREADS - 1) / THREADS), THREADS, 0, stream>>>(bp, ds_factor, n);
-    return cudaGetLastError();
+    return run_with_dq_accum<T>(
+        bp, stream, [&] { return launch_bwd_pass<typename Config::template Keys<BwdPass::KEYS_DQ>>(bp, stream); });
 }
 
 }  // namespace fa2

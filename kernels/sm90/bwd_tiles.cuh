@@ -1,7 +1,10 @@
 // Tile configuration of the Hopper backward (sm90/flash_bwd_sm90.cuh) per head_dim that has one; the
 // others run on mma.sync (sm80/bwd_tiles.cuh). Which of the two runs a call: run_bwd.cuh.
 #pragma once
+#include <type_traits>
+
 #include "sm90/flash_bwd_sm90.cuh"
+#include "sm90/flash_bwd_sm90_onepass.cuh"
 #include "sm90/flash_bwd_sm90_paired.cuh"
 
 namespace fa2 {
@@ -28,10 +31,13 @@ template <typename T> struct Sm90BwdConfig<T, 64> {
     using Queries = Sm90BwdTraits<T, BwdPass::QUERIES, 64, 1, 128, 2>;
     static constexpr bool TRANSFORM = false;
 };
+// d128 with dq_atomics and CANDLE_FA2_BWD_ONE_PASS=1: one pass (flash_bwd_sm90_onepass.cuh: 254-255
+// registers, no spills, 199 KB of shared memory) where TMA can stream Q and dO; not yet run on a GPU.
 template <typename T> struct Sm90BwdConfig<T, 128> {
     static constexpr bool AVAILABLE = true;
     using Keys = Sm90BwdTraits<T, BwdPass::KEYS, 128, 2, 64>;
     using Queries = Sm90BwdTraits<T, BwdPass::QUERIES, 128, 2, 64>;
+    using OnePass = Sm90BwdOnePassTraits<T, 128>;
     static constexpr bool TRANSFORM = true;
 };
 // d256: a KEYS thread of the kernel above would hold 256 gradient accumulators, so two warpgroups share 64
@@ -44,6 +50,12 @@ template <typename T> struct Sm90BwdConfig<T, 256> {
     using Queries = Sm90BwdPairedTraits<T, BwdPass::QUERIES, 256, 64>;
     static constexpr bool TRANSFORM = true;
 };
+
+// Whether a configuration has a one-pass kernel for dq_atomics.
+template <typename Config, typename = void>
+struct HasOnePass : std::false_type {};
+template <typename Config>
+struct HasOnePass<Config, std::void_t<typename Config::OnePass>> : std::true_type {};
 
 // One pass on the kernel its traits name.
 template <typename Tr, bool TRANSFORM>
