@@ -1,6 +1,7 @@
-// dQ by f32 atomics (the dq_atomics mode of both backwards: sm80/flash_bwd_kernel.cuh's KEYS_DQ pass and
-// sm90/flash_bwd_sm90.cuh's): the KEYS pass adds each key block's partial dQ into bp.dq_accum, the rows of
-// (.., heads_q, head_dim) in f32, which is zeroed before it and converted to dQ after it.
+// dQ accumulated in f32 (the dq_atomics mode: sm80/flash_bwd_kernel.cuh's KEYS_DQ pass by atomics,
+// sm90/flash_bwd_sm90_onepass.cuh by bulk reductions): the pass adds each key block's partial dQ into
+// bp.dq_accum, the rows of (.., heads_q, head_dim) in f32, which is zeroed before it and converted to dQ
+// after it.
 #pragma once
 #include <cuda_runtime.h>
 
