@@ -9,9 +9,9 @@
 #   bash .gpu/run.sh fwd OUTDIR [ARGS] forward tests on both Hopper paths (wgmma, mma.sync), sanitizer, bench
 #                                      ARGS of both paths and of torch SDPA, comparison
 #   bash .gpu/run.sh bwd OUTDIR [ARGS] the same for the backward (forward + backward TFLOP/s)
-#   bash .gpu/run.sh onepass OUTDIR [ARGS]  the one-pass Hopper backward (CANDLE_FA2_BWD_ONE_PASS=1): backward
-#                                      and ragged suites, sanitizer, forward + backward beside the two passes
-#                                      and torch SDPA
+#   bash .gpu/run.sh onepass OUTDIR [ARGS]  the one-pass Hopper backward (CANDLE_FA2_BWD_ONE_PASS=1): a smoke
+#                                      test, backward and ragged suites, forward + backward beside the two
+#                                      passes and torch SDPA, sanitizer
 #   bash .gpu/run.sh decode OUTDIR     the decode suite, its sanitizer run, the decode bench (ours, the prefill
 #                                      kernel on the same rows, torch SDPA), the table and plot
 #   bash .gpu/run.sh serving OUTDIR    the varlen/paged suite, every other suite, the sanitizer on all small shapes
@@ -163,24 +163,21 @@ case "${1:-all}" in
     ;;
   onepass)
     # The one-pass Hopper backward (kernels/sm90/flash_bwd_sm90_onepass.cuh: dq_atomics at d128 with
-    # CANDLE_FA2_BWD_ONE_PASS=1; not yet run on a GPU): the backward and ragged suites with it, memcheck and
-    # racecheck of the small shapes, then forward + backward bf16 d128 of the two passes and of the one-pass
-    # kernel (--dq-atomics) alternated twice, torch SDPA once: compare.md (two passes) and compare-onepass.md
-    # (each the second timing). Every step has its own time limit and writes its log under OUTDIR as it goes.
+    # CANDLE_FA2_BWD_ONE_PASS=1; not yet run on a GPU). A smoke test first: a hang (mbarrier or named-barrier
+    # deadlock) ends the call there. Then the backward suite and the ragged one (whose calls take the
+    # two-pass fallback: the kernel needs the TMA maps of dense batches), forward + backward bf16 d128 of the
+    # two passes and of the one-pass kernel (--dq-atomics) alternated twice, torch SDPA once (compare.md: two
+    # passes; compare-onepass.md: one pass; each the second timing), memcheck of the small shapes and
+    # racecheck of those that reuse the stages.
+    # Every step has its own time limit and writes its log under OUTDIR as it goes.
     out=${2:-/tmp/candle-fa2-out}; mkdir -p "$out"; shift 2 2>/dev/null || shift
     nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader | tee "$out/gpu.txt"
     export CANDLE_FA2_BWD_ONE_PASS=1
-    { timeout 120 "$bins/bin/gpu_backward" && timeout 120 "$bins/bin/gpu_ragged"; } > "$out/tests.log" 2>&1; tests=$?
+    timeout 60 "$bins/bin/gpu_backward" grad_sanitizer_shapes_stages_reused > "$out/smoke.log" 2>&1; smoke=$?
+    tail -n 3 "$out/smoke.log"
+    [ $smoke = 124 ] && { echo "smoke test hung: exit 124"; exit 1; }
+    { timeout 100 "$bins/bin/gpu_backward" && timeout 90 "$bins/bin/gpu_ragged"; } > "$out/tests.log" 2>&1; tests=$?
     grep -E "^test result|FAILED|panicked" "$out/tests.log" | head -n 10
-    san=0
-    for t in grad_sanitizer_shapes_stages_reused grad_sanitizer_shapes; do
-      for tool in memcheck racecheck; do
-        timeout 150 "$sanitizer" --tool "$tool" --error-exitcode 9 "$bins/bin/gpu_backward" "$t" --test-threads=1 2>&1 |
-          tail -n 6 >> "$out/sanitizer.log"
-        [ "${PIPESTATUS[0]}" = 0 ] || san=1
-      done
-    done
-    tail -n 12 "$out/sanitizer.log"
     bench=(--modes fwd_bwd --dtypes bf16 --hdims 128 "$@")
     for rep in 1 2; do
       timeout 60 "$bins/bin/gpu_attention" "${bench[@]}" --out "$out/bench.jsonl" >/dev/null
@@ -189,7 +186,15 @@ case "${1:-all}" in
     PYTHONUNBUFFERED=1 timeout 120 python3 "$repo/scripts/bench_torch_sdpa.py" "${bench[@]}" --out "$out/bench.jsonl" >/dev/null
     python3 "$repo/scripts/compare.py" "$out/bench.jsonl" --markdown "$out/compare.md" >/dev/null
     python3 "$repo/scripts/compare.py" "$out/bench.jsonl" --ours candle-fa2-dq-atomics --markdown "$out/compare-onepass.md"
-    echo "tests: exit $tests, sanitizer: exit $san"
+    san=0
+    for check in grad_sanitizer_shapes_stages_reused:memcheck grad_sanitizer_shapes:memcheck \
+                 grad_sanitizer_shapes_stages_reused:racecheck; do
+      timeout 90 "$sanitizer" --tool "${check#*:}" --error-exitcode 9 "$bins/bin/gpu_backward" "${check%%:*}" \
+        --test-threads=1 2>&1 | tail -n 6 >> "$out/sanitizer.log"
+      [ "${PIPESTATUS[0]}" = 0 ] || san=1
+    done
+    tail -n 12 "$out/sanitizer.log"
+    echo "smoke: exit $smoke, tests: exit $tests, sanitizer: exit $san"
     ;;
   decode)
     # The split-KV decode: its suite, GB/s of ours, of the prefill kernel on the same rows
