@@ -49,10 +49,10 @@ run_tests() {
 }
 
 # sanitize [SUITE:FILTER ...]: memcheck and racecheck on each suite's small-shape test (default: all three);
-# every failure counts. Under memcheck the Hopper forward's persistent blocks are capped at 2, so that the
-# small shapes hand tiles over within a block; racecheck keeps the default walk (one tile per block on these
-# shapes): with 2 blocks it ran past 90 s without a report on 2026-12-02 (BENCHMARKS.md, "Persistent
-# forward"; 11 s with the default walk).
+# every failure counts; SANITIZE_LIMIT=SECONDS limits each run (default: none). Under memcheck the Hopper
+# forward's persistent blocks are capped at 2, so that the small shapes hand tiles over within a block;
+# racecheck keeps the default walk (one tile per block on these shapes): with 2 blocks it ran past 90 s
+# without a report on 2026-12-02 (BENCHMARKS.md, "Persistent forward"; 11 s with the default walk).
 sanitize() {
   local status=0 suites=("$@")
   [ $# -eq 0 ] && suites=(gpu_forward:sanitizer_shapes gpu_backward:grad_sanitizer_shapes gpu_decode:decode_sanitizer_shapes)
@@ -62,7 +62,8 @@ sanitize() {
       local blocks=${CANDLE_FA2_FWD_BLOCKS:-}
       [ "$tool" = memcheck ] && blocks=${blocks:-2}
       CANDLE_FA2_FWD_BLOCKS=$blocks \
-        "$sanitizer" --tool "$tool" --error-exitcode 9 "$bins/bin/${s%%:*}" "${s#*:}" --test-threads=1 || status=1
+        timeout "${SANITIZE_LIMIT:-0}" "$sanitizer" --tool "$tool" --error-exitcode 9 "$bins/bin/${s%%:*}" "${s#*:}" \
+        --test-threads=1 || status=1
     done
   done
   return $status
@@ -167,8 +168,8 @@ case "${1:-all}" in
     # deadlock) ends the call there. Then the backward suite and the ragged one (whose calls take the
     # two-pass fallback: the kernel needs the TMA maps of dense batches), forward + backward bf16 d128 of the
     # two passes and of the one-pass kernel (--dq-atomics) alternated twice, torch SDPA once (compare.md: two
-    # passes; compare-onepass.md: one pass; each the second timing), memcheck of the small shapes and
-    # racecheck of those that reuse the stages.
+    # passes; compare-onepass.md: one pass; each the second timing), memcheck and racecheck of the small
+    # shapes.
     # Every step has its own time limit and writes its log under OUTDIR as it goes.
     out=${2:-/tmp/candle-fa2-out}; mkdir -p "$out"; shift 2 2>/dev/null || shift
     nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader | tee "$out/gpu.txt"
@@ -186,13 +187,8 @@ case "${1:-all}" in
     PYTHONUNBUFFERED=1 timeout 120 python3 "$repo/scripts/bench_torch_sdpa.py" "${bench[@]}" --out "$out/bench.jsonl" >/dev/null
     python3 "$repo/scripts/compare.py" "$out/bench.jsonl" --markdown "$out/compare.md" >/dev/null
     python3 "$repo/scripts/compare.py" "$out/bench.jsonl" --ours candle-fa2-dq-atomics --markdown "$out/compare-onepass.md"
-    san=0
-    for check in grad_sanitizer_shapes_stages_reused:memcheck grad_sanitizer_shapes:memcheck \
-                 grad_sanitizer_shapes_stages_reused:racecheck; do
-      timeout 90 "$sanitizer" --tool "${check#*:}" --error-exitcode 9 "$bins/bin/gpu_backward" "${check%%:*}" \
-        --test-threads=1 2>&1 | tail -n 6 >> "$out/sanitizer.log"
-      [ "${PIPESTATUS[0]}" = 0 ] || san=1
-    done
+    SANITIZE_LIMIT=90 sanitize gpu_backward:grad_sanitizer_shapes_stages_reused gpu_backward:grad_sanitizer_shapes \
+      > "$out/sanitizer.log" 2>&1; san=$?
     tail -n 12 "$out/sanitizer.log"
     echo "smoke: exit $smoke, tests: exit $tests, sanitizer: exit $san"
     ;;
