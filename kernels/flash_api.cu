@@ -58,21 +58,21 @@ extern "C" int candle_fa2_bwd(const FlashBwdParams* params, void* stream) {
     });
 }
 
-// 1 when candle_fa2_bwd reads and writes p.dq_accum (dq_atomics on the mma.sync kernels or on the Hopper
-// one-pass kernel), else 0: the caller then need not allocate it. 1 with dq_atomics where the head_dim is
-// not built (the launch reports that).
-extern "C" int candle_fa2_bwd_uses_dq_accum(const FlashBwdParams* params) {
+// The f32 elements of p.dq_accum that candle_fa2_bwd reads and writes (dq_atomics on the mma.sync kernels or
+// on the Hopper one-pass kernel), 0 where it uses none: the caller allocates that many. 0 where the
+// head_dim is not built (the launch reports that).
+extern "C" int64_t candle_fa2_bwd_dq_accum_elems(const FlashBwdParams* params) {
     const FlashBwdParams& p = *params;
     if (!p.dq_atomics) return 0;
     const bool sm90a = device_runs_sm90a();
-    bool uses = true;
+    int64_t elems = 0;
     dispatch_head_dim(sm90_dispatch_dim(p.fwd.head_dim, sm90a, 2), [&](auto dim) {
         constexpr int D = decltype(dim)::value;
-        uses = p.fwd.is_bf16 ? fa2::bwd_uses_dq_accum<__nv_bfloat16, D>(p, sm90a)
-                             : fa2::bwd_uses_dq_accum<__half, D>(p, sm90a);
+        elems = p.fwd.is_bf16 ? fa2::bwd_dq_accum_elems<__nv_bfloat16, D>(p, sm90a)
+                              : fa2::bwd_dq_accum_elems<__half, D>(p, sm90a);
         return cudaSuccess;
     });
-    return uses;
+    return elems;
 }
 
 extern "C" int candle_fa2_decode(const FlashDecodeParams* params, void* stream) {

@@ -11,10 +11,10 @@ template <typename T, int HEAD_DIM>
 cudaError_t run_fwd(const FlashFwdParams& p, cudaStream_t stream, bool sm90a);
 template <typename T, int HEAD_DIM>
 cudaError_t run_bwd(const FlashBwdParams& p, cudaStream_t stream, bool sm90a);
-// Whether run_bwd reads and writes p.dq_accum for these params (dq_atomics on mma.sync or the one-pass
-// Hopper kernel).
+// The f32 elements of p.dq_accum that run_bwd reads and writes for these params (dq_atomics on mma.sync or
+// the one-pass Hopper kernel), 0 where it uses none.
 template <typename T, int HEAD_DIM>
-bool bwd_uses_dq_accum(const FlashBwdParams& p, bool sm90a);
+int64_t bwd_dq_accum_elems(const FlashBwdParams& p, bool sm90a);
 // The split-KV decode (generated/decode_hdim*.cu) and the split count its heuristic picks for these params.
 template <typename T, int HEAD_DIM>
 cudaError_t run_decode(const FlashDecodeParams& p, cudaStream_t stream);

@@ -1,8 +1,8 @@
 // Which backward kernels run a call, per instantiated head_dim: the Hopper passes where their tile table
 // (sm90/bwd_tiles.cuh) has the head_dim and the call suits them, else mma.sync (sm80/bwd_tiles.cuh).
-// dq_atomics on Hopper runs the two deterministic passes, which measured faster than mma.sync's atomics
-// (BENCHMARKS.md, "One-pass backward, tried"), or with CANDLE_FA2_BWD_ONE_PASS=1 the one-pass kernel where
-// the tile table has one (d128, dense batches; not yet run on a GPU). Instantiated in generated/bwd_hdim*.cu.
+// dq_atomics on Hopper runs the one-pass kernel where the tile table has one (d128: dense batches from 2k
+// queries and keys) and otherwise the two deterministic passes, which measured faster than mma.sync's
+// atomics (BENCHMARKS.md, "One-pass backward, tried"). Instantiated in generated/bwd_hdim*.cu.
 #pragma once
 #include <type_traits>
 
@@ -20,19 +20,25 @@ bool bwd_runs_sm90(const FlashBwdParams& p, bool sm90a) {
     return false;
 }
 
-// Whether a Hopper call with dq_atomics takes the one-pass kernel (and p.dq_accum): where the switch is on,
-// the tile table has the kernel and, at launch, TMA can stream its Q and dO; else the two deterministic
-// passes run it.
+// Whether a Hopper call with dq_atomics takes the one-pass kernel (and p.dq_accum): where the tile table has
+// the kernel, the batch is dense, the call is long enough (bwd_one_pass_wanted) and, at launch, TMA can
+// stream its Q and dO; else the two deterministic passes run it.
 template <typename T, int HEAD_DIM>
 bool bwd_runs_one_pass(const FlashBwdParams& p, bool sm90a) {
+    const FlashFwdParams& f = p.fwd;
+    const bool dense = !f.cu_seqlens_q && !f.cu_seqlens_k && !f.seqused_k && !f.block_table;
     if constexpr (HasOnePass<Sm90BwdConfig<T, HEAD_DIM>>::value)
-        return p.dq_atomics && bwd_one_pass_enabled() && bwd_runs_sm90<T, HEAD_DIM>(p, sm90a);
+        return p.dq_atomics && dense && bwd_one_pass_wanted(f) && bwd_runs_sm90<T, HEAD_DIM>(p, sm90a);
     return false;
 }
 
+// The f32 elements of p.dq_accum that run_bwd uses: DqAccumTiles for the one-pass kernel, rows for the
+// mma.sync atomics, none where the call runs on the deterministic passes.
 template <typename T, int HEAD_DIM>
-bool bwd_uses_dq_accum(const FlashBwdParams& p, bool sm90a) {
-    return p.dq_atomics && (!bwd_runs_sm90<T, HEAD_DIM>(p, sm90a) || bwd_runs_one_pass<T, HEAD_DIM>(p, sm90a));
+int64_t bwd_dq_accum_elems(const FlashBwdParams& p, bool sm90a) {
+    if (!p.dq_atomics) return 0;
+    if (bwd_runs_one_pass<T, HEAD_DIM>(p, sm90a)) return DqAccumTiles::elems(p.fwd, HEAD_DIM);
+    return bwd_runs_sm90<T, HEAD_DIM>(p, sm90a) ? 0 : lse_rows(p.fwd) * p.fwd.head_dim;
 }
 
 template <typename T, int HEAD_DIM>

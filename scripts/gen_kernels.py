@@ -40,7 +40,7 @@ def bwd(d, t):
         BANNER + "// One instantiation per translation unit, so nvcc compiles them in parallel.\n"
         '#include "run_bwd.cuh"\n\n'
         f"template cudaError_t fa2::run_bwd<{t}, {d}>(const FlashBwdParams&, cudaStream_t, bool);\n"
-        f"template bool fa2::bwd_uses_dq_accum<{t}, {d}>(const FlashBwdParams&, bool);\n"
+        f"template int64_t fa2::bwd_dq_accum_elems<{t}, {d}>(const FlashBwdParams&, bool);\n"
     )
 
 

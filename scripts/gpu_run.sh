@@ -164,8 +164,8 @@ case "${1:-all}" in
     ;;
   onepass)
     # The one-pass Hopper backward (kernels/sm90/flash_bwd_sm90_onepass.cuh: dq_atomics at d128 with
-    # CANDLE_FA2_BWD_ONE_PASS=1; not yet run on a GPU). A smoke test first: a hang (mbarrier or named-barrier
-    # deadlock) ends the call there. Then the backward suite and the ragged one (whose calls take the
+    # CANDLE_FA2_BWD_ONE_PASS=1). A smoke test first: a hang (mbarrier or named-barrier deadlock) ends the
+    # call there. Then the backward suite and the ragged one (whose calls take the
     # two-pass fallback: the kernel needs the TMA maps of dense batches), forward + backward bf16 d128 of the
     # two passes and of the one-pass kernel (--dq-atomics) alternated twice, torch SDPA once (compare.md: two
     # passes; compare-onepass.md: one pass; each the second timing), memcheck and racecheck of the small

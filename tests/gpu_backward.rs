@@ -104,6 +104,18 @@ fn grad_dq_atomics_lengths_heads_options() -> Result<()> {
     Ok(())
 }
 
+/// dq_atomics from 2k queries and keys, which the one-pass kernel runs on the H100/H200 unless
+/// CANDLE_FA2_BWD_ONE_PASS=0 (the shorter shapes above take it only with =1): a partial last query tile, GQA,
+/// two sequences.
+#[test]
+fn grad_dq_atomics_long() -> Result<()> {
+    for (i, causal) in [false, true].into_iter().enumerate() {
+        let opts = AttnOptions::default().with_causal(causal).with_dq_atomics(true);
+        check(Case::new(2, 2049, 2111, 4, 2, 128), DType::BF16, &opts, false, 1960 + i as u64)?;
+    }
+    Ok(())
+}
+
 #[test]
 fn grad_windows_softcap_alibi() -> Result<()> {
     let dev = gpu();

@@ -3,4 +3,4 @@
 #include "run_bwd.cuh"
 
 template cudaError_t fa2::run_bwd<__nv_bfloat16, 192>(const FlashBwdParams&, cudaStream_t, bool);
-template bool fa2::bwd_uses_dq_accum<__nv_bfloat16, 192>(const FlashBwdParams&, bool);
+template int64_t fa2::bwd_dq_accum_elems<__nv_bfloat16, 192>(const FlashBwdParams&, bool);

@@ -31,8 +31,9 @@ template <typename T> struct Sm90BwdConfig<T, 64> {
     using Queries = Sm90BwdTraits<T, BwdPass::QUERIES, 64, 1, 128, 2>;
     static constexpr bool TRANSFORM = false;
 };
-// d128 with dq_atomics and CANDLE_FA2_BWD_ONE_PASS=1: one pass (flash_bwd_sm90_onepass.cuh: 254-255
-// registers, no spills, 199 KB of shared memory) where TMA can stream Q and dO; not yet run on a GPU.
+// d128 with dq_atomics from 2k queries and keys: one pass (flash_bwd_sm90_onepass.cuh: 255 registers, no
+// spills, 195 KB of shared memory) where TMA can stream Q and dO, 1.02-1.09x the two passes in forward +
+// backward on the H100 (results/h100-2026-12-07-bwd-one-pass/).
 template <typename T> struct Sm90BwdConfig<T, 128> {
     static constexpr bool AVAILABLE = true;
     using Keys = Sm90BwdTraits<T, BwdPass::KEYS, 128, 2, 64>;

@@ -9,7 +9,8 @@
 //   a barrier of both warpgroups: the step's dSᵀ is whole;
 //   dQ panel w (64 queries x 64 of the head dim) = dS K (dSᵀ read MN-major as A, trans-a; K MN-major), then
 //   dK_w += dSᵀ Q; once dV and dQ are done (dK still running), dQ is staged in shared memory and added to
-//   dq_accum by bulk reductions (TMA, one per query row), which read the staging while the next step runs.
+//   dq_accum (DqAccumTiles: the panel is contiguous there) by one bulk reduction (TMA), which reads the
+//   staging while the next step runs.
 // The warpgroups pass one barrier a step together; the dQ product and its reduction run under dK's. dSᵀ
 // has two buffers, so a warpgroup may write step s+1's while the other's step-s dQ product still reads.
 // The reductions add in no fixed order: dQ is not bitwise repeatable (the mode's contract), dK and dV are.
@@ -27,17 +28,17 @@ struct Sm90BwdOnePassTraits : Sm90BwdTraits<T_, BwdPass::KEYS, HEAD_DIM_, 2, 64,
     // A step's dSᵀ: BLOCK_R key rows of BLOCK_C queries (one 128-byte swizzle panel), two buffers.
     static constexpr int DS_BYTES = Base::BLOCK_R * Base::BLOCK_C * 2;
     static constexpr int DS_BUFFERS = 2;
-    // A warpgroup's dQ panel: 64 query rows of DQ_COLS f32, rows DQ_PITCH bytes apart (the 8 rows of a warp's
-    // store fall in different banks; a multiple of 16 bytes, as the bulk reductions' sources must be).
-    static constexpr int DQ_COLS = 64;
-    static constexpr int DQ_PITCH = DQ_COLS * 4 + 32;
-    static constexpr int STAGING_BYTES = Base::NUM_WG * 64 * DQ_PITCH;
+    // A warpgroup's dQ panel, in DqAccumTiles' order.
+    static constexpr int DQ_COLS = DqAccumTiles::PANEL_COLS;
+    static constexpr int PANEL_BYTES = DqAccumTiles::PANEL_FLOATS * 4;
+    static constexpr int STAGING_BYTES = Base::NUM_WG * PANEL_BYTES;
     // After the tiles and the TMA barriers (either place Sm90BwdSmem::bars picks), 1024-aligned.
     static constexpr int DS_OFFSET = (Base::TILE_BYTES + Base::BARRIER_BYTES + 1023) / 1024 * 1024;
     static constexpr int SMEM_BYTES = DS_OFFSET + DS_BUFFERS * DS_BYTES + STAGING_BYTES + 1024;
 
     static_assert(HEAD_DIM_ == 64 * Base::NUM_WG, "one 64-column dQ panel per warpgroup");
     static_assert(Base::BLOCK_C == 64, "a dSᵀ row is one swizzle panel");
+    static_assert(Base::BLOCK_C == DqAccumTiles::ROWS, "a step's queries are one tile of dq_accum");
     static_assert(SMEM_BYTES <= 227 * 1024, "shared memory per block on sm_90");
 };
 
@@ -81,11 +82,9 @@ __global__ void __launch_bounds__(Tr::THREADS, 1)
     auto& dq = c1;
 
     const uint32_t ds_base = sm.x1 + Tr::DS_OFFSET;
-    const uint32_t staging = ds_base + Tr::DS_BUFFERS * Tr::DS_BYTES + wg * 64 * Tr::DQ_PITCH;
-    // Threads 0-63 of a warpgroup each add one query row of its dQ panel.
-    const int reduce_row = threadIdx.x % 128;
-    const bool reducer = reduce_row < 64;
-    const int dq_col0 = wg * Tr::DQ_COLS, dq_cols = min(Tr::DQ_COLS, p.head_dim - dq_col0);
+    const uint32_t staging = ds_base + Tr::DS_BUFFERS * Tr::DS_BYTES + wg * Tr::PANEL_BYTES;
+    // The first thread of a warpgroup adds its dQ panel.
+    const bool reducer = threadIdx.x % 128 == 0;
 
     // dSᵀ of this warpgroup's keys into buffer b, from the packed fragments: a_ds[kk][j] holds key row
     // warp * 16 + lane / 4 + 8 (j % 2), query columns kk * 16 + 8 (j / 2) + 2 (lane % 4) and the next, 16-byte
@@ -142,21 +141,22 @@ __global__ void __launch_bounds__(Tr::THREADS, 1)
         wgmma_wait<1>();  // dV and dQ; dK runs on
         fence_registers(acc1);
         fence_registers(dq);
-        // dQ panel into the staging, then one bulk reduction per query row inside seqlen_q and head_dim.
+        // dQ panel into the staging, then one bulk reduction of all of it (rows past seqlen_q land in rows of
+        // the tile that the conversion skips).
+        float* panel = sm.template at<float>(staging);
 #pragma unroll
-        for (int h = 0; h < 2; ++h) {
-            float* row = sm.template at<float>(staging + (warp * 16 + lane / 4 + 8 * h) * Tr::DQ_PITCH);
+        for (int h = 0; h < 2; ++h)
 #pragma unroll
             for (int nt = 0; nt < Tr::DQ_COLS / 8; ++nt)
-                *reinterpret_cast<float2*>(row + nt * 8 + 2 * (lane % 4)) =
+                *reinterpret_cast<float2*>(panel + DqAccumTiles::in_panel(warp * 16 + lane / 4 + 8 * h,
+                                                                          nt * 8 + 2 * (lane % 4))) =
                     make_float2(dq[nt * 4 + 2 * h], dq[nt * 4 + 2 * h + 1]);
-        }
-        fence_proxy_async_shared();  // the staging, for the bulk reductions' async proxy
+        fence_proxy_async_shared();  // the staging, for the bulk reduction's async proxy
         named_barrier_sync(2 + wg, 128);
-        const int query = blk.c0_of(s) + reduce_row;
-        if (reducer && query < p.seqlen_q && dq_cols > 0) {
-            float* out = bp.dq_accum + (int64_t(query) * p.heads_q + blk.head_of(s)) * p.head_dim + dq_col0;
-            bulk_reduce_add_f32(out, staging + reduce_row * Tr::DQ_PITCH, dq_cols * 4);
+        if (reducer) {
+            const int64_t tile = DqAccumTiles::panel_offset(params.fwd, D, blockIdx.z, blk.head_of(s),
+                                                            blk.c0_of(s) / DqAccumTiles::ROWS, wg);
+            bulk_reduce_add_f32(params.dq_accum + tile, staging, Tr::PANEL_BYTES);
             bulk_commit();
         }
         wgmma_wait<0>();  // dK: the last reader of the stage
@@ -172,13 +172,15 @@ __global__ void __launch_bounds__(Tr::THREADS, 1)
 #endif
 }
 
-// CANDLE_FA2_BWD_ONE_PASS=1 runs dq_atomics calls on this kernel. Off by default: written on 2026-12-07 in a
-// session left without device time, it has not run on a GPU yet (BENCHMARKS.md, "One-pass backward on
-// FA3's schedule, not yet run"); the two deterministic passes run those calls until it has passed the
-// suites and the sanitizer and measured faster.
-inline bool bwd_one_pass_enabled() {
-    static const bool enabled = env_switch("CANDLE_FA2_BWD_ONE_PASS", 0) == 1;
-    return enabled;
+// The dq_atomics calls this kernel runs: those of at least ONE_PASS_MIN_LENGTH queries and keys, where it
+// measured 1.02-1.09x the two deterministic passes in forward + backward (0.90-0.98x at 512 and 1k, where
+// its zeroing and conversion of dq_accum and its pipeline's fill weigh more; H100, bf16, d128:
+// results/h100-2026-12-07-bwd-one-pass/). CANDLE_FA2_BWD_ONE_PASS=1: every call (the suites' shapes are
+// short), =0: none.
+constexpr int ONE_PASS_MIN_LENGTH = 2048;
+inline bool bwd_one_pass_wanted(const FlashFwdParams& p) {
+    static const int mode = env_switch("CANDLE_FA2_BWD_ONE_PASS", -1);
+    return mode == 1 || (mode == -1 && p.seqlen_q >= ONE_PASS_MIN_LENGTH && p.seqlen_k >= ONE_PASS_MIN_LENGTH);
 }
 
 // The one-pass backward where TMA can stream the call's Q and dO (bwd_tma_maps): dq_accum zeroed, the kernel,
@@ -190,7 +192,7 @@ cudaError_t launch_bwd_sm90_onepass(const FlashBwdParams& bp, cudaStream_t strea
     if (!ran) return cudaSuccess;
     return run_with_dq_accum<typename Tr::T>(bp, stream, [&] {
         return launch_bwd_sm90_grid<Tr>(flash_bwd_sm90_onepass_kernel<Tr, TRANSFORM>, bp, stream, maps);
-    });
+    }, Tr::HEAD_DIM);
 }
 
 }  // namespace fa2

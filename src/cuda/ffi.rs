@@ -143,8 +143,9 @@ extern "C" {
     pub fn candle_fa2_fwd(params: *const FlashFwdParams, stream: *mut c_void) -> i32;
     /// Launches the backward kernels (D, then the KEYS and QUERIES passes) on `stream`.
     pub fn candle_fa2_bwd(params: *const FlashBwdParams, stream: *mut c_void) -> i32;
-    /// 1 when `candle_fa2_bwd` uses `params.dq_accum` (dq_atomics on the mma.sync kernels), else 0.
-    pub fn candle_fa2_bwd_uses_dq_accum(params: *const FlashBwdParams) -> i32;
+    /// The f32 elements of `params.dq_accum` that `candle_fa2_bwd` uses (dq_atomics on the mma.sync kernels or
+    /// the Hopper one-pass kernel), 0 where it uses none.
+    pub fn candle_fa2_bwd_dq_accum_elems(params: *const FlashBwdParams) -> i64;
     /// Launches the e4m3 forward (V^T, then the attention) on `stream`; `cudaErrorNotSupported` off sm_90a.
     pub fn candle_fa2_fwd_fp8(params: *const FlashFp8Params, stream: *mut c_void) -> i32;
     /// `dst[i] = src[i] x scale` over `n` elements, one side e4m3, the other f32 / f16 / bf16 (types: 0 f32,

@@ -658,14 +658,13 @@ fn backward_as<T: CudaDType + DeviceRepr + ValidAsZeroBits>(
             dq_atomics: spec.dq_atomics as i32,
         };
         stream.context().bind_to_thread().map_err(|e| candle_core::Error::Cuda(Box::new(e)))?;
-        // dQ in f32, zeroed by the launcher before the atomics add into it: only where the call runs on the
-        // mma.sync kernels with dq_atomics (the Hopper passes compute dQ without it).
+        // dQ in f32, zeroed by the launcher before the atomics or bulk reductions add into it: only where the
+        // call runs with dq_atomics on the mma.sync kernels or the Hopper one-pass kernel (the deterministic
+        // Hopper passes compute dQ without it), of the size the kernels ask for.
         // SAFETY: reads the params only.
-        let mut dq_accum = if unsafe { ffi::candle_fa2_bwd_uses_dq_accum(&params) } != 0 {
-            Some(unsafe { dev.alloc::<f32>(q_shape.elem_count())? })
-        } else {
-            None
-        };
+        let dq_accum_elems = unsafe { ffi::candle_fa2_bwd_dq_accum_elems(&params) };
+        let mut dq_accum =
+            if dq_accum_elems > 0 { Some(unsafe { dev.alloc::<f32>(dq_accum_elems as usize)? }) } else { None };
         let dq_accum_view = dq_accum.as_mut().map(|a| a.device_ptr_mut(&stream));
         if let Some((ptr, _)) = &dq_accum_view {
             params.dq_accum = *ptr as *mut f32;
