@@ -37,11 +37,13 @@ pub struct AttnOptions {
     /// Backward on CUDA only: accumulate dQ with f32 atomics inside the pass over key blocks (FA2's scheme)
     /// instead of a second pass over query blocks, on the mma.sync backward (A100, consumer GPUs): there it
     /// measured 2-5% faster at head_dim 64 from 2k tokens, up to 18% slower on short sequences (H100), and
-    /// it takes an f32 buffer of q's size for the sums. Where the backward runs on wgmma (H100/H200 at
-    /// head_dim 64, 128, 256) it changes nothing and allocates nothing: the two deterministic passes run,
-    /// faster than the atomics on mma.sync and than a one-pass wgmma kernel with atomics (BENCHMARKS.md,
-    /// "One-pass backward, tried").
-    /// The order of the atomic adds varies, so dQ is not bitwise repeatable. Off by default: both
+    /// it takes an f32 buffer of q's size for the sums. On wgmma (H100/H200), dense batches at head_dim
+    /// 65-128 from 2048 queries and keys run one pass on FlashAttention-3's schedule, dQ added by TMA bulk
+    /// reductions into an f32 buffer of batch x heads_q x seqlen_q (rounded up to 64) x 128 floats
+    /// (1.02-1.09x the deterministic passes in forward + backward, H100); everywhere else on wgmma it
+    /// changes nothing and allocates nothing: the two deterministic passes run, which measured faster there
+    /// (BENCHMARKS.md, "One-pass backward, tried" and "One-pass backward on FA3's schedule").
+    /// The order of the adds varies, so dQ is not bitwise repeatable. Off by default: both
     /// backwards, CPU and CUDA, are deterministic.
     pub dq_atomics: bool,
     /// The split-KV decode only (CUDA, `seqlen_q <= 16` or [`crate::flash_attn_kvcache`]): cut each
