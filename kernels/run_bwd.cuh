@@ -25,10 +25,8 @@ bool bwd_runs_sm90(const FlashBwdParams& p, bool sm90a) {
 // stream its Q and dO; else the two deterministic passes run it.
 template <typename T, int HEAD_DIM>
 bool bwd_runs_one_pass(const FlashBwdParams& p, bool sm90a) {
-    const FlashFwdParams& f = p.fwd;
-    const bool dense = !f.cu_seqlens_q && !f.cu_seqlens_k && !f.seqused_k && !f.block_table;
     if constexpr (HasOnePass<Sm90BwdConfig<T, HEAD_DIM>>::value)
-        return p.dq_atomics && dense && bwd_one_pass_wanted(f) && bwd_runs_sm90<T, HEAD_DIM>(p, sm90a);
+        return p.dq_atomics && dense_batch(p.fwd) && bwd_one_pass_wanted(p.fwd) && bwd_runs_sm90<T, HEAD_DIM>(p, sm90a);
     return false;
 }
 

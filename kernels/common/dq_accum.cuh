@@ -35,31 +35,25 @@ struct DqAccumTiles {
     }
 };
 
-// dq = dq_accum * factor in T, dq_accum in rows.
+// dq = dq_accum * factor in T; a thread converts 4 columns of one dQ row, read from rows (tile_cols 0) or
+// from their chunk of a DqAccumTiles panel of that width.
 template <typename T>
-__global__ void bwd_dq_convert_kernel(const FlashBwdParams bp, float factor, int64_t n) {
-    const int64_t i = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) * 4;
-    if (i >= n) return;  // n is a multiple of 8 (head_dim is)
-    const float4 x = *reinterpret_cast<const float4*>(bp.dq_accum + i);
-    uint2 out;
-    out.x = pack2<T>(x.x * factor, x.y * factor);
-    out.y = pack2<T>(x.z * factor, x.w * factor);
-    *reinterpret_cast<uint2*>(reinterpret_cast<T*>(bp.dq) + i) = out;
-}
-
-// The same from DqAccumTiles: a thread converts 4 columns of one dQ row (their chunk of a panel).
-template <typename T>
-__global__ void bwd_dq_convert_tiles_kernel(const FlashBwdParams bp, float factor, int tile_cols, int64_t n) {
+__global__ void bwd_dq_convert_kernel(const FlashBwdParams bp, float factor, int tile_cols, int64_t n) {
     const FlashFwdParams& p = bp.fwd;
     const int64_t i = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) * 4;
     if (i >= n) return;  // n is a multiple of 8 (head_dim is)
-    const int col = int(i % p.head_dim);
-    const int64_t row = i / p.head_dim;  // of (batch, seqlen_q, heads_q)
-    const int h = int(row % p.heads_q), query = int(row / p.heads_q % p.seqlen_q), b = int(row / p.heads_q / p.seqlen_q);
-    const float* panel = bp.dq_accum + DqAccumTiles::panel_offset(p, tile_cols, b, h, query / DqAccumTiles::ROWS,
-                                                                  col / DqAccumTiles::PANEL_COLS);
-    const float4 x = *reinterpret_cast<const float4*>(
-        panel + DqAccumTiles::in_panel(query % DqAccumTiles::ROWS, col % DqAccumTiles::PANEL_COLS));
+    const float* src = bp.dq_accum + i;
+    if (tile_cols > 0) {
+        const int col = int(i % p.head_dim);
+        const int64_t row = i / p.head_dim;  // of (batch, seqlen_q, heads_q)
+        const int h = int(row % p.heads_q);
+        const int64_t position = row / p.heads_q;
+        const int query = int(position % p.seqlen_q), b = int(position / p.seqlen_q);
+        using Tiles = DqAccumTiles;
+        src = bp.dq_accum + Tiles::panel_offset(p, tile_cols, b, h, query / Tiles::ROWS, col / Tiles::PANEL_COLS) +
+              Tiles::in_panel(query % Tiles::ROWS, col % Tiles::PANEL_COLS);
+    }
+    const float4 x = *reinterpret_cast<const float4*>(src);
     uint2 out;
     out.x = pack2<T>(x.x * factor, x.y * factor);
     out.y = pack2<T>(x.z * factor, x.w * factor);
@@ -80,11 +74,8 @@ cudaError_t run_with_dq_accum(const FlashBwdParams& bp, cudaStream_t stream, Key
     if (err != cudaSuccess) return err;
     const float ds_factor = p.transform_logits ? 1.f : p.softmax_scale;
     constexpr int THREADS = 256;
-    const unsigned blocks = unsigned((n / 4 + THREADS - 1) / THREADS);
-    if (tile_cols > 0)
-        bwd_dq_convert_tiles_kernel<T><<<blocks, THREADS, 0, stream>>>(bp, ds_factor, tile_cols, n);
-    else
-        bwd_dq_convert_kernel<T><<<blocks, THREADS, 0, stream>>>(bp, ds_factor, n);
+    bwd_dq_convert_kernel<T>
+        <<<unsigned((n / 4 + THREADS - 1) / THREADS), THREADS, 0, stream>>>(bp, ds_factor, tile_cols, n);
     return cudaGetLastError();
 }
 

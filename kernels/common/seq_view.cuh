@@ -111,6 +111,11 @@ __device__ __forceinline__ KvRows<T> value_rows(const FlashFwdParams& s, int kv_
             s.num_pages, log2_if_power_of_two(s.page_size)};
 }
 
+// A dense batch: no varlen offsets, per-sequence key counts or block table (what TMA maps can describe).
+__device__ __host__ __forceinline__ bool dense_batch(const FlashFwdParams& p) {
+    return !p.cu_seqlens_q && !p.cu_seqlens_k && !p.seqused_k && !p.block_table;
+}
+
 // Rows of the LSE (batch x heads_q x seqlen_q, or heads_q x total_q).
 __device__ __host__ __forceinline__ int64_t lse_rows(const FlashFwdParams& p) {
     return p.cu_seqlens_q ? int64_t(p.heads_q) * p.total_q : int64_t(p.batch) * p.heads_q * p.seqlen_q;

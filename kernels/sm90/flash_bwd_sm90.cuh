@@ -523,7 +523,7 @@ inline bool bwd_pingpong_allowed() {
 template <typename Tr>
 bool bwd_tma_maps(const FlashBwdParams& bp, BwdTmaMaps& maps) {
     const FlashFwdParams& p = bp.fwd;
-    if (!bwd_tma_allowed() || p.cu_seqlens_q || p.cu_seqlens_k || p.seqused_k || p.block_table) return false;
+    if (!bwd_tma_allowed() || !dense_batch(p)) return false;
     if (Tr::KEYS)
         return encode_rows_map(&maps.y1, p.q, p.batch, p.seqlen_q, p.heads_q, p.head_dim, p.q_batch_stride,
                                p.q_row_stride, p.q_head_stride, Tr::BLOCK_C) &&

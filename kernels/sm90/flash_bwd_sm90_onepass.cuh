@@ -174,8 +174,8 @@ __global__ void __launch_bounds__(Tr::THREADS, 1)
 
 // The dq_atomics calls this kernel runs: those of at least ONE_PASS_MIN_LENGTH queries and keys, where it
 // measured 1.02-1.09x the two deterministic passes in forward + backward (0.93-0.98x at 512 and 1k, where
-// blocks walk fewer steps; H100, bf16, d128: results/h100-2026-12-07-bwd-one-pass/). CANDLE_FA2_BWD_ONE_PASS=1: every call (the suites' shapes are
-// short), =0: none.
+// blocks walk fewer steps; H100, bf16, d128: results/h100-2026-12-07-bwd-one-pass/).
+// CANDLE_FA2_BWD_ONE_PASS=1: every call (the suites' shapes are short), =0: none.
 constexpr int ONE_PASS_MIN_LENGTH = 2048;
 inline bool bwd_one_pass_wanted(const FlashFwdParams& p) {
     static const int mode = env_switch("CANDLE_FA2_BWD_ONE_PASS", -1);

@@ -292,7 +292,7 @@ bool encode_qk_maps(const FlashFwdParams& p, FwdTmaMaps& maps) {
 // Whether the call can run here: a dense batch whose q, k and v TMA can address. Fills `maps`.
 template <typename Tr>
 bool fwd_tma_maps(const FlashFwdParams& p, FwdTmaMaps& maps) {
-    if (p.cu_seqlens_q || p.cu_seqlens_k || p.seqused_k || p.block_table) return false;
+    if (!dense_batch(p)) return false;
     return encode_qk_maps<Tr>(p, maps) &&
            encode_rows_map(&maps.v, p.v, p.batch, p.seqlen_k, p.heads_kv, p.head_dim, p.v_batch_stride,
                            p.v_row_stride, p.v_head_stride, Tr::BLOCK_N);

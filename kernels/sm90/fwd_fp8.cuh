@@ -78,7 +78,7 @@ cudaError_t run_fwd_fp8(const FlashFp8Params& f, cudaStream_t stream) {
         using Tr = typename Fp8Config<HEAD_DIM>::Traits;
         const FlashFwdParams& p = f.fwd;
         if (p.head_dim % 16 != 0 || p.head_dim > HEAD_DIM || f.v_keys % 16 != 0 || f.v_keys < p.seqlen_k ||
-            p.cu_seqlens_q || p.cu_seqlens_k || p.seqused_k || p.block_table)
+            !dense_batch(p))
             return cudaErrorInvalidValue;
         FwdTmaMaps maps;
         if (!fp8_tma_maps<Tr>(f, maps)) return cudaErrorNotSupported;
