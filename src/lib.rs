@@ -197,7 +197,12 @@ pub fn flash_attn_kvcache_with_lse(
         let (out, lse) = run_op(q, k_cache, v_cache, spec)?;
         return Ok((out.detach(), lse));
     };
-    // CPU: the counts are already on the host; each sequence runs over its own keys.
+    // CPU: the counts are already on the host. Short queries decode the whole batch in place; longer ones
+    // run sequence by sequence over their own keys.
+    let lengths: Vec<usize> = lens.iter().map(|&len| len as usize).collect();
+    if let Some(result) = cpu::decode_cache(&spec, q, (k_cache, v_cache), &lengths, None)? {
+        return Ok(result);
+    }
     let mut outs = Vec::with_capacity(lens.len());
     let mut lses = Vec::with_capacity(lens.len());
     for (b, &len) in lens.iter().enumerate() {

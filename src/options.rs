@@ -46,9 +46,10 @@ pub struct AttnOptions {
     /// The order of the adds varies, so dQ is not bitwise repeatable. Off by default: both
     /// backwards, CPU and CUDA, are deterministic.
     pub dq_atomics: bool,
-    /// The split-KV decode only (CUDA, `seqlen_q <= 16` or [`crate::flash_attn_kvcache`]): cut each
-    /// sequence's keys into this many ranges, one thread block each, merged by LSE. `None`: a heuristic from
-    /// the GPU's SM count, batch, heads and length. 1 to 128; for tests and benchmarks.
+    /// The split-KV decode only (`seqlen_q <= 16`, dense, KV-cache or paged calls): cut each sequence's keys
+    /// into this many ranges (a thread block each on CUDA, a work item each on the CPU), merged by LSE.
+    /// `None`: a heuristic from the GPU's SM count or the CPU's threads, batch, heads and length. 1 to 128;
+    /// for tests and benchmarks.
     pub num_splits: Option<usize>,
 }
 

@@ -4,7 +4,7 @@
 
 use candle_core::{bail, DType, Device, Result, Tensor};
 
-use crate::validate::{self, AttnSpec, Band, KeyLengths, KeysLayout};
+use crate::validate::{self, AttnSpec, Band, KeyLengths, KeysLayout, Paged};
 use crate::{flash_attn_with_lse, no_keys, run_op, AttnDims, AttnOptions};
 
 /// A paged K/V cache of one layer, as vLLM and FlashInfer keep it: fixed-size pages of keys and values
@@ -201,6 +201,18 @@ fn ragged_cpu(q: &Tensor, k: &Tensor, v: &Tensor, spec: &AttnSpec, opts: &AttnOp
         Some(p) => Some(p.block_table.to_dtype(DType::U32)?.to_vec2::<u32>()?),
         None => None,
     };
+    if let (Some(table), Some(paged)) = (&block_table, &r.paged) {
+        for (b, &len_k) in key_lengths.iter().enumerate() {
+            sequence_pages(b, len_k, table, paged)?;
+        }
+        // Short dense queries (decode) read the pages in place, the whole batch at once.
+        if q_rows.is_none() {
+            let pages = crate::cpu::Pages { block_table: table, page_size: paged.page_size };
+            if let Some(result) = crate::cpu::decode_cache(spec, q, (k, v), &key_lengths, Some(pages))? {
+                return Ok(result);
+            }
+        }
+    }
     let mut parts = Vec::with_capacity(dims.batch);
     let mut key_start = 0;
     for (b, &len_k) in key_lengths.iter().enumerate() {
@@ -208,16 +220,16 @@ fn ragged_cpu(q: &Tensor, k: &Tensor, v: &Tensor, spec: &AttnSpec, opts: &AttnOp
             Some(cu) => q.narrow(0, cu[b], cu[b + 1] - cu[b])?.unsqueeze(0)?,
             None => q.narrow(0, b, 1)?,
         };
+        if let (Some(table), Some(paged)) = (&block_table, &r.paged) {
+            // A sequence of a few query rows (a decode in a mixed batch) reads its pages in place.
+            if let Some(part) = decode_sequence_in_place(spec, &q_b, (k, v), (b, len_k), table, paged)? {
+                parts.push(part);
+                continue;
+            }
+        }
         let (k_b, v_b) = match (&block_table, &r.paged) {
             (Some(table), Some(paged)) => {
-                let capacity = table[b].len() * paged.page_size;
-                if len_k > capacity {
-                    bail!("flash_attn: sequence {b} has {len_k} keys, more than its {capacity} (block_table columns x page_size)")
-                }
-                let pages = &table[b][..len_k.div_ceil(paged.page_size)];
-                if let Some(&bad) = pages.iter().find(|&&p| p as usize >= paged.num_pages) {
-                    bail!("flash_attn: block_table[{b}] names page {bad}, but the cache has {} pages", paged.num_pages)
-                }
+                let pages = sequence_pages(b, len_k, table, paged)?;
                 let index = Tensor::new(pages, &Device::Cpu)?;
                 let gather = |t: &Tensor| -> Result<Tensor> {
                     let (_, ps, h, d) = t.dims4()?;
@@ -242,6 +254,39 @@ fn ragged_cpu(q: &Tensor, k: &Tensor, v: &Tensor, spec: &AttnSpec, opts: &AttnOp
     } else {
         Ok((Tensor::cat(&outs, 0)?, Tensor::cat(&lses, 0)?))
     }
+}
+
+/// Sequence `b` of a paged call on the CPU decode path, its block table row (already checked by
+/// [`sequence_pages`]) read in place: q_b (1, len_q, heads_q, head_dim) against its first `len_k` keys.
+/// `None` where that path does not take it (no query rows, more than 16, or a cache it cannot read in place).
+fn decode_sequence_in_place(
+    spec: &AttnSpec,
+    q_b: &Tensor,
+    (k, v): (&Tensor, &Tensor),
+    (b, len_k): (usize, usize),
+    table: &[Vec<u32>],
+    paged: &Paged,
+) -> Result<Option<(Tensor, Tensor)>> {
+    let len_q = q_b.dim(1)?;
+    if len_q == 0 {
+        return Ok(None);
+    }
+    let one = AttnSpec { dims: AttnDims { batch: 1, seqlen_q: len_q, ..spec.dims }, ragged: None, ..spec.clone() };
+    let pages = crate::cpu::Pages { block_table: std::slice::from_ref(&table[b]), page_size: paged.page_size };
+    crate::cpu::decode_cache(&one, q_b, (k, v), &[len_k], Some(pages))
+}
+
+/// The pages holding sequence `b`'s `len_k` keys, checked: within its block table row and the cache.
+fn sequence_pages<'t>(b: usize, len_k: usize, table: &'t [Vec<u32>], paged: &Paged) -> Result<&'t [u32]> {
+    let capacity = table[b].len() * paged.page_size;
+    if len_k > capacity {
+        bail!("flash_attn: sequence {b} has {len_k} keys, more than its {capacity} (block_table columns x page_size)")
+    }
+    let pages = &table[b][..len_k.div_ceil(paged.page_size)];
+    if let Some(&bad) = pages.iter().find(|&&p| p as usize >= paged.num_pages) {
+        bail!("flash_attn: block_table[{b}] names page {bad}, but the cache has {} pages", paged.num_pages)
+    }
+    Ok(pages)
 }
 
 /// One sequence on the CPU: q (1, len_q, ..) against k, v (1, len_k, ..), bottom-right aligned; rows that

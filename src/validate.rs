@@ -82,8 +82,7 @@ pub struct AttnSpec {
     /// Read by the CUDA backward only.
     #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
     pub dq_atomics: bool,
-    /// Split count forced on the CUDA decode path (1..=[`MAX_SPLITS`]); `None`: the heuristic's.
-    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    /// Split count forced on the decode paths (1..=[`MAX_SPLITS`]); `None`: the heuristic's.
     pub num_splits: Option<usize>,
     /// (batch,) u32 key counts on q's device (sequence b sees its first `seqlens_k[b]` keys), checked by
     /// [`validate_seqlens_k`]; `dims.seqlen_k` is then the cache's capacity.
@@ -146,6 +145,19 @@ pub const MAX_HEAD_DIM: usize = 512;
 
 /// The most key ranges the split-KV decode may cut a sequence into (kernels/sm80/flash_decode_kernel.cuh).
 pub const MAX_SPLITS: usize = 128;
+
+/// Query rows per sequence up to which the forward runs a decode path (CUDA's split-KV kernel, the CPU's
+/// src/cpu/decode.rs) instead of the prefill one.
+pub const DECODE_MAX_SEQLEN_Q: usize = 16;
+
+/// Whether this call runs a decode path: short queries (decode, speculative decoding, small appends; the
+/// longest sequence's with varlen rows) unless `CANDLE_FA2_NO_DECODE` is set (any value; for timing the
+/// prefill path on the same shapes).
+pub fn runs_decode(spec: &AttnSpec) -> bool {
+    static DISABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let disabled = *DISABLED.get_or_init(|| std::env::var_os("CANDLE_FA2_NO_DECODE").is_some());
+    spec.dims.seqlen_q <= DECODE_MAX_SEQLEN_Q && !disabled
+}
 
 /// Two `Device::new_cuda(0)` calls give two distinct devices at one location, whose tensors cannot be
 /// mixed: say so rather than print two equal locations.

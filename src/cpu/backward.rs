@@ -133,7 +133,7 @@ impl Ctx<'_> {
         matmul((m, n, d), ds, BLOCK_N, false, View::rows(q, d), View::transposed(k, d));
         matmul((m, n, d), p, BLOCK_N, false, View::rows(d_o, d), View::transposed(v, d));
         let slope = self.alibi_slopes.map(|s| s[plane % spec.dims.heads_q]);
-        let mask = (!spec.band.covers(rows.clone(), keys.clone())).then_some(spec.band);
+        let masked = !spec.band.covers(rows.clone(), keys.clone());
         let mut logits = [0f32; BLOCK_N];
         for r in 0..m {
             let row = rows.start + r;
@@ -142,7 +142,7 @@ impl Ctx<'_> {
             let (p_row, ds_row) = (&mut p[r * BLOCK_N..][..n], &mut ds[r * BLOCK_N..][..n]);
             let logits = &mut logits[..n];
             logits.copy_from_slice(ds_row);
-            logits_base2(spec, slope, logits, row, keys.start, mask);
+            logits_base2(spec, &spec.band, slope, logits, row, keys.start, masked);
             let lse2 = lse * std::f32::consts::LOG2_E;
             for j in 0..n {
                 let prob = if lse == f32::NEG_INFINITY { 0.0 } else { exp2(logits[j] - lse2) };

@@ -8,9 +8,8 @@
 
 use rayon::prelude::*;
 
-use super::exp2::exp2;
-use super::lanes;
 use super::matmul::{matmul, View};
+use super::online_softmax::RowState;
 use crate::validate::{AttnDims, AttnSpec, Band};
 
 /// Query rows per work item: enough rows that each gemm amortises its setup, few enough that
@@ -63,8 +62,7 @@ impl QueryTile<'_> {
         let band = self.spec.band;
         let keys = band.key_range(self.rows.clone(), self.spec.dims.seqlen_k);
 
-        let mut row_max = [f32::NEG_INFINITY; BLOCK_M];
-        let mut row_sum = [0f32; BLOCK_M];
+        let mut rows = [RowState::EMPTY; BLOCK_M];
         let mut scores = vec![0f32; n_rows * BLOCK_N];
         o.fill(0.0);
 
@@ -74,62 +72,40 @@ impl QueryTile<'_> {
             // S = Q Kᵀ for this block (rows x n, row stride BLOCK_N).
             let k_blk = View::transposed(&self.k[kb * d..], d);
             matmul((n_rows, n, d), &mut scores, BLOCK_N, false, View::rows(self.q, d), k_blk);
-            let needs_mask = !band.covers(self.rows.clone(), block.clone());
+            let masked = !band.covers(self.rows.clone(), block.clone());
             for (r, s_row) in scores.chunks_mut(BLOCK_N).enumerate() {
-                let row = self.rows.start + r;
                 let s_row = &mut s_row[..n];
-                logits_base2(self.spec, self.slope, s_row, row, kb, needs_mask.then_some(band));
-                let block_max = lanes::max(s_row);
-                let new_max = row_max[r].max(block_max);
-                if new_max == f32::NEG_INFINITY {
-                    // Nothing visible to this row yet: P is all zeros.
-                    s_row.fill(0.0);
-                    continue;
-                }
-                s_row.iter_mut().for_each(|x| *x = exp2(*x - new_max));
-                let sum = lanes::sum(s_row);
-                if new_max > row_max[r] {
-                    let alpha = exp2(row_max[r] - new_max);
-                    row_sum[r] *= alpha;
-                    o[r * d..(r + 1) * d].iter_mut().for_each(|x| *x *= alpha);
-                    row_max[r] = new_max;
-                }
-                row_sum[r] += sum;
+                logits_base2(self.spec, &band, self.slope, s_row, self.rows.start + r, kb, masked);
+                rows[r].absorb(s_row, &mut o[r * d..(r + 1) * d]);
             }
             // O += P V for this block.
             matmul((n_rows, d, n), o, d, true, View::rows(&scores, BLOCK_N), View::rows(&self.v[kb * d..], d));
         }
 
-        for r in 0..n_rows {
-            let o_row = &mut o[r * d..(r + 1) * d];
-            if row_sum[r] > 0.0 {
-                let inv = 1.0 / row_sum[r];
-                o_row.iter_mut().for_each(|x| *x *= inv);
-                lse[r] = (row_max[r] + row_sum[r].log2()) * std::f32::consts::LN_2;
-            } else {
-                o_row.fill(0.0);
-                lse[r] = f32::NEG_INFINITY;
-            }
+        for ((row, o_row), lse) in rows.iter().zip(o.chunks_mut(d)).zip(lse) {
+            *lse = row.finish(o_row);
         }
     }
 }
 
-/// Turns raw dot products into base-2 logits in place: scale, softcap, ALiBi, mask (-inf).
+/// Turns raw dot products into base-2 logits in place: scale, softcap, ALiBi (distances from `band`'s
+/// diagonal), and `-inf` where `masked` and `band` hides the key from `row`.
 #[inline(always)]
 pub(super) fn logits_base2(
     spec: &AttnSpec,
+    band: &Band,
     slope: Option<f32>,
     s: &mut [f32],
     row: usize,
     key0: usize,
-    mask: Option<Band>,
+    masked: bool,
 ) {
     let log2e = std::f32::consts::LOG2_E;
     if spec.softcap.is_none() && slope.is_none() {
         let scale = spec.softmax_scale * log2e;
         s.iter_mut().for_each(|x| *x *= scale);
     } else {
-        let diag = row as i64 + spec.band.offset;
+        let diag = row as i64 + band.offset;
         for (j, x) in s.iter_mut().enumerate() {
             let mut logit = *x * spec.softmax_scale;
             if let Some(cap) = spec.softcap {
@@ -141,7 +117,7 @@ pub(super) fn logits_base2(
             *x = logit * log2e;
         }
     }
-    if let Some(band) = mask {
+    if masked {
         for (j, x) in s.iter_mut().enumerate() {
             if !band.is_visible(row, key0 + j) {
                 *x = f32::NEG_INFINITY;

@@ -1,18 +1,26 @@
-//! The CPU path of the op: FlashAttention-2's tiling and online softmax in Rust, parallel with rayon.
+//! The CPU path of the op: FlashAttention-2's tiling and online softmax in Rust, parallel with rayon; a
+//! decode path for short queries against a KV cache, read in place.
 
 mod backward;
+mod decode;
 mod exp2;
 mod forward;
 mod lanes;
 mod layout;
 mod matmul;
+mod online_softmax;
 
-use candle_core::{CpuStorage, DType, Device, Layout, Result, Tensor};
+use candle_core::backend::BackendStorage;
+use candle_core::op::BackpropOp;
+use candle_core::{bail, CpuStorage, DType, Device, Layout, Result, Storage, Tensor};
 
-use crate::validate::AttnSpec;
+pub use decode::Pages;
+use decode::{Cache, CacheElem, RowLayout};
+
+use crate::validate::{runs_decode, AttnSpec};
 
 /// Runs the forward pass on CPU storages; returns the output (batch, seqlen_q, heads_q, head_dim) in q's
-/// dtype and the LSE (batch, heads_q, seqlen_q) in f32.
+/// dtype and the LSE (batch, heads_q, seqlen_q) in f32. Short queries take the decode path.
 pub fn forward(
     spec: &AttnSpec,
     (q, q_l): (&CpuStorage, &Layout),
@@ -21,11 +29,81 @@ pub fn forward(
 ) -> Result<(CpuStorage, CpuStorage)> {
     let alibi_slopes = spec.alibi_slopes.as_ref().map(|s| s.to_vec1::<f32>()).transpose()?;
     let q = layout::gather_bhsd(q, q_l)?;
-    let k = layout::gather_bhsd(k, k_l)?;
-    let v = layout::gather_bhsd(v, v_l)?;
-    let (out, lse) = forward::forward(spec, alibi_slopes.as_deref(), &q, &k, &v);
+    let (out, lse) = if runs_decode(spec) && rows_contiguous(k_l) && rows_contiguous(v_l) {
+        let lengths = vec![spec.dims.seqlen_k; spec.dims.batch];
+        let call = DecodeCall { spec, alibi_slopes: alibi_slopes.as_deref(), q: &q, lengths: &lengths, pages: None };
+        call.run((k, k_l), (v, v_l))?
+    } else {
+        let k = layout::gather_bhsd(k, k_l)?;
+        let v = layout::gather_bhsd(v, v_l)?;
+        forward::forward(spec, alibi_slopes.as_deref(), &q, &k, &v)
+    };
     let out = layout::scatter_bshd(&out, spec.dims.out_shape(), spec.dtype)?;
     Ok((out, CpuStorage::F32(lse)))
+}
+
+/// The decode path for the KV-cache and paged calls (inference only): q (batch, seqlen_q, heads_q,
+/// head_dim) against k and v read in place, sequence `b` over its first `lengths[b]` keys (rows of batch
+/// entry `b`, or of its pages), which the caller has checked against the cache. Returns the output and LSE,
+/// or `None` where the path does not apply (more than 16 query rows, K/V rows not contiguous,
+/// `CANDLE_FA2_NO_DECODE` set): the caller then attends sequence by sequence.
+pub fn decode_cache(
+    spec: &AttnSpec,
+    q: &Tensor,
+    (k, v): (&Tensor, &Tensor),
+    lengths: &[usize],
+    pages: Option<Pages>,
+) -> Result<Option<(Tensor, Tensor)>> {
+    if !runs_decode(spec) || !rows_contiguous(k.layout()) || !rows_contiguous(v.layout()) {
+        return Ok(None);
+    }
+    let alibi_slopes = spec.alibi_slopes.as_ref().map(|s| s.to_vec1::<f32>()).transpose()?;
+    let ((q_s, q_l), (k_s, k_l), (v_s, v_l)) = (q.storage_and_layout(), k.storage_and_layout(), v.storage_and_layout());
+    let (Storage::Cpu(q_s), Storage::Cpu(k_s), Storage::Cpu(v_s)) = (&*q_s, &*k_s, &*v_s) else {
+        bail!("flash_attn: the CPU decode path was given tensors on another device")
+    };
+    let q = layout::gather_bhsd(q_s, q_l)?;
+    let call = DecodeCall { spec, alibi_slopes: alibi_slopes.as_deref(), q: &q, lengths, pages };
+    let (out, lse) = call.run((k_s, k_l), (v_s, v_l))?;
+    let out = layout::scatter_bshd(&out, spec.dims.out_shape(), spec.dtype)?;
+    let wrap = |s: CpuStorage, shape: candle_core::Shape| {
+        Tensor::from_storage(Storage::Cpu(s), shape, BackpropOp::none(), false)
+    };
+    Ok(Some((wrap(out, spec.out_shape()), wrap(CpuStorage::F32(lse), spec.lse_shape()))))
+}
+
+/// Whether each K/V row's head_dim elements are contiguous, as the decode path reads them.
+fn rows_contiguous(l: &Layout) -> bool {
+    l.dims()[3] <= 1 || l.stride()[3] == 1
+}
+
+/// A decode call: the query planes (batch, heads_q, seqlen_q, head_dim) in f32, and where the keys are.
+struct DecodeCall<'a> {
+    spec: &'a AttnSpec,
+    alibi_slopes: Option<&'a [f32]>,
+    q: &'a [f32],
+    lengths: &'a [usize],
+    pages: Option<Pages<'a>>,
+}
+
+impl DecodeCall<'_> {
+    fn run(self, (k, k_l): (&CpuStorage, &Layout), (v, v_l): (&CpuStorage, &Layout)) -> Result<(Vec<f32>, Vec<f32>)> {
+        Ok(match (k, v) {
+            (CpuStorage::F32(k), CpuStorage::F32(v)) => self.on((k, k_l), (v, v_l)),
+            (CpuStorage::F16(k), CpuStorage::F16(v)) => self.on((k, k_l), (v, v_l)),
+            (CpuStorage::BF16(k), CpuStorage::BF16(v)) => self.on((k, k_l), (v, v_l)),
+            (k, v) => bail!("flash_attn: unsupported k / v dtypes {:?} / {:?} on cpu", k.dtype(), v.dtype()),
+        })
+    }
+
+    fn on<T: CacheElem>(self, (k, k_l): (&[T], &Layout), (v, v_l): (&[T], &Layout)) -> (Vec<f32>, Vec<f32>) {
+        let rows = |l: &Layout| {
+            let s = l.stride();
+            RowLayout { start: l.start_offset(), outer_stride: s[0], row_stride: s[1], head_stride: s[2] }
+        };
+        let cache = Cache { k, v, k_rows: rows(k_l), v_rows: rows(v_l), lengths: self.lengths, pages: self.pages };
+        decode::decode(self.spec, self.alibi_slopes, self.q, &cache)
+    }
 }
 
 /// Gradients of the op for q, k, v (each in its input's dtype and shape), from the forward's output and

@@ -298,7 +298,7 @@ fn launch<T: CudaDType + DeviceRepr>(
         )?;
         // The runtime API launches into the current context: make it candle's.
         stream.context().bind_to_thread().map_err(|e| candle_core::Error::Cuda(Box::new(e)))?;
-        if runs_decode(spec) {
+        if crate::validate::runs_decode(spec) {
             launch_decode(spec, params, &dev, &stream)
         } else {
             // SAFETY: every pointer in `params` is a live device allocation of the size its dims and strides
@@ -501,18 +501,6 @@ pub fn fp8_forward(
         wrap(bf16::wrap_cuda_slice(out, dev.clone()), spec.out_shape()),
         wrap(f32::wrap_cuda_slice(lse, dev), spec.lse_shape()),
     )))
-}
-
-/// Query rows up to which the forward runs the split-KV decode kernel instead of the prefill one.
-pub const DECODE_MAX_SEQLEN_Q: usize = 16;
-
-/// Whether this call runs the split-KV decode kernel: for short queries (decode, speculative decoding, small
-/// appends; the longest sequence's with varlen rows) unless `CANDLE_FA2_NO_DECODE` is set (any value; for
-/// timing the prefill kernel on the same shapes).
-fn runs_decode(spec: &AttnSpec) -> bool {
-    static DISABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    let disabled = *DISABLED.get_or_init(|| std::env::var_os("CANDLE_FA2_NO_DECODE").is_some());
-    spec.dims.seqlen_q <= DECODE_MAX_SEQLEN_Q && !disabled
 }
 
 /// The split-KV decode: picks the split count (the caller's, or the heuristic's for this GPU), allocates the
