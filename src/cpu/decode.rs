@@ -206,8 +206,9 @@ impl<T: CacheElem> Group<'_, T> {
         self.attend_portable(keys, o, lse)
     }
 
-    /// [`Self::attend`] compiled for AVX2: its loops vectorise over 8 lanes where the baseline x86-64 target
-    /// has 4 (a build for the native CPU, `-C target-cpu=native`, gets this from the portable one).
+    /// [`Self::attend`] compiled for AVX2: its own loops (widening, logits, softmax) vectorise over 8 lanes
+    /// where the baseline x86-64 target has 4; the products are gemm's, which picks its kernels at run time
+    /// itself (a build for the native CPU, `-C target-cpu=native`, gets this from the portable one).
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
     fn attend_avx2(&self, keys: Range<usize>, o: &mut [f32], lse: &mut [f32]) {
