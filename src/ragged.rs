@@ -201,10 +201,16 @@ fn ragged_cpu(q: &Tensor, k: &Tensor, v: &Tensor, spec: &AttnSpec, opts: &AttnOp
         Some(p) => Some(p.block_table.to_dtype(DType::U32)?.to_vec2::<u32>()?),
         None => None,
     };
+    // Each sequence's pages, checked before any of them is read.
+    let pages: Vec<&[u32]> = match (&block_table, &r.paged) {
+        (Some(table), Some(paged)) => key_lengths
+            .iter()
+            .enumerate()
+            .map(|(b, &len_k)| sequence_pages(b, len_k, table, paged))
+            .collect::<Result<_>>()?,
+        _ => Vec::new(),
+    };
     if let (Some(table), Some(paged)) = (&block_table, &r.paged) {
-        for (b, &len_k) in key_lengths.iter().enumerate() {
-            sequence_pages(b, len_k, table, paged)?;
-        }
         // Short dense queries (decode) read the pages in place, the whole batch at once.
         if q_rows.is_none() {
             let pages = crate::cpu::Pages { block_table: table, page_size: paged.page_size };
@@ -227,20 +233,16 @@ fn ragged_cpu(q: &Tensor, k: &Tensor, v: &Tensor, spec: &AttnSpec, opts: &AttnOp
                 continue;
             }
         }
-        let (k_b, v_b) = match (&block_table, &r.paged) {
-            (Some(table), Some(paged)) => {
-                let pages = sequence_pages(b, len_k, table, paged)?;
-                let index = Tensor::new(pages, &Device::Cpu)?;
-                let gather = |t: &Tensor| -> Result<Tensor> {
-                    let (_, ps, h, d) = t.dims4()?;
-                    t.index_select(&index, 0)?.reshape((1, pages.len() * ps, h, d))?.narrow(1, 0, len_k)
-                };
-                (gather(k)?, gather(v)?)
-            }
-            _ => {
-                let rows = |t: &Tensor| t.narrow(0, key_start, len_k)?.unsqueeze(0);
-                (rows(k)?, rows(v)?)
-            }
+        let (k_b, v_b) = if r.paged.is_some() {
+            let index = Tensor::new(pages[b], &Device::Cpu)?;
+            let gather = |t: &Tensor| -> Result<Tensor> {
+                let (_, ps, h, d) = t.dims4()?;
+                t.index_select(&index, 0)?.reshape((1, pages[b].len() * ps, h, d))?.narrow(1, 0, len_k)
+            };
+            (gather(k)?, gather(v)?)
+        } else {
+            let rows = |t: &Tensor| t.narrow(0, key_start, len_k)?.unsqueeze(0);
+            (rows(k)?, rows(v)?)
         };
         key_start += len_k;
         parts.push(attend_one(&q_b, &k_b, &v_b, spec, opts)?);

@@ -27,17 +27,15 @@ pub fn forward(
     (k, k_l): (&CpuStorage, &Layout),
     (v, v_l): (&CpuStorage, &Layout),
 ) -> Result<(CpuStorage, CpuStorage)> {
+    if takes_decode(spec, k_l, v_l) {
+        let lengths = vec![spec.dims.seqlen_k; spec.dims.batch];
+        return decode_storages(spec, (q, q_l), (k, k_l), (v, v_l), &lengths, None);
+    }
     let alibi_slopes = spec.alibi_slopes.as_ref().map(|s| s.to_vec1::<f32>()).transpose()?;
     let q = layout::gather_bhsd(q, q_l)?;
-    let (out, lse) = if runs_decode(spec) && rows_contiguous(k_l) && rows_contiguous(v_l) {
-        let lengths = vec![spec.dims.seqlen_k; spec.dims.batch];
-        let call = DecodeCall { spec, alibi_slopes: alibi_slopes.as_deref(), q: &q, lengths: &lengths, pages: None };
-        call.run((k, k_l), (v, v_l))?
-    } else {
-        let k = layout::gather_bhsd(k, k_l)?;
-        let v = layout::gather_bhsd(v, v_l)?;
-        forward::forward(spec, alibi_slopes.as_deref(), &q, &k, &v)
-    };
+    let k = layout::gather_bhsd(k, k_l)?;
+    let v = layout::gather_bhsd(v, v_l)?;
+    let (out, lse) = forward::forward(spec, alibi_slopes.as_deref(), &q, &k, &v);
     let out = layout::scatter_bshd(&out, spec.dims.out_shape(), spec.dtype)?;
     Ok((out, CpuStorage::F32(lse)))
 }
@@ -54,27 +52,43 @@ pub fn decode_cache(
     lengths: &[usize],
     pages: Option<Pages>,
 ) -> Result<Option<(Tensor, Tensor)>> {
-    if !runs_decode(spec) || !rows_contiguous(k.layout()) || !rows_contiguous(v.layout()) {
+    if !takes_decode(spec, k.layout(), v.layout()) {
         return Ok(None);
     }
-    let alibi_slopes = spec.alibi_slopes.as_ref().map(|s| s.to_vec1::<f32>()).transpose()?;
     let ((q_s, q_l), (k_s, k_l), (v_s, v_l)) = (q.storage_and_layout(), k.storage_and_layout(), v.storage_and_layout());
     let (Storage::Cpu(q_s), Storage::Cpu(k_s), Storage::Cpu(v_s)) = (&*q_s, &*k_s, &*v_s) else {
         bail!("flash_attn: the CPU decode path was given tensors on another device")
     };
-    let q = layout::gather_bhsd(q_s, q_l)?;
-    let call = DecodeCall { spec, alibi_slopes: alibi_slopes.as_deref(), q: &q, lengths, pages };
-    let (out, lse) = call.run((k_s, k_l), (v_s, v_l))?;
-    let out = layout::scatter_bshd(&out, spec.dims.out_shape(), spec.dtype)?;
+    let (out, lse) = decode_storages(spec, (q_s, q_l), (k_s, k_l), (v_s, v_l), lengths, pages)?;
     let wrap = |s: CpuStorage, shape: candle_core::Shape| {
         Tensor::from_storage(Storage::Cpu(s), shape, BackpropOp::none(), false)
     };
-    Ok(Some((wrap(out, spec.out_shape()), wrap(CpuStorage::F32(lse), spec.lse_shape()))))
+    Ok(Some((wrap(out, spec.out_shape()), wrap(lse, spec.lse_shape()))))
 }
 
-/// Whether each K/V row's head_dim elements are contiguous, as the decode path reads them.
-fn rows_contiguous(l: &Layout) -> bool {
-    l.dims()[3] <= 1 || l.stride()[3] == 1
+/// Whether a call runs the decode path: short queries (`runs_decode`), and K/V rows whose head_dim
+/// elements are contiguous, as the path reads them.
+fn takes_decode(spec: &AttnSpec, k_l: &Layout, v_l: &Layout) -> bool {
+    let rows_contiguous = |l: &Layout| l.dims()[3] <= 1 || l.stride()[3] == 1;
+    runs_decode(spec) && rows_contiguous(k_l) && rows_contiguous(v_l)
+}
+
+/// The decode path on CPU storages: the output (batch, seqlen_q, heads_q, head_dim) in q's dtype and the
+/// LSE (batch, heads_q, seqlen_q) in f32.
+fn decode_storages(
+    spec: &AttnSpec,
+    (q, q_l): (&CpuStorage, &Layout),
+    k: (&CpuStorage, &Layout),
+    v: (&CpuStorage, &Layout),
+    lengths: &[usize],
+    pages: Option<Pages>,
+) -> Result<(CpuStorage, CpuStorage)> {
+    let alibi_slopes = spec.alibi_slopes.as_ref().map(|s| s.to_vec1::<f32>()).transpose()?;
+    let q = layout::gather_bhsd(q, q_l)?;
+    let call = DecodeCall { spec, alibi_slopes: alibi_slopes.as_deref(), q: &q, lengths, pages };
+    let (out, lse) = call.run(k, v)?;
+    let out = layout::scatter_bshd(&out, spec.dims.out_shape(), spec.dtype)?;
+    Ok((out, CpuStorage::F32(lse)))
 }
 
 /// A decode call: the query planes (batch, heads_q, seqlen_q, head_dim) in f32, and where the keys are.
